@@ -1,0 +1,1 @@
+"""coldmig_fsm."""

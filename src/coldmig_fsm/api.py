@@ -1,0 +1,345 @@
+"""The API role: checks a request, makes the first compare-and-swap write, sends it on.
+
+Every request goes through two halves, which a caller may also run separately to model
+two API workers racing on one instance:
+
+* :meth:`ComputeAPI.prepare` applies the guards in Nova's order (policy, instance exists,
+  lock, vm_state/task_state, then the action's own checks) on the instance as read now,
+  and returns a :class:`PreparedRequest`. It writes nothing.
+* :meth:`ComputeAPI.submit` saves the new state with a compare-and-swap on the task_state
+  that was read (and on the migration status for confirm/revert), records the instance
+  action and queues the first message, all in one atomic block. When another request
+  won in between, it raises ``UnexpectedTaskStateError`` (or, for confirm/revert,
+  ``MigrationNotFoundByStatus``) and changes nothing.
+
+Guard errors are raised synchronously; what happens later is the outcome of the request
+(see :class:`coldmig_fsm.Operation`).
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import Final
+
+import attrs
+
+from . import messages
+from .exceptions import (
+    CannotMigrateToSameHost,
+    CannotResizeDisk,
+    CannotResizeToSameFlavor,
+    ComputeHostNotFound,
+    FlavorNotFound,
+    InstanceNotFound,
+    MigrationNotFoundByStatus,
+    PolicyNotAuthorized,
+    QuotaError,
+    UnexpectedMigrationStatusError,
+)
+from .guards import GuardContext, PolicyRule, require_policy
+from .records import Caller, Flavor, Instance, InstanceAction, Migration, Outcome, RequestRecord
+from .runtime import Runtime
+from .states import MigrationStatus, TaskState, VmState
+
+__all__ = ["ACTION_NAMES", "ComputeAPI", "PreparedRequest"]
+
+ACTION_NAMES: Final = {
+    "migrate": "migrate",
+    "resize": "resize",
+    "confirm_resize": "confirmResize",
+    "revert_resize": "revertResize",
+    "stop": "stop",
+    "start": "start",
+    "delete": "delete",
+    "lock": "lock",
+    "unlock": "unlock",
+}
+"""Trigger → Nova's instance-action name."""
+
+
+@attrs.frozen
+class PreparedRequest:
+    """A request that passed every guard on the instance as it was read.
+
+    ``updated`` is the instance to save; ``read_task_state`` the task_state the save
+    expects. For confirm/revert, ``migration`` is the migration to move from ``finished``.
+    """
+
+    trigger: str
+    caller: Caller
+    instance: Instance
+    updated: Instance
+    message: messages.Message | None
+    migration: Migration | None = None
+    request_id: str = attrs.field(factory=lambda: f"req-{uuidlib.uuid4()}")
+
+    @property
+    def read_task_state(self) -> TaskState | None:
+        return self.instance.task_state
+
+
+class ComputeAPI:
+    """The API role."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    # -- lookups ------------------------------------------------------------------------
+
+    def get_instance(self, uuid: str, caller: Caller) -> Instance:
+        """The instance as ``caller`` may see it.
+
+        Raises:
+            InstanceNotFound: no such instance, deleted, or another project's (non-admin).
+        """
+        try:
+            instance = self._rt.store.get_instance(uuid)
+        except InstanceNotFound:
+            raise InstanceNotFound(f"Instance {uuid} could not be found.") from None
+        hidden = not caller.is_admin and caller.project_id != instance.project_id
+        if hidden or instance.vm_state is VmState.DELETED:
+            raise InstanceNotFound(f"Instance {uuid} could not be found.")
+        return instance
+
+    def _guarded(self, trigger: str, uuid: str, caller: Caller) -> Instance:
+        """Policy, existence, then the machine's guards (lock, states) for ``trigger``."""
+        rule = self._rt.machine.rule(trigger)
+        ctx = GuardContext(trigger, caller, None)
+        for guard in rule.guards:
+            if not guard.needs_instance:
+                failure = guard(ctx)
+                if failure is not None:
+                    raise failure.to_exception()
+        instance = self.get_instance(uuid, caller)
+        failure = self._rt.machine.check(trigger, GuardContext(trigger, caller, instance))
+        if failure is not None:
+            raise failure.to_exception()
+        return instance
+
+    def _advance(self, trigger: str, instance: Instance, caller: Caller) -> Instance:
+        moved, _ = self._rt.transition(trigger, instance, caller=caller)
+        return moved
+
+    # -- prepare ------------------------------------------------------------------------
+
+    def prepare_migrate(
+        self, uuid: str, caller: Caller, host: str | None = None
+    ) -> PreparedRequest:
+        instance = self._guarded("migrate", uuid, caller)
+        if host is not None:
+            if self._rt.store.get_host(host) is None:
+                raise ComputeHostNotFound(f"Compute host {host} could not be found.")
+            if host == instance.host:
+                raise CannotMigrateToSameHost(
+                    f"Cannot migrate instance {instance.describe()} to its current host {host}"
+                )
+        return self._move("migrate", instance, caller, instance.flavor, host)
+
+    def prepare_resize(self, uuid: str, flavor_id: str, caller: Caller) -> PreparedRequest:
+        instance = self._guarded("resize", uuid, caller)
+        new = self._rt.store.get_flavor(flavor_id)
+        if new is None or new.disabled:
+            raise FlavorNotFound(f"Flavor {flavor_id} could not be found.")
+        if new.id == instance.flavor:
+            raise CannotResizeToSameFlavor(
+                f"Instance {instance.describe()} already has flavor {new.id}"
+            )
+        old = self._rt.flavor(instance.flavor)
+        if new.root_gb < old.root_gb:
+            raise CannotResizeDisk(
+                f"Resize of {instance.describe()} to {new.id} would shrink the root disk "
+                f"from {old.root_gb} GB to {new.root_gb} GB"
+            )
+        self._check_quota(instance, old, new)
+        return self._move("resize", instance, caller, new.id, None)
+
+    def _move(
+        self,
+        trigger: str,
+        instance: Instance,
+        caller: Caller,
+        flavor_id: str,
+        host: str | None,
+    ) -> PreparedRequest:
+        updated = attrs.evolve(self._advance(trigger, instance, caller), progress=0)
+        prepared = PreparedRequest(trigger, caller, instance, updated, None)
+        message = messages.MigrateServer(
+            prepared.request_id, instance.uuid, flavor_id=flavor_id, target_host=host
+        )
+        return attrs.evolve(prepared, message=message)
+
+    def _check_quota(self, instance: Instance, old: Flavor, new: Flavor) -> None:
+        project = self._rt.store.get_project(instance.project_id)
+        if project is None:
+            return
+        grow_cores = max(0, new.vcpus - old.vcpus)
+        grow_ram = max(0, new.ram_mb - old.ram_mb)
+        used_cores = used_ram = 0
+        for other in self._rt.store.list_instances():
+            if other.project_id != instance.project_id or other.vm_state is VmState.DELETED:
+                continue
+            for consumer in (other.uuid, *self._migration_consumers(other)):
+                for held in self._rt.store.allocations(consumer).values():
+                    used_cores += held.vcpus
+                    used_ram += held.ram_mb
+        for limit, used, grow, what in (
+            (project.cores, used_cores, grow_cores, "cores"),
+            (project.ram_mb, used_ram, grow_ram, "ram"),
+        ):
+            if grow and limit is not None and used + grow > limit:
+                raise QuotaError(
+                    f"Quota exceeded for {what}: requested {grow}, but already used {used} "
+                    f"of {limit} {what} (project {instance.project_id})"
+                )
+
+    def _migration_consumers(self, instance: Instance) -> list[str]:
+        if instance.migration_id is None:
+            return []
+        return [self._rt.store.get_migration(instance.migration_id).uuid]
+
+    def _finished_migration(self, instance: Instance) -> Migration:
+        for migration in reversed(self._rt.store.list_migrations(instance.uuid)):
+            if migration.status is MigrationStatus.FINISHED:
+                return migration
+        raise MigrationNotFoundByStatus(
+            f"Instance {instance.describe()} has no migration in status finished"
+        )
+
+    def prepare_confirm_resize(self, uuid: str, caller: Caller) -> PreparedRequest:
+        instance = self._guarded("confirm_resize", uuid, caller)
+        migration = self._finished_migration(instance)
+        updated = self._advance("confirm_resize", instance, caller)
+        prepared = PreparedRequest("confirm_resize", caller, instance, updated, None, migration)
+        message = messages.ConfirmResize(
+            prepared.request_id, instance.uuid, migration.source_compute, migration.id
+        )
+        return attrs.evolve(prepared, message=message)
+
+    def prepare_revert_resize(self, uuid: str, caller: Caller) -> PreparedRequest:
+        instance = self._guarded("revert_resize", uuid, caller)
+        migration = self._finished_migration(instance)
+        updated = self._advance("revert_resize", instance, caller)
+        prepared = PreparedRequest("revert_resize", caller, instance, updated, None, migration)
+        dest = migration.dest_compute
+        assert dest is not None  # a finished migration has a destination
+        message = messages.RevertResize(prepared.request_id, instance.uuid, dest, migration.id)
+        return attrs.evolve(prepared, message=message)
+
+    def prepare_power(self, trigger: str, uuid: str, caller: Caller) -> PreparedRequest:
+        """``stop``, ``start`` or ``delete``."""
+        instance = self._guarded(trigger, uuid, caller)
+        updated = self._advance(trigger, instance, caller)
+        prepared = PreparedRequest(trigger, caller, instance, updated, None)
+        kinds: dict[str, type[messages.StopInstance | messages.StartInstance]] = {
+            "stop": messages.StopInstance,
+            "start": messages.StartInstance,
+        }
+        message: messages.Message
+        if trigger == "delete":
+            message = messages.TerminateInstance(prepared.request_id, instance.uuid, instance.host)
+        else:
+            message = kinds[trigger](prepared.request_id, instance.uuid, instance.host)
+        return attrs.evolve(prepared, message=message)
+
+    # -- submit -------------------------------------------------------------------------
+
+    def submit(self, prepared: PreparedRequest) -> str:
+        """Save, record and send ``prepared`` atomically; return its request id.
+
+        Raises:
+            UnexpectedTaskStateError: the instance's task_state changed since it was read.
+            MigrationNotFoundByStatus: (confirm/revert) the migration left ``finished``.
+        """
+        store = self._rt.store
+        instance = prepared.instance
+        with store.atomic():
+            store.save_instance(prepared.updated, expected_task_state=[prepared.read_task_state])
+            migration = prepared.migration
+            if migration is not None:
+                status = (
+                    MigrationStatus.CONFIRMING
+                    if prepared.trigger == "confirm_resize"
+                    else MigrationStatus.REVERTING
+                )
+                try:
+                    store.save_migration(
+                        attrs.evolve(migration, status=status, updated_at=self._rt.clock.now()),
+                        expected_status=[MigrationStatus.FINISHED],
+                    )
+                except UnexpectedMigrationStatusError:
+                    raise MigrationNotFoundByStatus(
+                        f"Instance {instance.describe()} has no migration in status finished "
+                        "(a concurrent request took it)"
+                    ) from None
+            self._record(prepared.request_id, prepared.trigger, instance, prepared.caller)
+            if prepared.message is not None:
+                store.push_message(prepared.message)
+        return prepared.request_id
+
+    def _record(self, request_id: str, trigger: str, instance: Instance, caller: Caller) -> None:
+        action = ACTION_NAMES[trigger]
+        self._rt.store.add_action(
+            InstanceAction(
+                request_id=request_id,
+                instance_uuid=instance.uuid,
+                action=action,
+                project_id=caller.project_id or instance.project_id,
+                user_id=caller.user_id,
+                start_time=self._rt.clock.now(),
+            )
+        )
+        self._rt.open_request(RequestRecord(request_id, action, instance.uuid))
+
+    # -- one-call entry points ----------------------------------------------------------
+
+    def migrate(self, uuid: str, caller: Caller, host: str | None = None) -> str:
+        return self.submit(self.prepare_migrate(uuid, caller, host))
+
+    def resize(self, uuid: str, flavor_id: str, caller: Caller) -> str:
+        return self.submit(self.prepare_resize(uuid, flavor_id, caller))
+
+    def confirm_resize(self, uuid: str, caller: Caller) -> str:
+        return self.submit(self.prepare_confirm_resize(uuid, caller))
+
+    def revert_resize(self, uuid: str, caller: Caller) -> str:
+        return self.submit(self.prepare_revert_resize(uuid, caller))
+
+    def stop(self, uuid: str, caller: Caller) -> str:
+        return self.submit(self.prepare_power("stop", uuid, caller))
+
+    def start(self, uuid: str, caller: Caller) -> str:
+        return self.submit(self.prepare_power("start", uuid, caller))
+
+    def delete(self, uuid: str, caller: Caller) -> str:
+        return self.submit(self.prepare_power("delete", uuid, caller))
+
+    def lock(self, uuid: str, caller: Caller) -> str:
+        """Lock the instance (owner or admin); records who locked it."""
+        return self._set_lock(uuid, caller, locked=True)
+
+    def unlock(self, uuid: str, caller: Caller) -> str:
+        """Unlock; only an admin may unlock what an admin locked."""
+        return self._set_lock(uuid, caller, locked=False)
+
+    def _set_lock(self, uuid: str, caller: Caller, *, locked: bool) -> str:
+        trigger = "lock" if locked else "unlock"
+        policy = require_policy(PolicyRule.ADMIN_OR_OWNER)
+        failure = policy(GuardContext(trigger, caller, None))
+        if failure is not None:
+            raise failure.to_exception()
+        instance = self.get_instance(uuid, caller)
+        if not locked and instance.locked_by == "admin" and not caller.is_admin:
+            raise PolicyNotAuthorized(
+                f"Instance {instance.describe()} was locked by an admin; only an admin "
+                "may unlock it"
+            )
+        updated = attrs.evolve(
+            instance, locked=locked, locked_by=caller.role if locked else None
+        )
+        request_id = f"req-{uuidlib.uuid4()}"
+        with self._rt.store.atomic():
+            self._rt.store.save_instance(updated)
+            self._record(request_id, trigger, instance, caller)
+            self._rt.notify(f"instance.{trigger}", updated, updated.host)
+            self._rt.settle(request_id, Outcome.SUCCEEDED)
+        return request_id

@@ -1,0 +1,383 @@
+"""The facade: a whole cloud in one object, for harnesses, scripts and tests.
+
+:class:`Cloud` wires the roles (API, conductor, one compute service per host) to one
+store, one clock and the hypervisor drivers, and moves the messages between them. Every
+operation returns an :class:`Operation` handle at once (guard errors are raised before
+that, with nothing changed); :meth:`Operation.wait` delivers messages until the request
+has settled. :meth:`Cloud.step` delivers exactly one message, so a test can stop between
+any two hops, look, race another request in, and go on.
+
+Example::
+
+    cloud = Cloud.build(
+        hosts=[Host("host-a", 8, 16384, 200), Host("host-b", 8, 16384, 200)],
+        flavors=[Flavor("m1.tiny", 1, 512, 1)],
+    )
+    vm = cloud.boot("vm1", flavor="m1.tiny", host="host-a")
+    cloud.migrate("vm1").wait()          # -> OperationResult(outcome=succeeded)
+    cloud.instance("vm1").vm_state       # VmState.RESIZED
+    cloud.confirm_resize("vm1").wait()
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from . import claims, exceptions
+from .api import ComputeAPI
+from .clock import Clock, ManualClock
+from .compute import ComputeService
+from .conductor import Conductor
+from .drivers.base import HypervisorDriver
+from .drivers.fake import FakeDriver, FakeHypervisor
+from .exceptions import ColdmigError, InstanceNotFound
+from .machine import MACHINE, Machine
+from .messages import CONDUCTOR, Message
+from .records import (
+    Caller,
+    CloudConfig,
+    Fault,
+    Flavor,
+    Host,
+    Instance,
+    InstanceAction,
+    Migration,
+    Notification,
+    Outcome,
+    Project,
+    RequestRecord,
+    Resources,
+)
+from .runtime import Runtime
+from .states import PowerState, TaskState, VmState
+from .store import MemoryStore, Store
+
+__all__ = ["Cloud", "Operation", "OperationResult"]
+
+ADMIN = Caller.admin()
+
+
+@attrs.frozen
+class OperationResult:
+    """How a request ended.
+
+    ``outcome`` is ``succeeded``, ``rolled_back`` (failed, instance as before) or
+    ``failed`` (instance needs attention); ``error_type`` is the public exception name.
+    """
+
+    request_id: str
+    outcome: Outcome
+    error_type: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.SUCCEEDED
+
+    def error(self) -> ColdmigError | None:
+        """The typed exception the request ended with, rebuilt from its name."""
+        if self.error_type is None:
+            return None
+        cls = getattr(exceptions, self.error_type, None)
+        if not (isinstance(cls, type) and issubclass(cls, ColdmigError)):
+            cls = exceptions.HypervisorError
+        if cls is exceptions.InstanceFaultRollback:
+            return exceptions.InstanceFaultRollback(
+                exceptions.HypervisorError(self.error_message or "")
+            )
+        return cls(self.error_message or "")
+
+    def raise_for_error(self) -> None:
+        """Raise the request's error, if it ended with one."""
+        error = self.error()
+        if error is not None:
+            raise error
+
+
+@attrs.define
+class Operation:
+    """A handle on one accepted request."""
+
+    cloud: Cloud
+    request_id: str
+    action: str
+    instance_uuid: str
+
+    @property
+    def result(self) -> OperationResult | None:
+        """The result once settled, else ``None``."""
+        record = self.cloud.store.get_request(self.request_id)
+        if record is None or record.outcome is Outcome.PENDING:
+            return None
+        return _result(record)
+
+    def wait(self, max_steps: int = 10_000) -> OperationResult:
+        """Deliver messages until this request settles; return how it ended.
+
+        Raises:
+            RuntimeError: the queue ran dry (or ``max_steps`` passed) with the request
+                still pending, which would be a bug in a role.
+        """
+        for _ in range(max_steps):
+            result = self.result
+            if result is not None:
+                return result
+            if self.cloud.step() is None:
+                break
+        result = self.result
+        if result is None:
+            raise RuntimeError(f"request {self.request_id} ({self.action}) never settled")
+        return result
+
+
+def _result(record: RequestRecord) -> OperationResult:
+    return OperationResult(
+        record.request_id, record.outcome, record.error_type, record.error_message
+    )
+
+
+class Cloud:
+    """Roles, store, clock and drivers of one cloud, wired together.
+
+    Args:
+        drivers: one hypervisor driver per host name.
+        store: where records live (default: a new :class:`MemoryStore`).
+        config: Nova options (default: Nova's defaults).
+        clock: time source (default: a :class:`ManualClock`, so runs are repeatable).
+        machine: the state machine (default: :data:`coldmig_fsm.machine.MACHINE`).
+    """
+
+    def __init__(
+        self,
+        drivers: Mapping[str, HypervisorDriver],
+        *,
+        store: Store | None = None,
+        config: CloudConfig | None = None,
+        clock: Clock | None = None,
+        machine: Machine = MACHINE,
+    ) -> None:
+        self.store: Store = store if store is not None else MemoryStore()
+        self.clock: Clock = clock if clock is not None else ManualClock()
+        self.config = config if config is not None else CloudConfig()
+        self.runtime = Runtime(self.store, self.clock, self.config, machine)
+        self.api = ComputeAPI(self.runtime)
+        self.conductor = Conductor(self.runtime)
+        self._drivers = dict(drivers)
+        self._computes = {
+            host: ComputeService(self.runtime, driver, self._drivers)
+            for host, driver in self._drivers.items()
+        }
+
+    @classmethod
+    def build(
+        cls,
+        hosts: Iterable[Host],
+        flavors: Iterable[Flavor] = (),
+        projects: Iterable[Project] = (),
+        *,
+        config: CloudConfig | None = None,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        hypervisor: FakeHypervisor | None = None,
+    ) -> Cloud:
+        """A cloud of fake hosts (the embedded default), with its flavors and projects."""
+        hosts = list(hosts)
+        fake = hypervisor if hypervisor is not None else FakeHypervisor()
+        drivers: dict[str, HypervisorDriver] = {h.name: fake.add_host(h.name) for h in hosts}
+        cloud = cls(drivers, store=store, config=config, clock=clock)
+        cloud.hypervisor = fake
+        with cloud.store.atomic():
+            for host in hosts:
+                cloud.store.put_host(host)
+            for flavor in flavors:
+                cloud.store.put_flavor(flavor)
+            for project in projects:
+                cloud.store.put_project(project)
+        return cloud
+
+    hypervisor: FakeHypervisor | None = None
+    """The fake hypervisor behind a cloud made by :meth:`build` (else ``None``)."""
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def boot(
+        self,
+        name: str,
+        flavor: str,
+        host: str,
+        project: str = "demo",
+        *,
+        vm_state: VmState = VmState.ACTIVE,
+        task_state: TaskState | None = None,
+        locked: bool = False,
+        locked_by: str | None = None,
+        uuid: str | None = None,
+    ) -> Instance:
+        """Create an instance on ``host`` in any state (its guest and claim included).
+
+        Raises:
+            ValueError: unknown host or flavor, or the name is taken.
+        """
+        found = self.store.get_flavor(flavor)
+        if found is None:
+            raise ValueError(f"unknown flavor {flavor!r}")
+        if host not in self._computes or self.store.get_host(host) is None:
+            raise ValueError(f"unknown host {host!r}")
+        if any(i.name == name for i in self.store.list_instances()):
+            raise ValueError(f"an instance named {name!r} already exists")
+        power = PowerState.for_vm_state(vm_state)
+        instance = Instance(
+            uuid=uuid or str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"coldmig:{name}")),
+            name=name,
+            project_id=project,
+            host=host,
+            flavor=flavor,
+            vm_state=vm_state,
+            task_state=task_state,
+            power_state=power,
+            locked=locked,
+            locked_by=(locked_by or "owner") if locked else None,
+        )
+        driver = self._drivers[host]
+        with self.store.atomic():
+            self.store.add_instance(instance)
+            if vm_state is not VmState.DELETED:
+                claims.claim(self.store, instance.uuid, host, found.resources)
+        if vm_state is not VmState.DELETED:
+            if isinstance(driver, FakeDriver):
+                driver.adopt(instance, found, power)
+            else:
+                driver.spawn(instance, found, power_on=power is PowerState.RUNNING)
+        return instance
+
+    # -- operations ---------------------------------------------------------------------
+
+    def _op(self, request_id: str, action: str, uuid: str) -> Operation:
+        return Operation(self, request_id, action, uuid)
+
+    def migrate(self, ref: str, host: str | None = None, caller: Caller = ADMIN) -> Operation:
+        """Cold-migrate (flavor unchanged), optionally to ``host``."""
+        uuid = self._uuid(ref)
+        return self._op(self.api.migrate(uuid, caller, host), "migrate", uuid)
+
+    def resize(self, ref: str, flavor: str, caller: Caller = ADMIN) -> Operation:
+        uuid = self._uuid(ref)
+        return self._op(self.api.resize(uuid, flavor, caller), "resize", uuid)
+
+    def confirm_resize(self, ref: str, caller: Caller = ADMIN) -> Operation:
+        uuid = self._uuid(ref)
+        return self._op(self.api.confirm_resize(uuid, caller), "confirmResize", uuid)
+
+    def revert_resize(self, ref: str, caller: Caller = ADMIN) -> Operation:
+        uuid = self._uuid(ref)
+        return self._op(self.api.revert_resize(uuid, caller), "revertResize", uuid)
+
+    def stop(self, ref: str, caller: Caller = ADMIN) -> Operation:
+        uuid = self._uuid(ref)
+        return self._op(self.api.stop(uuid, caller), "stop", uuid)
+
+    def start(self, ref: str, caller: Caller = ADMIN) -> Operation:
+        uuid = self._uuid(ref)
+        return self._op(self.api.start(uuid, caller), "start", uuid)
+
+    def delete(self, ref: str, caller: Caller = ADMIN) -> Operation:
+        uuid = self._uuid(ref)
+        return self._op(self.api.delete(uuid, caller), "delete", uuid)
+
+    def lock(self, ref: str, caller: Caller = ADMIN) -> Operation:
+        uuid = self._uuid(ref)
+        return self._op(self.api.lock(uuid, caller), "lock", uuid)
+
+    def unlock(self, ref: str, caller: Caller = ADMIN) -> Operation:
+        uuid = self._uuid(ref)
+        return self._op(self.api.unlock(uuid, caller), "unlock", uuid)
+
+    # -- delivery -----------------------------------------------------------------------
+
+    def pending(self) -> list[Message]:
+        """Messages queued and not yet delivered, oldest first."""
+        return self.store.pending_messages()
+
+    def step(self) -> Message | None:
+        """Deliver the oldest queued message to its role; return it (``None``: idle)."""
+        with self.store.atomic():
+            message = self.store.pop_message()
+        if message is None:
+            return None
+        if message.destination == CONDUCTOR:
+            self.conductor.handle(message)
+        else:
+            self.compute(message.destination.partition(":")[2]).handle(message)
+        return message
+
+    def run(self, max_steps: int = 100_000) -> int:
+        """Deliver messages until none is left; return how many were delivered."""
+        for count in range(max_steps):
+            if self.step() is None:
+                return count
+        raise RuntimeError(f"still busy after {max_steps} messages")
+
+    # -- views ----------------------------------------------------------------------------
+
+    def compute(self, host: str) -> ComputeService:
+        try:
+            return self._computes[host]
+        except KeyError:
+            raise ValueError(f"no compute service for host {host!r}") from None
+
+    def driver(self, host: str) -> HypervisorDriver:
+        return self.compute(host).driver
+
+    @property
+    def hosts(self) -> list[str]:
+        return [h.name for h in self.store.list_hosts()]
+
+    def _uuid(self, ref: str) -> str:
+        for instance in self.store.list_instances():
+            if ref in (instance.uuid, instance.name):
+                return instance.uuid
+        return ref  # the API answers InstanceNotFound with the caller's reference
+
+    def instance(self, ref: str) -> Instance:
+        """An instance by uuid or name (deleted ones included)."""
+        uuid = self._uuid(ref)
+        try:
+            return self.store.get_instance(uuid)
+        except InstanceNotFound:
+            raise InstanceNotFound(f"Instance {ref} could not be found.") from None
+
+    def instances(self) -> list[Instance]:
+        return self.store.list_instances()
+
+    def migrations(self, ref: str | None = None) -> list[Migration]:
+        return self.store.list_migrations(None if ref is None else self._uuid(ref))
+
+    def usage(self) -> dict[str, Resources]:
+        """Resources claimed on each host by every consumer."""
+        return {host: self.store.usage(host) for host in self.hosts}
+
+    def domains(self) -> dict[str, list[str]]:
+        """Names of the instances whose guest is defined on each host."""
+        names = {i.uuid: i.name for i in self.store.list_instances()}
+        return {
+            host: sorted(names.get(u, u) for u in self.driver(host).list_instances())
+            for host in self.hosts
+        }
+
+    def notifications(self) -> list[Notification]:
+        return self.store.list_notifications()
+
+    def actions(self, ref: str | None = None) -> list[InstanceAction]:
+        return self.store.list_actions(None if ref is None else self._uuid(ref))
+
+    def faults(self, ref: str | None = None) -> list[Fault]:
+        return self.store.list_faults(None if ref is None else self._uuid(ref))
+
+    def result(self, request_id: str) -> OperationResult | None:
+        record = self.store.get_request(request_id)
+        if record is None or record.outcome is Outcome.PENDING:
+            return None
+        return _result(record)

@@ -1,0 +1,628 @@
+"""The compute role: one :class:`ComputeService` per host, one method per hop.
+
+Each handler is one step between two messages. It reads the instance, fires its
+trigger(s) on the machine (the guard is the task_state it expects; the driver call is the
+trigger's effect) and saves with a compare-and-swap on that task_state, then queues the
+next hop. A handler whose guard fails changes nothing: the state that won stands and the
+request's outcome is ``failed`` with that error.
+
+Failure of a driver call ends in the state the spec's failure table gives (see
+``docs/failures.md``): a guest left intact (``InstanceFaultRollback``) rolls the move
+back; anything else puts the instance in ``error`` with a fault, the notification
+``compute.exception``, the migration in ``error`` and the claims where the table says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from . import claims, messages
+from .drivers.base import DiskInfo, HypervisorDriver
+from .exceptions import (
+    ColdmigError,
+    ComputeResourcesUnavailable,
+    InstanceFaultRollback,
+    RequestRefused,
+    UnableToMigrateToSelf,
+    UnexpectedTaskStateError,
+)
+from .guards import GuardContext
+from .records import Instance, Migration, Outcome
+from .runtime import SERVICE, Runtime
+from .states import MigrationStatus, PowerState, TaskState, VmState
+
+__all__ = ["ComputeService"]
+
+_MOVE_STATUSES_TO_ERROR = frozenset(
+    {
+        MigrationStatus.PRE_MIGRATING,
+        MigrationStatus.MIGRATING,
+        MigrationStatus.POST_MIGRATING,
+        MigrationStatus.CONFIRMING,
+        MigrationStatus.REVERTING,
+    }
+)
+
+
+class ComputeService:
+    """The compute service of one host.
+
+    Args:
+        runtime: the shared store, clock, configuration and machine.
+        driver: this host's hypervisor driver.
+        peers: every host's driver, used only to clean a deleted instance's guest off the
+            other host of an unfinished move.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        driver: HypervisorDriver,
+        peers: Mapping[str, HypervisorDriver] | None = None,
+    ) -> None:
+        self._rt = runtime
+        self._driver = driver
+        self._peers = peers if peers is not None else {driver.host: driver}
+        self._handlers: dict[type[messages.Message], Callable[[Any], None]] = {
+            messages.PrepResize: self.prep_resize,
+            messages.ResizeInstance: self.resize_instance,
+            messages.FinishResize: self.finish_resize,
+            messages.ConfirmResize: self.confirm_resize,
+            messages.RevertResize: self.revert_resize,
+            messages.FinishRevertResize: self.finish_revert_resize,
+            messages.StopInstance: self.stop_instance,
+            messages.StartInstance: self.start_instance,
+            messages.TerminateInstance: self.terminate_instance,
+        }
+
+    @property
+    def host(self) -> str:
+        return self._driver.host
+
+    @property
+    def driver(self) -> HypervisorDriver:
+        return self._driver
+
+    def handle(self, message: messages.Message) -> None:
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            raise TypeError(f"compute services do not handle {message.kind}")
+        handler(message)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _begin(
+        self,
+        message: messages.Message,
+        trigger: str,
+        update: Callable[[Instance], Instance] | None = None,
+        expected: TaskState | None = None,
+    ) -> Instance | None:
+        """Load the instance, fire ``trigger`` and save it; ``None`` if the step lost a race."""
+        rt = self._rt
+        try:
+            with rt.store.atomic():
+                instance = rt.store.get_instance(message.instance_uuid)
+                moved, _ = rt.transition(trigger, instance)
+                if update is not None:
+                    moved = update(moved)
+                rt.store.save_instance(moved, expected_task_state=[instance.task_state])
+        except ColdmigError as error:
+            rt.settle(message.request_id, Outcome.FAILED, error)
+            return None
+        return moved
+
+    def _save_migration(self, migration: Migration, status: MigrationStatus) -> Migration:
+        updated = attrs.evolve(migration, status=status, updated_at=self._rt.clock.now())
+        self._rt.store.save_migration(updated, expected_status=[migration.status])
+        return updated
+
+    def _fail(
+        self,
+        message: messages.Message,
+        instance: Instance,
+        migration: Migration | None,
+        error: BaseException,
+        event: str,
+        fix_claims: Callable[[], None] | None = None,
+        *,
+        rollback: bool = False,
+        changes: Mapping[str, Any] | None = None,
+    ) -> None:
+        """End a step that failed: ``error`` (or rolled back), fault, event, claims, outcome."""
+        rt, store = self._rt, self._rt.store
+        reported = error.inner if isinstance(error, InstanceFaultRollback) else error
+        with store.atomic():
+            current = store.get_instance(instance.uuid)
+            trigger = "rolled_back" if rollback else "errored"
+            ended, _ = rt.transition(trigger, current)
+            ended = attrs.evolve(ended, **dict(changes or {}))
+            if rollback:
+                ended = attrs.evolve(ended, power_state=self._power_state(ended))
+            store.save_instance(ended, expected_task_state=[current.task_state])
+            if migration is not None:
+                latest = store.get_migration(migration.id)
+                if not latest.status.is_final:
+                    self._save_migration(latest, MigrationStatus.ERROR)
+            if fix_claims is not None:
+                fix_claims()
+            rt.fault(ended, reported, self.host)
+            rt.notify("compute.exception", ended, self.host)
+            rt.event(message.request_id, event, self.host, reported)
+            outcome = Outcome.ROLLED_BACK if rollback else Outcome.FAILED
+            rt.settle(message.request_id, outcome, reported)
+
+    def _refused(self, message: messages.Message, trigger: str, instance: Instance) -> bool:
+        """Check ``trigger``'s guards first; a refusal settles the request as failed."""
+        failure = self._rt.machine.check(trigger, GuardContext(trigger, SERVICE, instance))
+        if failure is None:
+            return False
+        self._rt.settle(message.request_id, Outcome.FAILED, failure.to_exception())
+        return True
+
+    def _power_state(self, instance: Instance) -> PowerState:
+        return self._driver.get_info(instance).power_state
+
+    def _claims_back_on_source(self, instance: Instance, migration: Migration) -> Callable[[], None]:
+        """Drop the destination claim and give the source claim back to the instance."""
+
+        def fix() -> None:
+            store = self._rt.store
+            claims.release(store, instance.uuid)
+            claims.move_allocations(store, migration.uuid, instance.uuid)
+
+        return fix
+
+    # -- prep_resize (destination) ------------------------------------------------------
+
+    def prep_resize(self, message: messages.PrepResize) -> None:
+        """Claim the new flavor here; stash ``old_vm_state``; set the flavors."""
+        rt, store = self._rt, self._rt.store
+        migration = store.get_migration(message.migration_id)
+        try:
+            instance = store.get_instance(message.instance_uuid)
+            rt.transition("prep_resize", instance)
+        except ColdmigError as error:
+            rt.settle(message.request_id, Outcome.FAILED, error)
+            return
+        new_flavor = rt.flavor(message.flavor_id)
+        rt.notify("instance.exists", instance, self.host)
+        rt.notify("instance.resize_prep.start", instance, self.host)
+        try:
+            with store.atomic():
+                if message.host == instance.host and not (
+                    self._driver.capabilities.supports_migrate_to_same_host
+                ):
+                    raise UnableToMigrateToSelf(
+                        f"Unable to migrate instance {instance.uuid} to current host "
+                        f"({self.host})."
+                    )
+                host = store.get_host(self.host)
+                if host is None or not claims.fits(store, host, new_flavor.resources):
+                    raise ComputeResourcesUnavailable(
+                        f"Insufficient compute resources on {self.host} for flavor "
+                        f"{new_flavor.id}"
+                    )
+                claims.claim(store, instance.uuid, self.host, new_flavor.resources)
+                metadata = {**instance.system_metadata, "old_vm_state": instance.vm_state.value}
+                prepared = attrs.evolve(
+                    instance,
+                    system_metadata=metadata,
+                    old_flavor=instance.flavor,
+                    new_flavor=new_flavor.id,
+                    migration_id=migration.id,
+                )
+                store.save_instance(prepared, expected_task_state=[TaskState.RESIZE_PREP])
+                store.save_migration(
+                    attrs.evolve(migration, dest_compute=self.host, updated_at=rt.clock.now()),
+                    expected_status=[MigrationStatus.PRE_MIGRATING],
+                )
+                rt.notify("instance.resize_prep.end", prepared, self.host)
+                rt.event(message.request_id, "compute_prep_resize", self.host)
+                store.push_message(
+                    messages.ResizeInstance(
+                        message.request_id, instance.uuid, instance.host, migration.id
+                    )
+                )
+        except (ComputeResourcesUnavailable, UnableToMigrateToSelf) as error:
+            self._reschedule(message, instance, migration, error)
+
+    def _reschedule(
+        self,
+        message: messages.PrepResize,
+        instance: Instance,
+        migration: Migration,
+        error: ColdmigError,
+    ) -> None:
+        """This host failed: try the next alternate with a fresh migration record."""
+        rt, store = self._rt, self._rt.store
+        with store.atomic():
+            self._save_migration(migration, MigrationStatus.ERROR)
+            claims.move_allocations(store, migration.uuid, instance.uuid)
+            rt.event(message.request_id, "compute_prep_resize", self.host, error)
+            store.push_message(
+                messages.MigrateServer(
+                    message.request_id,
+                    instance.uuid,
+                    flavor_id=message.flavor_id,
+                    hosts=message.alternates,
+                    attempt=message.attempt + 1,
+                )
+            )
+
+    # -- resize_instance (source) -------------------------------------------------------
+
+    def resize_instance(self, message: messages.ResizeInstance) -> None:
+        """Power off and copy the disks to the destination; the instance moves there."""
+        rt, store = self._rt, self._rt.store
+        migration = store.get_migration(message.migration_id)
+        dest = migration.dest_compute
+        assert dest is not None  # prep_resize filled it in
+
+        def start(instance: Instance) -> Instance:
+            self._save_migration(migration, MigrationStatus.MIGRATING)
+            return instance
+
+        moving = self._begin(message, "resize_instance", start)
+        if moving is None:
+            return
+        migration = store.get_migration(migration.id)
+        rt.notify("instance.resize.start", moving, self.host)
+        new_flavor = rt.flavor(migration.new_flavor)
+        config = rt.config
+
+        def copy() -> DiskInfo:
+            return self._driver.migrate_disk_and_power_off(
+                moving,
+                dest,
+                new_flavor,
+                config.shutdown_timeout,
+                config.shutdown_retry_interval,
+            )
+
+        try:
+            migrated, disk_info = rt.transition("resize_migrated", moving, effect=copy)
+        except RequestRefused as refusal:
+            rt.settle(message.request_id, Outcome.FAILED, refusal)
+            return
+        except Exception as error:  # any driver failure ends the step, never leaves it stuck
+            self._fail(
+                message,
+                moving,
+                migration,
+                error,
+                "compute_resize_instance",
+                self._claims_back_on_source(moving, migration),
+                rollback=isinstance(error, InstanceFaultRollback),
+            )
+            return
+        try:
+            with store.atomic():
+                self._save_migration(migration, MigrationStatus.POST_MIGRATING)
+                migrated = attrs.evolve(migrated, host=dest, node=dest)
+                store.save_instance(migrated, expected_task_state=[TaskState.RESIZE_MIGRATING])
+                rt.notify("instance.resize.end", migrated, self.host)
+                rt.event(message.request_id, "compute_resize_instance", self.host)
+                store.push_message(
+                    messages.FinishResize(
+                        message.request_id,
+                        migrated.uuid,
+                        dest,
+                        migration.id,
+                        disks=disk_info.disks,
+                        bytes_copied=disk_info.bytes_copied,
+                    )
+                )
+        except ColdmigError as error:
+            rt.settle(message.request_id, Outcome.FAILED, error)
+
+    # -- finish_resize (destination) ----------------------------------------------------
+
+    def finish_resize(self, message: messages.FinishResize) -> None:
+        """Apply the new flavor and define the guest here; the instance is ``resized``."""
+        rt, store = self._rt, self._rt.store
+        migration = store.get_migration(message.migration_id)
+        finishing = self._begin(
+            message,
+            "finish_resize",
+            lambda inst: attrs.evolve(inst, flavor=migration.new_flavor),
+        )
+        if finishing is None:
+            return
+        rt.notify("instance.resize_finish.start", finishing, self.host)
+        power_on = finishing.old_vm_state is not VmState.STOPPED
+        flavor = rt.flavor(migration.new_flavor)
+        disk_info = DiskInfo(message.disks, message.bytes_copied)
+
+        def define() -> None:
+            self._driver.finish_migration(
+                finishing,
+                migration,
+                disk_info,
+                flavor,
+                migration.old_flavor != migration.new_flavor,
+                power_on,
+            )
+
+        try:
+            finished, _ = rt.transition("resize_finished", finishing, effect=define)
+        except RequestRefused as refusal:
+            rt.settle(message.request_id, Outcome.FAILED, refusal)
+            return
+        except Exception as error:
+            self._fail(
+                message,
+                finishing,
+                migration,
+                error,
+                "compute_finish_resize",
+                lambda: claims.release(store, migration.uuid),
+            )
+            return
+        try:
+            with store.atomic():
+                self._save_migration(migration, MigrationStatus.FINISHED)
+                finished = attrs.evolve(finished, power_state=self._power_state(finished))
+                store.save_instance(finished, expected_task_state=[TaskState.RESIZE_FINISH])
+                rt.notify("instance.resize_finish.end", finished, self.host)
+                rt.event(message.request_id, "compute_finish_resize", self.host)
+                rt.settle(message.request_id, Outcome.SUCCEEDED)
+        except ColdmigError as error:
+            rt.settle(message.request_id, Outcome.FAILED, error)
+
+    # -- confirm_resize (source) --------------------------------------------------------
+
+    def confirm_resize(self, message: messages.ConfirmResize) -> None:
+        """Remove the source guest and release the source claim."""
+        rt, store = self._rt, self._rt.store
+        migration = store.get_migration(message.migration_id)
+        instance = store.get_instance(message.instance_uuid)
+        running = instance.power_state is not PowerState.SHUTDOWN
+        trigger = "confirmed_running" if running else "confirmed_shutdown"
+        if self._refused(message, trigger, instance):
+            return
+        rt.notify("instance.resize_confirm.start", instance, self.host)
+        try:
+            confirmed, _ = rt.transition(
+                trigger,
+                instance,
+                effect=lambda: self._driver.confirm_migration(instance, migration),
+            )
+        except Exception as error:
+            self._fail(
+                message,
+                instance,
+                migration,
+                error,
+                "compute_confirm_resize",
+                lambda: claims.release(store, migration.uuid),
+                changes={"migration_id": None},
+            )
+            return
+        try:
+            with store.atomic():
+                self._save_migration(migration, MigrationStatus.CONFIRMED)
+                claims.release(store, migration.uuid)
+                confirmed = _drop_move_state(confirmed)
+                store.save_instance(confirmed, expected_task_state=[None])
+                rt.notify("instance.resize_confirm.end", confirmed, self.host)
+                rt.event(message.request_id, "compute_confirm_resize", self.host)
+                rt.settle(message.request_id, Outcome.SUCCEEDED)
+        except ColdmigError as error:
+            rt.settle(message.request_id, Outcome.FAILED, error)
+
+    # -- revert_resize (destination) then finish_revert_resize (source) -----------------
+
+    def revert_resize(self, message: messages.RevertResize) -> None:
+        """Destroy the guest here and release this host's claim."""
+        rt, store = self._rt, self._rt.store
+        migration = store.get_migration(message.migration_id)
+        instance = store.get_instance(message.instance_uuid)
+        rt.notify("instance.exists", instance, self.host)
+        try:
+            reverting, _ = rt.transition(
+                "revert_resize_on_dest",
+                instance,
+                effect=lambda: self._driver.destroy(instance, destroy_disks=True),
+            )
+        except RequestRefused as refusal:
+            rt.settle(message.request_id, Outcome.FAILED, refusal)
+            return
+        except Exception as error:
+            self._fail(message, instance, migration, error, "compute_revert_resize")
+            return
+        try:
+            with store.atomic():
+                self._save_migration(migration, MigrationStatus.REVERTED)
+                claims.release(store, instance.uuid, self.host)
+                store.save_instance(reverting, expected_task_state=[TaskState.RESIZE_REVERTING])
+                rt.event(message.request_id, "compute_revert_resize", self.host)
+                store.push_message(
+                    messages.FinishRevertResize(
+                        message.request_id, instance.uuid, migration.source_compute, migration.id
+                    )
+                )
+        except ColdmigError as error:
+            rt.settle(message.request_id, Outcome.FAILED, error)
+
+    def finish_revert_resize(self, message: messages.FinishRevertResize) -> None:
+        """Bring the original guest back here, with the old flavor and this host."""
+        rt, store = self._rt, self._rt.store
+        migration = store.get_migration(message.migration_id)
+        instance = store.get_instance(message.instance_uuid)
+        power_on = instance.old_vm_state is not VmState.STOPPED
+        trigger = "reverted_active" if power_on else "reverted_stopping"
+        if self._refused(message, trigger, instance):
+            return
+        rt.notify("instance.resize_revert.start", instance, self.host)
+        restored = attrs.evolve(
+            instance,
+            flavor=migration.old_flavor,
+            host=migration.source_compute,
+            node=migration.source_compute,
+        )
+        with store.atomic():
+            claims.move_allocations(store, migration.uuid, instance.uuid)
+        try:
+            reverted, _ = rt.transition(
+                trigger,
+                restored,
+                effect=lambda: self._driver.finish_revert_migration(restored, migration, power_on),
+            )
+        except Exception as error:
+            changes = {"flavor": restored.flavor, "host": restored.host, "node": restored.node}
+            self._fail(
+                message, instance, migration, error, "compute_finish_revert_resize",
+                changes=changes,
+            )
+            return
+        with store.atomic():
+            reverted = _drop_move_state(reverted)
+            reverted = attrs.evolve(reverted, power_state=self._power_state(reverted))
+            store.save_instance(reverted, expected_task_state=[TaskState.RESIZE_REVERTING])
+            rt.event(message.request_id, "compute_finish_revert_resize", self.host)
+        if not power_on:
+            # Nova stops a reverted guest that was stopped through the ordinary stop path.
+            if not self._power_off(message, reverted):
+                return
+            reverted = store.get_instance(instance.uuid)
+        with store.atomic():
+            rt.notify("instance.resize_revert.end", reverted, self.host)
+            rt.settle(message.request_id, Outcome.SUCCEEDED)
+
+    # -- ordinary power actions ---------------------------------------------------------
+
+    def _power_off(self, message: messages.Message, instance: Instance) -> bool:
+        rt, store = self._rt, self._rt.store
+        rt.notify("instance.power_off.start", instance, self.host)
+        config = rt.config
+        try:
+            stopped, _ = rt.transition(
+                "powered_off",
+                instance,
+                effect=lambda: self._driver.power_off(
+                    instance, config.shutdown_timeout, config.shutdown_retry_interval
+                ),
+            )
+        except RequestRefused as refusal:
+            rt.settle(message.request_id, Outcome.FAILED, refusal)
+            return False
+        except Exception as error:
+            self._power_failed(message, instance, error, "compute_stop_instance")
+            return False
+        with store.atomic():
+            stopped = attrs.evolve(stopped, power_state=self._power_state(stopped))
+            store.save_instance(stopped, expected_task_state=[TaskState.POWERING_OFF])
+            rt.notify("instance.power_off.end", stopped, self.host)
+            rt.event(message.request_id, "compute_stop_instance", self.host)
+        return True
+
+    def _power_failed(
+        self, message: messages.Message, instance: Instance, error: BaseException, event: str
+    ) -> None:
+        rt, store = self._rt, self._rt.store
+        with store.atomic():
+            current = store.get_instance(instance.uuid)
+            reverted, _ = rt.transition("power_action_failed", current)
+            reverted = attrs.evolve(reverted, power_state=self._power_state(reverted))
+            store.save_instance(reverted, expected_task_state=[current.task_state])
+            rt.fault(reverted, error, self.host)
+            rt.notify("compute.exception", reverted, self.host)
+            rt.event(message.request_id, event, self.host, error)
+            rt.settle(message.request_id, Outcome.ROLLED_BACK, error)
+
+    def stop_instance(self, message: messages.StopInstance) -> None:
+        instance = self._rt.store.get_instance(message.instance_uuid)
+        if instance.task_state is not TaskState.POWERING_OFF:
+            self._rt.settle(
+                message.request_id,
+                Outcome.FAILED,
+                _unexpected(instance, TaskState.POWERING_OFF, "stop_instance"),
+            )
+            return
+        if self._power_off(message, instance):
+            self._rt.settle(message.request_id, Outcome.SUCCEEDED)
+
+    def start_instance(self, message: messages.StartInstance) -> None:
+        rt, store = self._rt, self._rt.store
+        instance = store.get_instance(message.instance_uuid)
+        rt.notify("instance.power_on.start", instance, self.host)
+        try:
+            started, _ = rt.transition(
+                "powered_on", instance, effect=lambda: self._driver.power_on(instance)
+            )
+        except RequestRefused as refusal:
+            rt.settle(message.request_id, Outcome.FAILED, refusal)
+            return
+        except Exception as error:
+            self._power_failed(message, instance, error, "compute_start_instance")
+            return
+        with store.atomic():
+            started = attrs.evolve(started, power_state=self._power_state(started))
+            store.save_instance(started, expected_task_state=[TaskState.POWERING_ON])
+            rt.notify("instance.power_on.end", started, self.host)
+            rt.event(message.request_id, "compute_start_instance", self.host)
+            rt.settle(message.request_id, Outcome.SUCCEEDED)
+
+    # -- delete -------------------------------------------------------------------------
+
+    def terminate_instance(self, message: messages.TerminateInstance) -> None:
+        """Destroy the guest on every host of the instance and release every claim."""
+        rt, store = self._rt, self._rt.store
+        instance = store.get_instance(message.instance_uuid)
+        rt.notify("instance.delete.start", instance, self.host)
+        open_moves = [m for m in store.list_migrations(instance.uuid) if not m.status.is_final]
+        hosts = {instance.host}
+        for migration in open_moves:
+            hosts.update(h for h in (migration.source_compute, migration.dest_compute) if h)
+
+        def destroy_everywhere() -> None:
+            for host in sorted(hosts):
+                driver = self._peers.get(host)
+                if driver is not None:
+                    driver.destroy(instance, destroy_disks=True)
+
+        try:
+            gone, _ = rt.transition("terminated", instance, effect=destroy_everywhere)
+        except RequestRefused as refusal:
+            rt.settle(message.request_id, Outcome.FAILED, refusal)
+            return
+        except Exception as error:
+            self._fail(message, instance, None, error, "compute_terminate_instance")
+            return
+        with store.atomic():
+            for migration in open_moves:
+                final = (
+                    MigrationStatus.CONFIRMED
+                    if migration.status is MigrationStatus.FINISHED
+                    else MigrationStatus.ERROR
+                )
+                self._save_migration(migration, final)
+                claims.release(store, migration.uuid)
+            claims.release(store, instance.uuid)
+            gone = attrs.evolve(
+                _drop_move_state(gone), power_state=PowerState.NOSTATE
+            )
+            store.save_instance(gone, expected_task_state=[TaskState.DELETING])
+            rt.notify("instance.delete.end", gone, self.host)
+            rt.event(message.request_id, "compute_terminate_instance", self.host)
+            rt.settle(message.request_id, Outcome.SUCCEEDED)
+
+
+def _unexpected(instance: Instance, expected: TaskState, step: str) -> ColdmigError:
+    actual = instance.task_state.value if instance.task_state else "None"
+    return UnexpectedTaskStateError(
+        f"Unexpected task state: expecting [{expected.value}] but the actual state is "
+        f"{actual} (instance {instance.describe()}, step {step})"
+    )
+
+
+def _drop_move_state(instance: Instance) -> Instance:
+    """After confirm or revert: no migration context, no stashed flavors or old_vm_state."""
+    metadata = {k: v for k, v in instance.system_metadata.items() if k != "old_vm_state"}
+    return attrs.evolve(
+        instance, migration_id=None, old_flavor=None, new_flavor=None, system_metadata=metadata
+    )

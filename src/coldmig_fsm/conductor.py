@@ -1,0 +1,133 @@
+"""The conductor role: creates the migration record and schedules the move.
+
+One step, :meth:`Conductor.migrate_server`:
+
+1. check that the instance still expects this step (task_state ``resize_prep``);
+2. create a migration record (``pre-migrating``) and move the instance's source
+   allocation to it (the migration now holds the source side);
+3. ask the scheduler for a host and alternates (notifications
+   ``scheduler.select_destinations.start/end``), unless this is a reschedule that already
+   carries its host list;
+4. send ``prep_resize`` to the chosen host; event ``conductor_migrate_server``.
+
+When no host fits (``NoValidHost``, or ``MaxRetriesExceeded`` on a reschedule with no
+alternate left) the move ends at once: task_state back to ``null``, the migration
+``error``, the allocation back on the instance, a fault, the notification
+``compute_task.migrate_server.error`` and the events ``conductor_migrate_server`` and
+``cold_migrate`` with result ``Error``. The request's outcome is ``rolled_back``.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+
+import attrs
+
+from . import claims, messages, scheduler
+from .exceptions import ColdmigError, MaxRetriesExceeded, NoValidHost
+from .records import Instance, Migration, Outcome, Resources
+from .runtime import Runtime
+from .states import MigrationStatus, MigrationType, TaskState
+
+__all__ = ["Conductor"]
+
+
+class Conductor:
+    """The conductor role."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    def handle(self, message: messages.Message) -> None:
+        if not isinstance(message, messages.MigrateServer):
+            raise TypeError(f"the conductor does not handle {message.kind}")
+        self.migrate_server(message)
+
+    def migrate_server(self, message: messages.MigrateServer) -> None:
+        rt, store = self._rt, self._rt.store
+        try:
+            instance = store.get_instance(message.instance_uuid)
+            rt.transition("migrate_server", instance)
+        except ColdmigError as error:
+            # The move lost a race (deleted, reset): the state that won stands.
+            rt.settle(message.request_id, Outcome.FAILED, error)
+            return
+        flavor = rt.flavor(message.flavor_id)
+        with store.atomic():
+            migration = Migration(
+                id=store.next_id("migration"),
+                uuid=str(uuidlib.uuid4()),
+                instance_uuid=instance.uuid,
+                migration_type=(
+                    MigrationType.MIGRATION
+                    if message.flavor_id == instance.flavor
+                    else MigrationType.RESIZE
+                ),
+                status=MigrationStatus.PRE_MIGRATING,
+                source_compute=instance.host,
+                old_flavor=instance.flavor,
+                new_flavor=message.flavor_id,
+                request_id=message.request_id,
+                created_at=rt.clock.now(),
+                updated_at=rt.clock.now(),
+            )
+            store.add_migration(migration)
+            claims.move_allocations(store, instance.uuid, migration.uuid)
+        try:
+            hosts = list(message.hosts) or self._schedule(instance, message, flavor.resources)
+        except NoValidHost as error:
+            self._no_valid_host(instance, migration, message.request_id, error)
+            return
+        with store.atomic():
+            rt.event(message.request_id, "conductor_migrate_server", None)
+            rt.event(message.request_id, "cold_migrate", None)
+            store.push_message(
+                messages.PrepResize(
+                    message.request_id,
+                    instance.uuid,
+                    hosts[0],
+                    migration.id,
+                    message.flavor_id,
+                    alternates=tuple(hosts[1:]),
+                    attempt=message.attempt,
+                )
+            )
+
+    def _schedule(
+        self, instance: Instance, message: messages.MigrateServer, wanted: Resources
+    ) -> list[str]:
+        rt = self._rt
+        if message.attempt > 1:
+            raise MaxRetriesExceeded(
+                f"Exceeded maximum number of retries. Exhausted all hosts available for "
+                f"retrying build failures for instance {instance.uuid}."
+            )
+        ignore = () if rt.config.allow_resize_to_same_host else (instance.host,)
+        rt.notify("scheduler.select_destinations.start", None, None)
+        hosts = scheduler.select_destinations(
+            rt.store,
+            wanted,
+            ignore_hosts=ignore,
+            target_host=message.target_host,
+            limit=rt.config.max_attempts,
+        )
+        rt.notify("scheduler.select_destinations.end", None, None)
+        return hosts
+
+    def _no_valid_host(
+        self, instance: Instance, migration: Migration, request_id: str, error: NoValidHost
+    ) -> None:
+        rt, store = self._rt, self._rt.store
+        with store.atomic():
+            current = store.get_instance(instance.uuid)
+            rolled, _ = rt.transition("schedule_failed", current)
+            store.save_instance(rolled, expected_task_state=[TaskState.RESIZE_PREP])
+            store.save_migration(
+                attrs.evolve(migration, status=MigrationStatus.ERROR, updated_at=rt.clock.now())
+            )
+            claims.move_allocations(store, migration.uuid, instance.uuid)
+            rt.fault(rolled, error, None)
+            rt.notify("compute_task.migrate_server.error", rolled, None)
+            rt.event(request_id, "conductor_migrate_server", None, error)
+            rt.event(request_id, "cold_migrate", None, error)
+            rt.settle(request_id, Outcome.ROLLED_BACK, error)

@@ -1,0 +1,16 @@
+"""Hypervisor drivers: the contract and the implementations shipped with the library."""
+
+from .base import DiskInfo, DriverCapabilities, GuestInfo, HypervisorDriver
+from .fake import DriverCall, FakeDriver, FakeFault, FakeGuest, FakeHypervisor
+
+__all__ = [
+    "DiskInfo",
+    "DriverCall",
+    "DriverCapabilities",
+    "FakeDriver",
+    "FakeFault",
+    "FakeGuest",
+    "FakeHypervisor",
+    "GuestInfo",
+    "HypervisorDriver",
+]

@@ -1,0 +1,276 @@
+"""An in-memory multi-host hypervisor: the test double shipped with the library.
+
+:class:`FakeHypervisor` is the whole fake "data centre": it knows every host's guests,
+so a disk copy from one host to another can be modelled. :meth:`FakeHypervisor.driver`
+hands out the per-host :class:`FakeDriver` that implements
+:class:`~coldmig_fsm.drivers.HypervisorDriver`.
+
+Model of one guest on one host: defined or not, its power state, the flavor it was
+defined with, and whether its disks are there. A move to the *same* host keeps the old
+guest aside as a backup (as a real hypervisor keeps the ``_resize`` copy) until it is
+confirmed or reverted.
+
+Every call but ``get_info`` is appended to :attr:`FakeHypervisor.calls`, before it runs, with the host,
+the verb and the instance. Faults are data: :meth:`FakeHypervisor.arm` makes the next
+matching calls raise, with no subclass per failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from ..exceptions import HypervisorError, InstanceFaultRollback
+from ..records import Flavor, Instance, Migration
+from ..states import PowerState
+from .base import DiskInfo, DriverCapabilities, GuestInfo
+
+__all__ = ["DriverCall", "FakeDriver", "FakeFault", "FakeGuest", "FakeHypervisor"]
+
+_GIB = 1024**3
+
+
+@attrs.frozen
+class DriverCall:
+    """One logged driver call."""
+
+    host: str
+    call: str
+    instance: str
+
+
+@attrs.frozen
+class FakeGuest:
+    """One guest on one host. ``backup`` is the guest kept aside by a same-host move."""
+
+    uuid: str
+    power_state: PowerState
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    backup: FakeGuest | None = None
+
+
+@attrs.frozen
+class FakeFault:
+    """A fault armed for the next ``times`` calls of ``call`` on ``host``.
+
+    ``rollback`` raises :class:`InstanceFaultRollback` (the guest is intact) instead of a
+    plain :class:`HypervisorError`. ``instance`` restricts it to one instance uuid.
+    """
+
+    host: str
+    call: str
+    times: int = 1
+    message: str = "injected fault"
+    rollback: bool = False
+    instance: str | None = None
+
+    def matches(self, call: DriverCall) -> bool:
+        return (
+            self.host == call.host
+            and self.call == call.call
+            and (self.instance is None or self.instance == call.instance)
+        )
+
+    def error(self) -> HypervisorError:
+        inner = HypervisorError(self.message)
+        return InstanceFaultRollback(inner) if self.rollback else inner
+
+
+VERBS = (
+    "spawn",
+    "migrate_disk_and_power_off",
+    "finish_migration",
+    "confirm_migration",
+    "finish_revert_migration",
+    "destroy",
+    "power_on",
+    "power_off",
+)
+"""The driver calls that are logged and can be faulted (``get_info`` is a pure read)."""
+
+
+class FakeHypervisor:
+    """Every fake host's guests, the call log and the armed faults."""
+
+    def __init__(
+        self,
+        hosts: Iterable[str] = (),
+        capabilities: DriverCapabilities | None = None,
+    ) -> None:
+        self.capabilities = capabilities or DriverCapabilities(supports_migrate_to_same_host=True)
+        self._guests: dict[str, dict[str, FakeGuest]] = {h: {} for h in hosts}
+        self._drivers: dict[str, FakeDriver] = {}
+        self._faults: list[FakeFault] = []
+        self.calls: list[DriverCall] = []
+
+    # -- set-up and inspection ------------------------------------------------------------
+
+    def add_host(self, host: str) -> FakeDriver:
+        self._guests.setdefault(host, {})
+        return self.driver(host)
+
+    def driver(self, host: str) -> FakeDriver:
+        """The driver of ``host`` (created on first use)."""
+        if host not in self._guests:
+            raise HypervisorError(f"fake hypervisor has no host {host!r}")
+        if host not in self._drivers:
+            self._drivers[host] = FakeDriver(self, host)
+        return self._drivers[host]
+
+    def guest(self, host: str, uuid: str) -> FakeGuest | None:
+        return self._guests.get(host, {}).get(uuid)
+
+    def domains(self) -> dict[str, list[str]]:
+        """uuids of the guests defined on each host."""
+        return {host: sorted(guests) for host, guests in sorted(self._guests.items())}
+
+    def arm(self, fault: FakeFault) -> None:
+        """Arm ``fault``; it fires on the next ``fault.times`` matching calls."""
+        if fault.call not in VERBS:
+            raise ValueError(f"unknown driver call {fault.call!r}; one of {', '.join(VERBS)}")
+        if fault.host not in self._guests:
+            raise ValueError(f"unknown host {fault.host!r}")
+        self._faults.append(fault)
+
+    @property
+    def armed(self) -> tuple[FakeFault, ...]:
+        return tuple(self._faults)
+
+    # -- used by FakeDriver ---------------------------------------------------------------
+
+    def enter(self, host: str, call: str, instance: str) -> None:
+        """Log a call, then raise if a fault is armed for it."""
+        record = DriverCall(host, call, instance)
+        self.calls.append(record)
+        for index, fault in enumerate(self._faults):
+            if fault.matches(record):
+                if fault.times <= 1:
+                    del self._faults[index]
+                else:
+                    self._faults[index] = attrs.evolve(fault, times=fault.times - 1)
+                raise fault.error()
+
+    def put(self, host: str, guest: FakeGuest) -> None:
+        self._guests[host][guest.uuid] = guest
+
+    def remove(self, host: str, uuid: str) -> FakeGuest | None:
+        return self._guests[host].pop(uuid, None)
+
+    def require(self, host: str, uuid: str, call: str) -> FakeGuest:
+        guest = self.guest(host, uuid)
+        if guest is None:
+            raise HypervisorError(f"{call}: no guest {uuid} on host {host}")
+        return guest
+
+
+class FakeDriver:
+    """The :class:`~coldmig_fsm.drivers.HypervisorDriver` of one fake host."""
+
+    def __init__(self, hypervisor: FakeHypervisor, host: str) -> None:
+        self._hv = hypervisor
+        self._host = host
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def capabilities(self) -> DriverCapabilities:
+        return self._hv.capabilities
+
+    def spawn(self, instance: Instance, flavor: Flavor, power_on: bool) -> None:
+        self._hv.enter(self._host, "spawn", instance.uuid)
+        state = PowerState.RUNNING if power_on else PowerState.SHUTDOWN
+        self._hv.put(
+            self._host,
+            FakeGuest(instance.uuid, state, flavor.vcpus, flavor.ram_mb, flavor.root_gb),
+        )
+
+    def adopt(self, instance: Instance, flavor: Flavor, power_state: PowerState) -> None:
+        """Place a guest in any power state without a driver call (scenario set-up)."""
+        self._hv.put(
+            self._host,
+            FakeGuest(instance.uuid, power_state, flavor.vcpus, flavor.ram_mb, flavor.root_gb),
+        )
+
+    def migrate_disk_and_power_off(
+        self,
+        instance: Instance,
+        dest: str,
+        flavor: Flavor,
+        timeout: float,
+        retry_interval: float,
+    ) -> DiskInfo:
+        self._hv.enter(self._host, "migrate_disk_and_power_off", instance.uuid)
+        guest = self._hv.require(self._host, instance.uuid, "migrate_disk_and_power_off")
+        if dest not in self._hv.domains():
+            raise HypervisorError(f"destination host {dest} is unreachable")
+        stopped = attrs.evolve(guest, power_state=PowerState.SHUTDOWN)
+        self._hv.put(self._host, stopped)
+        return DiskInfo(disks=(f"{instance.uuid}.disk",), bytes_copied=guest.disk_gb * _GIB)
+
+    def finish_migration(
+        self,
+        instance: Instance,
+        migration: Migration,
+        disk_info: DiskInfo,
+        flavor: Flavor,
+        resize_instance: bool,
+        power_on: bool,
+    ) -> None:
+        self._hv.enter(self._host, "finish_migration", instance.uuid)
+        state = PowerState.RUNNING if power_on else PowerState.SHUTDOWN
+        backup = None
+        if migration.source_compute == self._host:
+            backup = self._hv.require(self._host, instance.uuid, "finish_migration")
+        self._hv.put(
+            self._host,
+            FakeGuest(instance.uuid, state, flavor.vcpus, flavor.ram_mb, flavor.root_gb, backup),
+        )
+
+    def confirm_migration(self, instance: Instance, migration: Migration) -> None:
+        self._hv.enter(self._host, "confirm_migration", instance.uuid)
+        if migration.dest_compute == self._host:
+            guest = self._hv.require(self._host, instance.uuid, "confirm_migration")
+            self._hv.put(self._host, attrs.evolve(guest, backup=None))
+        else:
+            self._hv.remove(self._host, instance.uuid)
+
+    def finish_revert_migration(
+        self, instance: Instance, migration: Migration, power_on: bool
+    ) -> None:
+        self._hv.enter(self._host, "finish_revert_migration", instance.uuid)
+        guest = self._hv.require(self._host, instance.uuid, "finish_revert_migration")
+        if guest.backup is not None:
+            guest = guest.backup
+        state = PowerState.RUNNING if power_on else PowerState.SHUTDOWN
+        self._hv.put(self._host, attrs.evolve(guest, power_state=state))
+
+    def destroy(self, instance: Instance, destroy_disks: bool = True) -> None:
+        self._hv.enter(self._host, "destroy", instance.uuid)
+        guest = self._hv.guest(self._host, instance.uuid)
+        if guest is not None and guest.backup is not None:
+            # A same-host move: only the new guest goes; the original stays for the revert.
+            self._hv.put(self._host, guest.backup)
+        else:
+            self._hv.remove(self._host, instance.uuid)
+
+    def power_on(self, instance: Instance) -> None:
+        self._hv.enter(self._host, "power_on", instance.uuid)
+        guest = self._hv.require(self._host, instance.uuid, "power_on")
+        self._hv.put(self._host, attrs.evolve(guest, power_state=PowerState.RUNNING))
+
+    def power_off(self, instance: Instance, timeout: float = 0, retry_interval: float = 0) -> None:
+        self._hv.enter(self._host, "power_off", instance.uuid)
+        guest = self._hv.require(self._host, instance.uuid, "power_off")
+        self._hv.put(self._host, attrs.evolve(guest, power_state=PowerState.SHUTDOWN))
+
+    def get_info(self, instance: Instance) -> GuestInfo:
+        guest = self._hv.guest(self._host, instance.uuid)
+        return GuestInfo(guest.power_state if guest is not None else PowerState.NOSTATE)
+
+    def list_instances(self) -> list[str]:
+        return self._hv.domains()[self._host]

@@ -1,0 +1,621 @@
+"""The cold-migration state machine: one transition table, as data, run by ``transitions``.
+
+The machine's states are ``(vm_state, task_state)`` pairs (:class:`MachineState`). Every
+step of every role is a *trigger*: the API's ``migrate`` moves ``active`` to
+``active:resize_prep``; the source compute's ``resize_instance`` moves
+``active:resize_prep`` to ``active:resize_migrating``; and so on. :data:`TABLE` lists them
+all. It is validated and frozen when this module is imported:
+
+* every trigger has one guard list, the same from every source state;
+* from every source state the guards pass (for an admin on an unlocked instance);
+* from every *other* state the guards refuse, so a trigger fired in the wrong state
+  raises the public exception its guards name, never ``transitions.MachineError``;
+* every state is reachable from a stable state.
+
+One :class:`transitions.Machine` serves every instance. It is never attached to records
+(``add_model`` costs kilobytes per model and is O(N²) to attach); instead each trigger runs
+on a throw-away cursor that carries the state name, so tracking an instance costs nothing.
+
+Callback order of one trigger (the ``transitions`` order, restated for this machine):
+
+1. the guards, in table order, as the transition's conditions; the first failing one stops
+   the trigger and its :class:`GuardFailure` is raised as the public exception;
+2. the *effect* given by the role (a driver call, say) as the ``before`` callback: when it
+   raises, the state has not changed and the role handles the error;
+3. the state change on the cursor; the role then saves the new record with a
+   compare-and-swap on the task_state it read.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Final
+
+import attrs
+from transitions import EventData
+from transitions import Machine as _TransitionsMachine
+
+from .exceptions import InstanceInvalidState, MachineDefinitionError
+from .guards import (
+    Guard,
+    GuardContext,
+    GuardFailure,
+    PolicyRule,
+    require_expected_task_state,
+    require_policy,
+    require_task_state,
+    require_unlocked,
+    require_vm_state,
+)
+from .records import Caller, Instance
+from .states import MachineState, TaskState, VmState
+
+__all__ = [
+    "MACHINE",
+    "TABLE",
+    "Machine",
+    "Role",
+    "Rule",
+    "Target",
+    "Transition",
+]
+
+
+class Role(str, enum.Enum):
+    """Who fires a trigger."""
+
+    API = "api"
+    CONDUCTOR = "conductor"
+    SOURCE = "source compute"
+    DEST = "dest compute"
+    COMPUTE = "compute"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen
+class Target:
+    """Where a rule leads: ``vm_state`` ``None`` keeps the source's vm_state."""
+
+    vm_state: VmState | None
+    task_state: TaskState | None
+
+    def resolve(self, source: MachineState) -> MachineState:
+        vm = source.vm_state if self.vm_state is None else self.vm_state
+        return MachineState(vm, self.task_state)
+
+    def describe(self) -> str:
+        vm = "(same vm_state)" if self.vm_state is None else self.vm_state.value
+        task = "null" if self.task_state is None else self.task_state.value
+        return f"{vm} / {task}"
+
+
+@attrs.frozen
+class Rule:
+    """One row of the table: ``trigger`` takes each of ``sources`` to ``target``."""
+
+    trigger: str
+    role: Role
+    sources: tuple[MachineState, ...]
+    target: Target
+    guards: tuple[Guard, ...]
+    doc: str
+
+
+@attrs.frozen
+class Transition:
+    """One edge of the machine, as listed by :meth:`Machine.transitions`."""
+
+    trigger: str
+    role: Role
+    source: MachineState
+    dest: MachineState
+    guards: tuple[Guard, ...]
+    doc: str
+
+
+# --- the table -------------------------------------------------------------------------
+
+_A, _S, _R, _E = VmState.ACTIVE, VmState.STOPPED, VmState.RESIZED, VmState.ERROR
+_MOVABLE: Final = (_A, _S)
+_NO_TASK: Final = None
+
+
+def _pairs(vm_states: Iterable[VmState], task: TaskState | None) -> tuple[MachineState, ...]:
+    return tuple(MachineState(vm, task) for vm in vm_states)
+
+
+def _moving(task: TaskState) -> tuple[MachineState, ...]:
+    return _pairs(_MOVABLE, task)
+
+
+def _api_guards(rule: PolicyRule, *vm_states: VmState) -> tuple[Guard, ...]:
+    return (
+        require_policy(rule),
+        require_unlocked(),
+        require_vm_state(*vm_states),
+        require_task_state(_NO_TASK),
+    )
+
+
+def _step(
+    trigger: str,
+    role: Role,
+    sources: tuple[MachineState, ...],
+    target: Target,
+    doc: str,
+) -> Rule:
+    """A compute/conductor step: guarded by the task_state(s) it expects."""
+    expected = sorted({s.task_state for s in sources}, key=lambda t: "" if t is None else t.value)
+    vm_states = sorted({s.vm_state for s in sources}, key=lambda v: v.value)
+    return Rule(
+        trigger,
+        role,
+        sources,
+        target,
+        (require_vm_state(*vm_states), require_expected_task_state(*expected)),
+        doc,
+    )
+
+
+_RESIZE_TASKS: Final = (
+    TaskState.RESIZE_PREP,
+    TaskState.RESIZE_MIGRATING,
+    TaskState.RESIZE_MIGRATED,
+    TaskState.RESIZE_FINISH,
+)
+_DELETABLE_VM: Final = tuple(v for v in VmState if v not in (VmState.DELETED, VmState.SOFT_DELETED))
+_STABLE: Final = _pairs(VmState, _NO_TASK)
+_IN_FLIGHT: Final = (
+    *(pair for task in _RESIZE_TASKS for pair in _moving(task)),
+    MachineState(_R, TaskState.RESIZE_REVERTING),
+    *_pairs((_A, _E, _R), TaskState.POWERING_OFF),
+    MachineState(_S, TaskState.POWERING_ON),
+)
+_DELETE_SOURCES: Final = (*(s for s in _STABLE if s.vm_state in _DELETABLE_VM), *_IN_FLIGHT)
+
+
+def _delete_guards() -> tuple[Guard, ...]:
+    tasks = sorted({s.task_state for s in _IN_FLIGHT if s.task_state is not None})
+    return (
+        require_policy(PolicyRule.ADMIN_OR_OWNER),
+        require_unlocked(),
+        require_vm_state(*_DELETABLE_VM),
+        require_task_state(_NO_TASK, *tasks),
+    )
+
+
+TABLE: Final[tuple[Rule, ...]] = (
+    # API: checks and the first compare-and-swap write.
+    Rule(
+        "migrate",
+        Role.API,
+        _pairs(_MOVABLE, _NO_TASK),
+        Target(None, TaskState.RESIZE_PREP),
+        _api_guards(PolicyRule.ADMIN, *_MOVABLE),
+        "cold migration accepted (flavor unchanged)",
+    ),
+    Rule(
+        "resize",
+        Role.API,
+        _pairs(_MOVABLE, _NO_TASK),
+        Target(None, TaskState.RESIZE_PREP),
+        _api_guards(PolicyRule.ADMIN_OR_OWNER, *_MOVABLE),
+        "resize accepted (new flavor)",
+    ),
+    Rule(
+        "confirm_resize",
+        Role.API,
+        (MachineState(_R),),
+        Target(_R, _NO_TASK),
+        _api_guards(PolicyRule.ADMIN_OR_OWNER, _R),
+        "confirm accepted: migration `confirming` (task_state stays null, as in Nova)",
+    ),
+    Rule(
+        "revert_resize",
+        Role.API,
+        (MachineState(_R),),
+        Target(_R, TaskState.RESIZE_REVERTING),
+        _api_guards(PolicyRule.ADMIN_OR_OWNER, _R),
+        "revert accepted: migration `reverting`",
+    ),
+    Rule(
+        "stop",
+        Role.API,
+        _pairs((_A, _E), _NO_TASK),
+        Target(None, TaskState.POWERING_OFF),
+        _api_guards(PolicyRule.ADMIN_OR_OWNER, _A, _E),
+        "stop accepted",
+    ),
+    Rule(
+        "start",
+        Role.API,
+        (MachineState(_S),),
+        Target(_S, TaskState.POWERING_ON),
+        _api_guards(PolicyRule.ADMIN_OR_OWNER, _S),
+        "start accepted",
+    ),
+    Rule(
+        "delete",
+        Role.API,
+        _DELETE_SOURCES,
+        Target(None, TaskState.DELETING),
+        _delete_guards(),
+        "delete accepted (also during a move: the move's claims are released with it)",
+    ),
+    # Conductor.
+    _step(
+        "schedule_failed",
+        Role.CONDUCTOR,
+        _moving(TaskState.RESIZE_PREP),
+        Target(None, _NO_TASK),
+        "no valid host (or retries exhausted): task_state back to null",
+    ),
+    _step(
+        "migrate_server",
+        Role.CONDUCTOR,
+        _moving(TaskState.RESIZE_PREP),
+        Target(None, TaskState.RESIZE_PREP),
+        "migration record created (`pre-migrating`); scheduler asked for hosts",
+    ),
+    # Destination compute: prep_resize.
+    _step(
+        "prep_resize",
+        Role.DEST,
+        _moving(TaskState.RESIZE_PREP),
+        Target(None, TaskState.RESIZE_PREP),
+        "claim on the destination; old_vm_state stashed",
+    ),
+    # Source compute: resize_instance.
+    _step(
+        "resize_instance",
+        Role.SOURCE,
+        _moving(TaskState.RESIZE_PREP),
+        Target(None, TaskState.RESIZE_MIGRATING),
+        "migration `migrating`; the driver powers off and copies the disks",
+    ),
+    _step(
+        "resize_migrated",
+        Role.SOURCE,
+        _moving(TaskState.RESIZE_MIGRATING),
+        Target(None, TaskState.RESIZE_MIGRATED),
+        "disks copied: migration `post-migrating`, host = destination",
+    ),
+    # Destination compute: finish_resize.
+    _step(
+        "finish_resize",
+        Role.DEST,
+        _moving(TaskState.RESIZE_MIGRATED),
+        Target(None, TaskState.RESIZE_FINISH),
+        "new flavor applied; the driver defines the guest on the destination",
+    ),
+    _step(
+        "resize_finished",
+        Role.DEST,
+        _moving(TaskState.RESIZE_FINISH),
+        Target(_R, _NO_TASK),
+        "migration `finished`: waits for confirm or revert",
+    ),
+    # Source compute: confirm_resize.
+    _step(
+        "confirmed_running",
+        Role.SOURCE,
+        (MachineState(_R),),
+        Target(_A, _NO_TASK),
+        "source guest deleted, source claim released; the guest runs",
+    ),
+    _step(
+        "confirmed_shutdown",
+        Role.SOURCE,
+        (MachineState(_R),),
+        Target(_S, _NO_TASK),
+        "source guest deleted, source claim released; the guest is shut down",
+    ),
+    # Revert: destination compute, then source compute.
+    _step(
+        "revert_resize_on_dest",
+        Role.DEST,
+        (MachineState(_R, TaskState.RESIZE_REVERTING),),
+        Target(_R, TaskState.RESIZE_REVERTING),
+        "destination guest destroyed, destination claim released; migration `reverted`",
+    ),
+    _step(
+        "reverted_active",
+        Role.SOURCE,
+        (MachineState(_R, TaskState.RESIZE_REVERTING),),
+        Target(_A, _NO_TASK),
+        "guest back on the source, powered on",
+    ),
+    _step(
+        "reverted_stopping",
+        Role.SOURCE,
+        (MachineState(_R, TaskState.RESIZE_REVERTING),),
+        Target(_R, TaskState.POWERING_OFF),
+        "guest back on the source, not powered on: the ordinary stop path follows",
+    ),
+    # Ordinary power actions of any compute host.
+    _step(
+        "powered_off",
+        Role.COMPUTE,
+        _pairs((_A, _E, _R), TaskState.POWERING_OFF),
+        Target(_S, _NO_TASK),
+        "guest powered off",
+    ),
+    _step(
+        "powered_on",
+        Role.COMPUTE,
+        (MachineState(_S, TaskState.POWERING_ON),),
+        Target(_A, _NO_TASK),
+        "guest powered on",
+    ),
+    _step(
+        "power_action_failed",
+        Role.COMPUTE,
+        (*_pairs((_A, _E), TaskState.POWERING_OFF), MachineState(_S, TaskState.POWERING_ON)),
+        Target(None, _NO_TASK),
+        "stop or start failed: task_state reverted, fault recorded",
+    ),
+    _step(
+        "terminated",
+        Role.COMPUTE,
+        _pairs(_DELETABLE_VM, TaskState.DELETING),
+        Target(VmState.DELETED, _NO_TASK),
+        "guest destroyed on every host, every claim released",
+    ),
+    # Failure ends (used by the failure paths of every role).
+    _step(
+        "rolled_back",
+        Role.COMPUTE,
+        _IN_FLIGHT[: 2 * len(_RESIZE_TASKS)],
+        Target(None, _NO_TASK),
+        "the move is undone: guest as it was, task_state null, migration `error`",
+    ),
+    _step(
+        "errored",
+        Role.COMPUTE,
+        _DELETE_SOURCES,
+        Target(_E, _NO_TASK),
+        "a step failed with the guest's state unknown: vm_state `error`, fault recorded",
+    ),
+)
+
+
+# --- the running machine ---------------------------------------------------------------
+
+
+class _Cursor:
+    """What ``transitions`` drives for one trigger: the state name and the request."""
+
+    __slots__ = ("ctx", "effect", "failure", "result", "state")
+
+    def __init__(self, state: str, ctx: GuardContext, effect: Callable[[], Any] | None) -> None:
+        self.state = state
+        self.ctx = ctx
+        self.effect = effect
+        self.failure: GuardFailure | None = None
+        self.result: Any = None
+
+
+@attrs.frozen
+class _Condition:
+    """Adapts a guard to a ``transitions`` condition that remembers why it failed."""
+
+    guard: Guard
+
+    def __call__(self, event: EventData) -> bool:
+        cursor: _Cursor = event.model
+        failure = self.guard(cursor.ctx)
+        if failure is None:
+            return True
+        cursor.failure = failure
+        return False
+
+
+def _run_effect(event: EventData) -> None:
+    cursor: _Cursor = event.model
+    if cursor.effect is not None:
+        cursor.result = cursor.effect()
+
+
+class Machine:
+    """A validated, frozen transition table and the ``transitions.Machine`` that runs it.
+
+    The module-level :data:`MACHINE` is built from :data:`TABLE`; build another one only
+    to experiment with a different table (the verification tools do, to seed mutants).
+
+    Raises:
+        MachineDefinitionError: when ``rules`` break one of the rules listed in the
+            module docstring; the message says which and how to fix it.
+    """
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self._rules: tuple[Rule, ...] = tuple(rules)
+        self._by_trigger: dict[str, Rule] = {}
+        for rule in self._rules:
+            if rule.trigger in self._by_trigger:
+                raise MachineDefinitionError(
+                    f"trigger {rule.trigger!r} has two rows: merge their sources into one rule"
+                )
+            self._by_trigger[rule.trigger] = rule
+        states: set[MachineState] = set(_STABLE)
+        for rule in self._rules:
+            states.update(rule.sources)
+            states.update(rule.target.resolve(s) for s in rule.sources)
+        self._states: frozenset[MachineState] = frozenset(states)
+        self._by_name: dict[str, MachineState] = {s.name: s for s in states}
+        self._state_names = frozenset(self._by_name)
+        self._validate()
+        self._machine = self._build()
+
+    # -- definition -------------------------------------------------------------------
+
+    def _validate(self) -> None:
+        admin = Caller.admin()
+        for rule in self._rules:
+            if not rule.sources:
+                raise MachineDefinitionError(f"trigger {rule.trigger!r} has no source state")
+            sources = set(rule.sources)
+            for state in sorted(self._states, key=lambda s: s.name):
+                probe = _probe_instance(state)
+                failure = _first_failure(rule.guards, GuardContext(rule.trigger, admin, probe))
+                if state in sources and failure is not None:
+                    raise MachineDefinitionError(
+                        f"trigger {rule.trigger!r}: its guards refuse its own source "
+                        f"{state.name} ({failure.message}); widen the guard or drop the source"
+                    )
+                if state not in sources and failure is None:
+                    raise MachineDefinitionError(
+                        f"trigger {rule.trigger!r}: its guards accept {state.name}, which is "
+                        "not one of its sources; add a state guard or add the source"
+                    )
+        reachable = set(_STABLE)
+        frontier = list(_STABLE)
+        while frontier:
+            state = frontier.pop()
+            for rule in self._rules:
+                if state in rule.sources:
+                    dest = rule.target.resolve(state)
+                    if dest not in reachable:
+                        reachable.add(dest)
+                        frontier.append(dest)
+        unreachable = self._states - reachable
+        if unreachable:
+            names = ", ".join(sorted(s.name for s in unreachable))
+            raise MachineDefinitionError(f"states unreachable from a stable state: {names}")
+
+    def _build(self) -> Any:
+        transitions: list[dict[str, Any]] = []
+        for rule in self._rules:
+            conditions = [_Condition(g) for g in rule.guards]
+            sources = set(rule.sources)
+            for state in self._states:
+                # From a state that is not a source the guards refuse (checked above):
+                # the self-loop only exists so that the refusal comes from a guard.
+                dest = rule.target.resolve(state) if state in sources else state
+                transitions.append(
+                    {
+                        "trigger": rule.trigger,
+                        "source": state.name,
+                        "dest": dest.name,
+                        "conditions": conditions,
+                        "before": [_run_effect],
+                    }
+                )
+        return _TransitionsMachine(
+            model=None,
+            states=sorted(self._state_names),
+            transitions=transitions,
+            initial=None,
+            auto_transitions=False,
+            send_event=True,
+        )
+
+    # -- introspection ----------------------------------------------------------------
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._rules
+
+    @property
+    def states(self) -> frozenset[MachineState]:
+        """Every allowed ``(vm_state, task_state)`` pair."""
+        return self._states
+
+    def rule(self, trigger: str) -> Rule:
+        try:
+            return self._by_trigger[trigger]
+        except KeyError:
+            raise MachineDefinitionError(f"unknown trigger {trigger!r}") from None
+
+    def transitions(self) -> Iterator[Transition]:
+        """Every edge, in table order, with its guards."""
+        for rule in self._rules:
+            for source in rule.sources:
+                yield Transition(
+                    rule.trigger, rule.role, source, rule.target.resolve(source), rule.guards,
+                    rule.doc,
+                )
+
+    def allowed(self, state: MachineState, role: Role | None = None) -> list[str]:
+        """Triggers that may fire from ``state`` (optionally only those of ``role``)."""
+        return [
+            r.trigger
+            for r in self._rules
+            if state in r.sources and (role is None or r.role is role)
+        ]
+
+    # -- running ----------------------------------------------------------------------
+
+    def check(self, trigger: str, ctx: GuardContext) -> GuardFailure | None:
+        """Run ``trigger``'s guards without changing anything (a dry run)."""
+        return _first_failure(self.rule(trigger).guards, ctx)
+
+    def fire(
+        self,
+        trigger: str,
+        ctx: GuardContext,
+        effect: Callable[[], Any] | None = None,
+    ) -> tuple[MachineState, Any]:
+        """Fire ``trigger`` for ``ctx.instance``; return the new state and the effect's result.
+
+        Nothing is mutated: the caller saves the new state. ``effect`` runs after the guards
+        passed and before the state changes; if it raises, the exception propagates and
+        the state is as before.
+
+        Raises:
+            RequestRefused: the public exception of the first failing guard.
+        """
+        instance = ctx.instance
+        if instance is None:
+            raise MachineDefinitionError(f"trigger {trigger!r} needs an instance")
+        name = instance.state.name
+        if name not in self._state_names:
+            failure = self.check(trigger, ctx)
+            if failure is not None:
+                raise failure.to_exception()
+            raise InstanceInvalidState(
+                f"Cannot '{trigger}' instance {instance.describe()}: its state {name} is "
+                "outside this workflow"
+            )
+        cursor = _Cursor(name, ctx, effect)
+        if not self._machine.events[trigger].trigger(cursor):
+            assert cursor.failure is not None
+            raise cursor.failure.to_exception()
+        return self._by_name[cursor.state], cursor.result
+
+    def apply(
+        self,
+        trigger: str,
+        instance: Instance,
+        caller: Caller,
+        effect: Callable[[], Any] | None = None,
+    ) -> Instance:
+        """Fire ``trigger`` and return ``instance`` moved to the new state."""
+        state, _ = self.fire(trigger, GuardContext(trigger, caller, instance), effect)
+        return attrs.evolve(instance, vm_state=state.vm_state, task_state=state.task_state)
+
+
+def _first_failure(guards: Iterable[Guard], ctx: GuardContext) -> GuardFailure | None:
+    for guard in guards:
+        failure = guard(ctx)
+        if failure is not None:
+            return failure
+    return None
+
+
+def _probe_instance(state: MachineState) -> Instance:
+    return Instance(
+        uuid="probe",
+        name="probe",
+        project_id="probe",
+        host="probe",
+        flavor="probe",
+        vm_state=state.vm_state,
+        task_state=state.task_state,
+    )
+
+
+MACHINE: Final[Machine] = Machine(TABLE)
+"""The machine every role uses."""

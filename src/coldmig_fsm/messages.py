@@ -1,0 +1,181 @@
+"""The messages that travel between roles: one per hop.
+
+An orchestrator that runs each role in its own service moves these between them (they
+are plain ``attrs`` records; :func:`to_dict`/:func:`from_dict` turn them into JSON-ready
+dicts and back). In one process, :class:`coldmig_fsm.Cloud` queues them in the store and
+delivers them one at a time, so that faults, crashes and races can be injected between
+any two hops.
+
+Every message names the request it belongs to (``request_id``) and the instance; its
+:attr:`destination` says which role handles it: ``"conductor"`` or ``"compute:<host>"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+import cattrs
+
+__all__ = [
+    "ConfirmResize",
+    "FinishResize",
+    "FinishRevertResize",
+    "Message",
+    "MigrateServer",
+    "PrepResize",
+    "ResizeInstance",
+    "RevertResize",
+    "StartInstance",
+    "StopInstance",
+    "TerminateInstance",
+    "from_dict",
+    "to_dict",
+]
+
+CONDUCTOR = "conductor"
+
+
+@attrs.frozen
+class Message:
+    """Base of every message."""
+
+    request_id: str
+    instance_uuid: str
+    kind: ClassVar[str] = "message"
+
+    @property
+    def destination(self) -> str:
+        raise NotImplementedError
+
+
+@attrs.frozen
+class _ToCompute(Message):
+    host: str
+
+    @property
+    def destination(self) -> str:
+        return f"compute:{self.host}"
+
+
+@attrs.frozen
+class MigrateServer(Message):
+    """API → conductor: schedule the move (or the next alternate, when ``hosts`` is set).
+
+    ``hosts`` empty means "ask the scheduler"; otherwise the conductor tries ``hosts[0]``
+    and keeps the rest as alternates (a reschedule). ``attempt`` counts hosts tried.
+    """
+
+    flavor_id: str
+    target_host: str | None = None
+    hosts: tuple[str, ...] = ()
+    attempt: int = 1
+    kind: ClassVar[str] = "migrate_server"
+
+    @property
+    def destination(self) -> str:
+        return CONDUCTOR
+
+
+@attrs.frozen
+class PrepResize(_ToCompute):
+    """Conductor → destination compute: claim and prepare. ``host`` is the destination."""
+
+    migration_id: int
+    flavor_id: str
+    alternates: tuple[str, ...] = ()
+    attempt: int = 1
+    kind: ClassVar[str] = "prep_resize"
+
+
+@attrs.frozen
+class ResizeInstance(_ToCompute):
+    """Destination → source compute: power off and copy. ``host`` is the source."""
+
+    migration_id: int
+    kind: ClassVar[str] = "resize_instance"
+
+
+@attrs.frozen
+class FinishResize(_ToCompute):
+    """Source → destination compute: define the guest there. ``host`` is the destination."""
+
+    migration_id: int
+    disks: tuple[str, ...] = ()
+    bytes_copied: int = 0
+    kind: ClassVar[str] = "finish_resize"
+
+
+@attrs.frozen
+class ConfirmResize(_ToCompute):
+    """API → source compute: remove the source guest. ``host`` is the source."""
+
+    migration_id: int
+    kind: ClassVar[str] = "confirm_resize"
+
+
+@attrs.frozen
+class RevertResize(_ToCompute):
+    """API → destination compute: remove the new guest. ``host`` is the destination."""
+
+    migration_id: int
+    kind: ClassVar[str] = "revert_resize"
+
+
+@attrs.frozen
+class FinishRevertResize(_ToCompute):
+    """Destination → source compute: bring the old guest back. ``host`` is the source."""
+
+    migration_id: int
+    kind: ClassVar[str] = "finish_revert_resize"
+
+
+@attrs.frozen
+class StopInstance(_ToCompute):
+    kind: ClassVar[str] = "stop_instance"
+
+
+@attrs.frozen
+class StartInstance(_ToCompute):
+    kind: ClassVar[str] = "start_instance"
+
+
+@attrs.frozen
+class TerminateInstance(_ToCompute):
+    kind: ClassVar[str] = "terminate_instance"
+
+
+_KINDS: dict[str, type[Message]] = {
+    cls.kind: cls
+    for cls in (
+        MigrateServer,
+        PrepResize,
+        ResizeInstance,
+        FinishResize,
+        ConfirmResize,
+        RevertResize,
+        FinishRevertResize,
+        StopInstance,
+        StartInstance,
+        TerminateInstance,
+    )
+}
+
+_converter = cattrs.Converter()
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    """A JSON-ready dict with a ``kind`` key naming the message type."""
+    data: dict[str, Any] = _converter.unstructure(message)
+    data["kind"] = message.kind
+    return data
+
+
+def from_dict(data: dict[str, Any]) -> Message:
+    """Inverse of :func:`to_dict`; raises ``ValueError`` on an unknown ``kind``."""
+    fields = dict(data)
+    kind = fields.pop("kind", None)
+    cls = _KINDS.get(str(kind))
+    if cls is None:
+        raise ValueError(f"unknown message kind {kind!r}")
+    return _converter.structure(fields, cls)

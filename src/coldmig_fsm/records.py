@@ -1,0 +1,328 @@
+"""The records the roles read and write, as frozen ``attrs`` classes.
+
+Records never change in place: a role computes a new record with :func:`attrs.evolve`
+and saves it through the store (see :mod:`coldmig_fsm.store`). Validators reject
+impossible values when a record is built, so a record that exists is well-formed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from .states import MachineState, MigrationStatus, MigrationType, PowerState, TaskState, VmState
+
+__all__ = [
+    "ActionEvent",
+    "Allocation",
+    "Caller",
+    "CloudConfig",
+    "EventResult",
+    "Fault",
+    "Flavor",
+    "Host",
+    "Instance",
+    "InstanceAction",
+    "Migration",
+    "Notification",
+    "Outcome",
+    "Project",
+    "RequestRecord",
+    "Resources",
+]
+
+_non_negative = attrs.validators.ge(0)
+_name = attrs.validators.and_(attrs.validators.instance_of(str), attrs.validators.min_len(1))
+
+
+@attrs.frozen
+class Resources:
+    """An amount of the three resources a flavor asks for and a host offers."""
+
+    vcpus: int = attrs.field(default=0, validator=_non_negative)
+    ram_mb: int = attrs.field(default=0, validator=_non_negative)
+    disk_gb: int = attrs.field(default=0, validator=_non_negative)
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(
+            self.vcpus + other.vcpus, self.ram_mb + other.ram_mb, self.disk_gb + other.disk_gb
+        )
+
+    def fits_within(self, capacity: Resources) -> bool:
+        """True when every resource of ``self`` is at most the one of ``capacity``."""
+        return (
+            self.vcpus <= capacity.vcpus
+            and self.ram_mb <= capacity.ram_mb
+            and self.disk_gb <= capacity.disk_gb
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {"vcpus": self.vcpus, "ram_mb": self.ram_mb, "disk_gb": self.disk_gb}
+
+
+@attrs.frozen
+class Flavor:
+    """A named size of instance. A ``disabled`` flavor cannot be resized to."""
+
+    id: str = attrs.field(validator=_name)
+    vcpus: int = attrs.field(validator=attrs.validators.ge(1))
+    ram_mb: int = attrs.field(validator=attrs.validators.ge(1))
+    root_gb: int = attrs.field(validator=_non_negative)
+    disabled: bool = False
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(self.vcpus, self.ram_mb, self.root_gb)
+
+
+@attrs.frozen
+class Host:
+    """A compute host's inventory and service status.
+
+    The scheduler only picks a host that is ``up`` and ``enabled`` and whose free
+    resources (inventory minus every claim on it) fit the requested flavor.
+    """
+
+    name: str = attrs.field(validator=_name)
+    vcpus: int = attrs.field(validator=_non_negative)
+    ram_mb: int = attrs.field(validator=_non_negative)
+    disk_gb: int = attrs.field(validator=_non_negative)
+    up: bool = True
+    enabled: bool = True
+
+    @property
+    def capacity(self) -> Resources:
+        return Resources(self.vcpus, self.ram_mb, self.disk_gb)
+
+
+@attrs.frozen
+class Project:
+    """A project's quota limits; ``None`` means unlimited."""
+
+    id: str = attrs.field(validator=_name)
+    cores: int | None = None
+    ram_mb: int | None = None
+
+
+@attrs.frozen
+class Caller:
+    """Who makes a request: an admin, or a member of ``project_id`` (the owner)."""
+
+    project_id: str | None = None
+    is_admin: bool = False
+    user_id: str = "user"
+
+    @classmethod
+    def admin(cls) -> Caller:
+        return cls(project_id=None, is_admin=True, user_id="admin")
+
+    @classmethod
+    def owner(cls, project_id: str) -> Caller:
+        return cls(project_id=project_id, is_admin=False, user_id=f"{project_id}-user")
+
+    @property
+    def role(self) -> str:
+        return "admin" if self.is_admin else "owner"
+
+
+@attrs.frozen
+class CloudConfig:
+    """The options of Nova that this workflow reads.
+
+    Attributes:
+        allow_resize_to_same_host: when false the scheduler ignores the source host.
+        resize_confirm_window: seconds after which a ``finished`` migration is confirmed
+            automatically; 0 disables auto-confirm.
+        max_attempts: hosts tried per move, the first choice included.
+        shutdown_timeout: seconds of clean shutdown before a hard power-off.
+        shutdown_retry_interval: seconds between clean-shutdown requests.
+    """
+
+    allow_resize_to_same_host: bool = False
+    resize_confirm_window: int = attrs.field(default=0, validator=_non_negative)
+    max_attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    shutdown_timeout: int = attrs.field(default=60, validator=_non_negative)
+    shutdown_retry_interval: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+
+
+def _frozen_mapping(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
+@attrs.frozen(hash=False)
+class Instance:
+    """A server. ``(vm_state, task_state)`` is its machine state.
+
+    Invariants:
+        ``old_flavor``/``new_flavor`` are set by ``prep_resize`` and stay after a failed
+        move (as in Nova); ``migration_id`` (Nova's migration context) is set only while
+        a move holds claims on a second host.
+    """
+
+    uuid: str = attrs.field(validator=_name)
+    name: str = attrs.field(validator=_name)
+    project_id: str = attrs.field(validator=_name)
+    host: str = attrs.field(validator=_name)
+    flavor: str = attrs.field(validator=_name)
+    vm_state: VmState = VmState.ACTIVE
+    task_state: TaskState | None = None
+    power_state: PowerState = PowerState.NOSTATE
+    old_flavor: str | None = None
+    new_flavor: str | None = None
+    locked: bool = False
+    locked_by: str | None = None
+    progress: int = 0
+    system_metadata: dict[str, str] = attrs.field(factory=dict, converter=_frozen_mapping)
+    migration_id: int | None = None
+    node: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.node is None:
+            object.__setattr__(self, "node", self.host)
+
+    @property
+    def state(self) -> MachineState:
+        return MachineState(self.vm_state, self.task_state)
+
+    @property
+    def old_vm_state(self) -> VmState | None:
+        """The vm_state stashed by ``prep_resize`` for the way back."""
+        value = self.system_metadata.get("old_vm_state")
+        return VmState(value) if value is not None else None
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.uuid})"
+
+
+@attrs.frozen
+class Migration:
+    """One move of one instance. ``id`` counts from 1 in creation order."""
+
+    id: int
+    uuid: str
+    instance_uuid: str
+    migration_type: MigrationType
+    status: MigrationStatus
+    source_compute: str
+    old_flavor: str
+    new_flavor: str
+    dest_compute: str | None = None
+    request_id: str | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+    @property
+    def source_node(self) -> str:
+        return self.source_compute
+
+    @property
+    def dest_node(self) -> str | None:
+        return self.dest_compute
+
+
+@attrs.frozen
+class Allocation:
+    """Resources claimed on one host by one consumer (an instance or a migration).
+
+    Invariant: a consumer holds at most one allocation per host.
+    """
+
+    consumer: str
+    host: str
+    resources: Resources
+
+
+class EventResult(str, enum.Enum):
+    SUCCESS = "Success"
+    ERROR = "Error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen
+class ActionEvent:
+    """One step of an instance action, recorded by the role that ran it."""
+
+    event: str
+    result: EventResult
+    host: str | None = None
+    start_time: dt.datetime | None = None
+    finish_time: dt.datetime | None = None
+    details: str | None = None
+
+
+@attrs.frozen
+class InstanceAction:
+    """A request on an instance (Nova's ``instance_actions``) and its events.
+
+    ``message`` is ``"Error"`` once one of its events failed, as in Nova.
+    """
+
+    request_id: str
+    instance_uuid: str
+    action: str
+    project_id: str | None
+    user_id: str
+    start_time: dt.datetime
+    events: tuple[ActionEvent, ...] = ()
+    message: str | None = None
+
+
+@attrs.frozen
+class Notification:
+    """A versioned notification, with the instance's state at the time it was sent."""
+
+    seq: int
+    event_type: str
+    instance_uuid: str | None
+    host: str | None
+    vm_state: VmState | None
+    task_state: TaskState | None
+    timestamp: dt.datetime
+    payload: dict[str, Any] = attrs.field(factory=dict, eq=False)
+
+
+@attrs.frozen
+class Fault:
+    """An instance fault (Nova's ``instance_faults``): why a step failed."""
+
+    instance_uuid: str
+    code: int
+    message: str
+    exception_type: str
+    host: str | None
+    created_at: dt.datetime
+
+
+class Outcome(str, enum.Enum):
+    """How a request ended. ``pending`` until the cloud has settled it.
+
+    ``rolled_back``: it failed and the instance is as it was before (NoValidHost, a
+    driver error that left the guest intact). ``failed``: it failed and the instance needs
+    attention (vm_state ``error``, a fault recorded).
+    """
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen
+class RequestRecord:
+    """One accepted request and, once settled, its outcome and error."""
+
+    request_id: str
+    action: str
+    instance_uuid: str
+    outcome: Outcome = Outcome.PENDING
+    error_type: str | None = None
+    error_message: str | None = None

@@ -1,0 +1,127 @@
+"""What every role shares: the store, the clock, the configuration and the machine.
+
+The helpers here are the only way roles write notifications, action events, faults and
+request outcomes, so those records have one shape everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from .clock import Clock
+from .guards import GuardContext
+from .machine import MACHINE, Machine
+from .records import (
+    ActionEvent,
+    Caller,
+    CloudConfig,
+    EventResult,
+    Fault,
+    Flavor,
+    Instance,
+    Notification,
+    Outcome,
+    RequestRecord,
+)
+from .store import Store
+
+__all__ = ["SERVICE", "Runtime"]
+
+SERVICE = Caller.admin()
+"""The identity of the services themselves (Nova's elevated context)."""
+
+
+@attrs.define
+class Runtime:
+    store: Store
+    clock: Clock
+    config: CloudConfig
+    machine: Machine = MACHINE
+
+    def flavor(self, flavor_id: str) -> Flavor:
+        found = self.store.get_flavor(flavor_id)
+        if found is None:
+            # Flavors of existing instances are never deleted here; this is a bug.
+            raise LookupError(f"flavor {flavor_id} vanished")
+        return found
+
+    def transition(
+        self,
+        trigger: str,
+        instance: Instance,
+        effect: Callable[[], Any] | None = None,
+        caller: Caller = SERVICE,
+    ) -> tuple[Instance, Any]:
+        """Fire ``trigger``; return ``instance`` in its new state and the effect's result."""
+        state, result = self.machine.fire(trigger, GuardContext(trigger, caller, instance), effect)
+        moved = attrs.evolve(instance, vm_state=state.vm_state, task_state=state.task_state)
+        return moved, result
+
+    def notify(self, event_type: str, instance: Instance | None, host: str | None) -> None:
+        self.store.add_notification(
+            Notification(
+                seq=self.store.next_id("notification"),
+                event_type=event_type,
+                instance_uuid=instance.uuid if instance else None,
+                host=host,
+                vm_state=instance.vm_state if instance else None,
+                task_state=instance.task_state if instance else None,
+                timestamp=self.clock.now(),
+            )
+        )
+
+    def event(
+        self,
+        request_id: str,
+        event: str,
+        host: str | None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Record one action event: ``Success``, or ``Error`` with the error's text."""
+        now = self.clock.now()
+        self.store.add_action_event(
+            request_id,
+            ActionEvent(
+                event=event,
+                result=EventResult.SUCCESS if error is None else EventResult.ERROR,
+                host=host,
+                start_time=now,
+                finish_time=now,
+                details=None if error is None else f"{type(error).__name__}: {error}",
+            ),
+        )
+
+    def fault(self, instance: Instance, error: BaseException, host: str | None) -> None:
+        code = 500 if not type(error).__name__.startswith("NoValidHost") else 400
+        self.store.add_fault(
+            Fault(
+                instance_uuid=instance.uuid,
+                code=code,
+                message=str(error),
+                exception_type=type(error).__name__,
+                host=host,
+                created_at=self.clock.now(),
+            )
+        )
+
+    def settle(
+        self, request_id: str, outcome: Outcome, error: BaseException | None = None
+    ) -> None:
+        """Record how request ``request_id`` ended (once; later calls are ignored)."""
+        request = self.store.get_request(request_id)
+        if request is None or request.outcome is not Outcome.PENDING:
+            return
+        self.store.put_request(
+            attrs.evolve(
+                request,
+                outcome=outcome,
+                error_type=None if error is None else type(error).__name__,
+                error_message=None if error is None else str(error),
+            )
+        )
+
+    def open_request(self, request: RequestRecord) -> None:
+        self.store.put_request(request)

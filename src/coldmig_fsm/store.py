@@ -1,0 +1,447 @@
+"""State stores: where the records live, with compare-and-swap saves.
+
+:class:`Store` defines every operation the roles use, written once on top of a few
+primitives that a backend implements. Two backends ship: :class:`MemoryStore` (the
+default, for tests and harnesses) and :class:`coldmig_fsm.sqlite_store.SqliteStore` (a
+real database file, used by the CLI).
+
+Invariants every backend keeps:
+
+* :meth:`Store.save_instance` with ``expected_task_state`` is a compare-and-swap: when the
+  stored task_state is not one of the expected values, nothing is written and
+  :class:`~coldmig_fsm.exceptions.UnexpectedTaskStateError` is raised.
+* Writes inside :meth:`Store.atomic` are all kept or, when the block raises, all undone.
+* The message queue is FIFO; a message is removed by the step that handles it, in the
+  same atomic block as that step's first writes.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Collection, Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from .exceptions import (
+    InstanceNotFound,
+    MigrationNotFound,
+    UnexpectedMigrationStatusError,
+    UnexpectedTaskStateError,
+)
+from .messages import Message
+from .records import (
+    ActionEvent,
+    Allocation,
+    EventResult,
+    Fault,
+    Flavor,
+    Host,
+    Instance,
+    InstanceAction,
+    Migration,
+    Notification,
+    Project,
+    RequestRecord,
+    Resources,
+)
+from .states import MigrationStatus, TaskState
+
+__all__ = ["MemoryStore", "Store"]
+
+# Kinds of keyed records.
+HOST, FLAVOR, PROJECT, INSTANCE, MIGRATION, ACTION, REQUEST = (
+    "host",
+    "flavor",
+    "project",
+    "instance",
+    "migration",
+    "action",
+    "request",
+)
+# Kinds of append-only logs.
+NOTIFICATION, FAULT = "notification", "fault"
+
+_NO_TASK = ""
+
+
+def task_index(task_state: TaskState | None) -> str:
+    """How a task_state is stored in the compare-and-swap index column."""
+    return _NO_TASK if task_state is None else task_state.value
+
+
+class Store(abc.ABC):
+    """Every read and write of the roles. Backends implement the ``_`` primitives."""
+
+    # -- primitives ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _get(self, kind: str, key: str) -> Any | None: ...
+
+    @abc.abstractmethod
+    def _put(self, kind: str, key: str, value: Any, index: str = "") -> None: ...
+
+    @abc.abstractmethod
+    def _swap(
+        self, kind: str, key: str, value: Any, index: str, expected: Collection[str]
+    ) -> str | None:
+        """Write ``value`` if the stored index is in ``expected``; else return that index.
+
+        Raises ``KeyError`` when there is no such record.
+        """
+
+    @abc.abstractmethod
+    def _values(self, kind: str) -> list[Any]:
+        """Every record of ``kind``, in the order of first insertion."""
+
+    @abc.abstractmethod
+    def _append(self, kind: str, value: Any) -> None: ...
+
+    @abc.abstractmethod
+    def _log(self, kind: str) -> list[Any]: ...
+
+    @abc.abstractmethod
+    def next_id(self, counter: str) -> int:
+        """The next value of a named counter, from 1."""
+
+    @abc.abstractmethod
+    def allocations(self, consumer: str) -> dict[str, Resources]:
+        """The resources ``consumer`` holds, per host."""
+
+    @abc.abstractmethod
+    def set_allocations(self, consumer: str, per_host: Mapping[str, Resources]) -> None:
+        """Replace everything ``consumer`` holds (an empty mapping releases all)."""
+
+    @abc.abstractmethod
+    def usage(self, host: str) -> Resources:
+        """The sum of every consumer's allocation on ``host``."""
+
+    @abc.abstractmethod
+    def all_allocations(self) -> list[Allocation]: ...
+
+    @abc.abstractmethod
+    def push_message(self, message: Message) -> None: ...
+
+    @abc.abstractmethod
+    def pop_message(self) -> Message | None:
+        """Remove and return the oldest queued message."""
+
+    @abc.abstractmethod
+    def pending_messages(self) -> list[Message]: ...
+
+    @abc.abstractmethod
+    def atomic(self) -> contextlib.AbstractContextManager[None]:
+        """A block whose writes are all kept, or all undone if it raises. Nests."""
+
+    def close(self) -> None:
+        """Release the backend's resources (nothing for the memory store)."""
+
+    # -- configuration records ----------------------------------------------------------
+
+    def put_host(self, host: Host) -> None:
+        self._put(HOST, host.name, host)
+
+    def get_host(self, name: str) -> Host | None:
+        found: Host | None = self._get(HOST, name)
+        return found
+
+    def list_hosts(self) -> list[Host]:
+        return list(self._values(HOST))
+
+    def put_flavor(self, flavor: Flavor) -> None:
+        self._put(FLAVOR, flavor.id, flavor)
+
+    def get_flavor(self, flavor_id: str) -> Flavor | None:
+        found: Flavor | None = self._get(FLAVOR, flavor_id)
+        return found
+
+    def list_flavors(self) -> list[Flavor]:
+        return list(self._values(FLAVOR))
+
+    def put_project(self, project: Project) -> None:
+        self._put(PROJECT, project.id, project)
+
+    def get_project(self, project_id: str) -> Project | None:
+        found: Project | None = self._get(PROJECT, project_id)
+        return found
+
+    # -- instances ----------------------------------------------------------------------
+
+    def add_instance(self, instance: Instance) -> None:
+        if self._get(INSTANCE, instance.uuid) is not None:
+            raise ValueError(f"instance {instance.uuid} already exists")
+        self._put(INSTANCE, instance.uuid, instance, task_index(instance.task_state))
+
+    def get_instance(self, uuid: str) -> Instance:
+        found: Instance | None = self._get(INSTANCE, uuid)
+        if found is None:
+            raise InstanceNotFound(f"Instance {uuid} could not be found.")
+        return found
+
+    def list_instances(self) -> list[Instance]:
+        return list(self._values(INSTANCE))
+
+    def save_instance(
+        self,
+        instance: Instance,
+        expected_task_state: Collection[TaskState | None] | None = None,
+    ) -> None:
+        """Save ``instance``; with ``expected_task_state``, only if the stored one matches.
+
+        Raises:
+            UnexpectedTaskStateError: the stored task_state is not one of the expected.
+            InstanceNotFound: there is no such instance.
+        """
+        index = task_index(instance.task_state)
+        if expected_task_state is None:
+            if self._get(INSTANCE, instance.uuid) is None:
+                raise InstanceNotFound(f"Instance {instance.uuid} could not be found.")
+            self._put(INSTANCE, instance.uuid, instance, index)
+            return
+        expected = {task_index(t) for t in expected_task_state}
+        try:
+            actual = self._swap(INSTANCE, instance.uuid, instance, index, expected)
+        except KeyError:
+            raise InstanceNotFound(f"Instance {instance.uuid} could not be found.") from None
+        if actual is not None:
+            shown = ", ".join(sorted(e or "None" for e in expected))
+            raise UnexpectedTaskStateError(
+                f"Unexpected task state: expecting [{shown}] but the actual state is "
+                f"{actual or 'None'} (instance {instance.describe()})"
+            )
+
+    # -- migrations ---------------------------------------------------------------------
+
+    def add_migration(self, migration: Migration) -> None:
+        self._put(MIGRATION, str(migration.id), migration, migration.status.value)
+
+    def get_migration(self, migration_id: int) -> Migration:
+        found: Migration | None = self._get(MIGRATION, str(migration_id))
+        if found is None:
+            raise MigrationNotFound(f"Migration {migration_id} could not be found.")
+        return found
+
+    def list_migrations(self, instance_uuid: str | None = None) -> list[Migration]:
+        every: list[Migration] = self._values(MIGRATION)
+        if instance_uuid is None:
+            return every
+        return [m for m in every if m.instance_uuid == instance_uuid]
+
+    def save_migration(
+        self,
+        migration: Migration,
+        expected_status: Collection[MigrationStatus] | None = None,
+    ) -> None:
+        """Save ``migration``; with ``expected_status``, only if the stored one matches.
+
+        Raises:
+            UnexpectedMigrationStatusError: the stored status is not one of the expected.
+        """
+        key, index = str(migration.id), migration.status.value
+        if expected_status is None:
+            self._put(MIGRATION, key, migration, index)
+            return
+        expected = {s.value for s in expected_status}
+        try:
+            actual = self._swap(MIGRATION, key, migration, index, expected)
+        except KeyError:
+            raise MigrationNotFound(f"Migration {migration.id} could not be found.") from None
+        if actual is not None:
+            raise UnexpectedMigrationStatusError(
+                f"Migration {migration.id}: expected status in "
+                f"[{', '.join(sorted(expected))}] but it is {actual}"
+            )
+
+    # -- actions, requests, notifications, faults ---------------------------------------
+
+    def add_action(self, action: InstanceAction) -> None:
+        self._put(ACTION, action.request_id, action)
+
+    def get_action(self, request_id: str) -> InstanceAction | None:
+        found: InstanceAction | None = self._get(ACTION, request_id)
+        return found
+
+    def add_action_event(self, request_id: str, event: ActionEvent) -> None:
+        action = self.get_action(request_id)
+        if action is None:
+            raise KeyError(f"no instance action for request {request_id}")
+        message = "Error" if event.result is EventResult.ERROR else action.message
+        self._put(ACTION, request_id, attrs.evolve(action, events=(*action.events, event), message=message))
+
+    def list_actions(self, instance_uuid: str | None = None) -> list[InstanceAction]:
+        every: list[InstanceAction] = self._values(ACTION)
+        if instance_uuid is None:
+            return every
+        return [a for a in every if a.instance_uuid == instance_uuid]
+
+    def put_request(self, request: RequestRecord) -> None:
+        self._put(REQUEST, request.request_id, request, request.outcome.value)
+
+    def get_request(self, request_id: str) -> RequestRecord | None:
+        found: RequestRecord | None = self._get(REQUEST, request_id)
+        return found
+
+    def list_requests(self) -> list[RequestRecord]:
+        return list(self._values(REQUEST))
+
+    def add_notification(self, notification: Notification) -> None:
+        self._append(NOTIFICATION, notification)
+
+    def list_notifications(self) -> list[Notification]:
+        return list(self._log(NOTIFICATION))
+
+    def add_fault(self, fault: Fault) -> None:
+        self._append(FAULT, fault)
+
+    def list_faults(self, instance_uuid: str | None = None) -> list[Fault]:
+        every: list[Fault] = self._log(FAULT)
+        if instance_uuid is None:
+            return every
+        return [f for f in every if f.instance_uuid == instance_uuid]
+
+
+class MemoryStore(Store):
+    """Everything in dictionaries. Atomic blocks keep an undo journal."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, dict[str, tuple[Any, str]]] = {}
+        self._logs: dict[str, list[Any]] = {}
+        self._counters: dict[str, int] = {}
+        self._allocations: dict[str, dict[str, Resources]] = {}
+        self._queue: list[Message] = []
+        self._queue_head = 0
+        self._journal: list[tuple[Any, ...]] | None = None
+        self._depth = 0
+
+    # -- journal --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _atomic(self) -> Iterator[None]:
+        outer = self._depth == 0
+        if outer:
+            self._journal = []
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            if outer:
+                self._undo()
+            raise
+        finally:
+            self._depth -= 1
+            if outer:
+                self._journal = None
+
+    def atomic(self) -> contextlib.AbstractContextManager[None]:
+        return self._atomic()
+
+    def _note(self, *entry: Any) -> None:
+        if self._journal is not None:
+            self._journal.append(entry)
+
+    def _undo(self) -> None:
+        assert self._journal is not None
+        for entry in reversed(self._journal):
+            what = entry[0]
+            if what == "record":
+                _, kind, key, previous = entry
+                if previous is None:
+                    self._records[kind].pop(key, None)
+                else:
+                    self._records[kind][key] = previous
+            elif what == "log":
+                self._logs[entry[1]].pop()
+            elif what == "counter":
+                self._counters[entry[1]] = entry[2]
+            elif what == "alloc":
+                _, consumer, previous = entry
+                if previous is None:
+                    self._allocations.pop(consumer, None)
+                else:
+                    self._allocations[consumer] = previous
+            elif what == "push":
+                self._queue.pop()
+            elif what == "pop":
+                self._queue_head -= 1
+
+    # -- primitives -----------------------------------------------------------------------
+
+    def _get(self, kind: str, key: str) -> Any | None:
+        entry = self._records.get(kind, {}).get(key)
+        return entry[0] if entry is not None else None
+
+    def _put(self, kind: str, key: str, value: Any, index: str = "") -> None:
+        table = self._records.setdefault(kind, {})
+        self._note("record", kind, key, table.get(key))
+        table[key] = (value, index)
+
+    def _swap(
+        self, kind: str, key: str, value: Any, index: str, expected: Collection[str]
+    ) -> str | None:
+        table = self._records.get(kind, {})
+        current = table[key]
+        if current[1] not in expected:
+            return current[1]
+        self._note("record", kind, key, current)
+        table[key] = (value, index)
+        return None
+
+    def _values(self, kind: str) -> list[Any]:
+        return [value for value, _ in self._records.get(kind, {}).values()]
+
+    def _append(self, kind: str, value: Any) -> None:
+        self._logs.setdefault(kind, []).append(value)
+        self._note("log", kind)
+
+    def _log(self, kind: str) -> list[Any]:
+        return self._logs.get(kind, [])
+
+    def next_id(self, counter: str) -> int:
+        previous = self._counters.get(counter, 0)
+        self._note("counter", counter, previous)
+        self._counters[counter] = previous + 1
+        return previous + 1
+
+    def allocations(self, consumer: str) -> dict[str, Resources]:
+        return dict(self._allocations.get(consumer, {}))
+
+    def set_allocations(self, consumer: str, per_host: Mapping[str, Resources]) -> None:
+        self._note("alloc", consumer, self._allocations.get(consumer))
+        if per_host:
+            self._allocations[consumer] = dict(per_host)
+        else:
+            self._allocations.pop(consumer, None)
+
+    def usage(self, host: str) -> Resources:
+        total = Resources()
+        for per_host in self._allocations.values():
+            held = per_host.get(host)
+            if held is not None:
+                total = total + held
+        return total
+
+    def all_allocations(self) -> list[Allocation]:
+        return [
+            Allocation(consumer, host, resources)
+            for consumer, per_host in self._allocations.items()
+            for host, resources in per_host.items()
+        ]
+
+    def push_message(self, message: Message) -> None:
+        self._queue.append(message)
+        self._note("push")
+
+    def pop_message(self) -> Message | None:
+        if self._queue_head >= len(self._queue):
+            return None
+        message = self._queue[self._queue_head]
+        self._queue_head += 1
+        self._note("pop")
+        if self._journal is None and self._queue_head > 1024:
+            del self._queue[: self._queue_head]
+            self._queue_head = 0
+        return message
+
+    def pending_messages(self) -> list[Message]:
+        return self._queue[self._queue_head :]
