@@ -1,0 +1,44 @@
+# Two commands matter: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench docs docs-check explore clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## demo: install into .venv and run the demo on the embedded default (fake driver, SQLite file)
+demo: $(STAMP)
+	$(BIN)/coldmig demo --db coldmig-demo.sqlite
+
+## test: install everything the tests need, then lint, type check and run every test
+test: $(STAMP) lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+## bench: run the benchmarks and write docs/benchmarks.md
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run --output docs/benchmarks.md
+
+## docs: regenerate the generated documents from the machine
+docs: $(STAMP)
+	$(BIN)/coldmig states --markdown > docs/states.md
+	$(BIN)/coldmig graph > docs/states.mmd
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis coldmig-demo.sqlite*

@@ -1,0 +1,195 @@
+"""The ``coldmig`` command line: demo, scenario runner, generated docs.
+
+A thin shell: every command builds what it needs from the library's public API and
+prints it with ``rich``. Exit codes of ``coldmig scenario run``: 0 ran and matched its
+``expect`` block, 1 did not match (diff on stderr), 2 invalid file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .cloud import Cloud, Operation
+from .exceptions import ColdmigError, ScenarioError
+from .introspect import mermaid, states_markdown
+from .records import Flavor, Host, Instance
+from .scenario import load_scenario, match_expectations, run_scenario
+from .sqlite_store import SqliteStore
+from .states import VmState
+
+app = typer.Typer(
+    help="OpenStack Nova's cold migration and resize as an explicit state machine.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+scenario_app = typer.Typer(help="Run scenario files (spec/scenario-format.md).")
+app.add_typer(scenario_app, name="scenario")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def main() -> None:
+    app()
+
+
+@app.command()
+def states(
+    markdown: Annotated[bool, typer.Option(help="Print the raw Markdown.")] = False,
+) -> None:
+    """Print the allowed (vm_state, task_state) pairs and every transition."""
+    text = states_markdown()
+    if markdown or not out.is_terminal:
+        sys.stdout.write(text)
+    else:
+        from rich.markdown import Markdown
+
+        out.print(Markdown(text))
+
+
+@app.command()
+def graph(
+    failures: Annotated[bool, typer.Option(help="Include error/rollback/delete edges.")] = False,
+) -> None:
+    """Print the state diagram as mermaid."""
+    sys.stdout.write(mermaid(include_failures=failures))
+
+
+@scenario_app.command("run")
+def scenario_run(
+    file: Annotated[Path, typer.Argument(help="Scenario file (YAML or JSON).")],
+    compact: Annotated[bool, typer.Option(help="One-line JSON.")] = False,
+) -> None:
+    """Run a scenario on the fake cloud and print the outcome as JSON."""
+    try:
+        scenario = load_scenario(file)
+    except ScenarioError as error:
+        err.print(f"[bold red]invalid scenario[/]: {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    output = run_scenario(scenario)
+    sys.stdout.write(json.dumps(output, indent=None if compact else 2) + "\n")
+    if scenario.expect is not None:
+        problems = match_expectations(scenario.expect, output)
+        if problems:
+            err.print(f"[bold red]{file}: expect did not match[/]", highlight=False)
+            for line in problems:
+                err.print(f"  - {line}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+
+
+# --- the demo --------------------------------------------------------------------------
+
+
+def _state(instance: Instance) -> str:
+    task = instance.task_state.value if instance.task_state else "-"
+    return (
+        f"{instance.vm_state.value:<8} task={task:<17} power={instance.power_state.label:<8} "
+        f"host={instance.host} flavor={instance.flavor}"
+    )
+
+
+def _follow(cloud: Cloud, title: str, operation: Operation) -> None:
+    out.rule(f"[bold]{title}")
+    name = cloud.instance(operation.instance_uuid).name
+    out.print(f"  api            -> {name}: {_state(cloud.instance(name))}", highlight=False)
+    while operation.result is None:
+        message = cloud.step()
+        if message is None:
+            break
+        role = message.destination
+        out.print(f"  {message.kind:<20} @ {role:<16} -> {_state(cloud.instance(name))}",
+                  highlight=False)
+    result = operation.wait()
+    colour = "green" if result.ok else "red"
+    out.print(f"  outcome: [{colour}]{result.outcome.value}[/]"
+              + (f" ({result.error_type}: {result.error_message})" if result.error_type else ""))
+
+
+@app.command()
+def demo(
+    db: Annotated[Path, typer.Option(help="SQLite file to create (replaced).")] = Path(
+        "coldmig-demo.sqlite"
+    ),
+) -> None:
+    """A 3-host fake cloud: migrate, resize, confirm and revert a few instances."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    store = SqliteStore(db)
+    cloud = Cloud.build(
+        hosts=[
+            Host("compute-1", vcpus=16, ram_mb=32768, disk_gb=500),
+            Host("compute-2", vcpus=16, ram_mb=32768, disk_gb=500),
+            Host("compute-3", vcpus=8, ram_mb=16384, disk_gb=250),
+        ],
+        flavors=[
+            Flavor("m1.tiny", vcpus=1, ram_mb=512, root_gb=1),
+            Flavor("m1.small", vcpus=1, ram_mb=2048, root_gb=20),
+            Flavor("m1.medium", vcpus=2, ram_mb=4096, root_gb=40),
+            Flavor("m1.large", vcpus=4, ram_mb=8192, root_gb=80),
+        ],
+        store=store,
+    )
+    cloud.boot("web-1", "m1.small", "compute-1")
+    cloud.boot("db-1", "m1.medium", "compute-1")
+    cloud.boot("batch-1", "m1.tiny", "compute-2", vm_state=VmState.STOPPED)
+
+    _follow(cloud, "migrate web-1 (active)", cloud.migrate("web-1"))
+    _follow(cloud, "confirm web-1", cloud.confirm_resize("web-1"))
+    out.rule("[bold]resize db-1 to m1.small (a smaller disk)")
+    try:
+        cloud.resize("db-1", "m1.small")
+    except ColdmigError as error:
+        out.print(f"  refused at once, nothing changed: [yellow]{type(error).__name__}[/]: {error}")
+    _follow(cloud, "resize db-1 to m1.large", cloud.resize("db-1", "m1.large"))
+    _follow(cloud, "revert db-1", cloud.revert_resize("db-1"))
+    _follow(cloud, "resize batch-1 (stopped) to m1.small", cloud.resize("batch-1", "m1.small"))
+    _follow(cloud, "revert batch-1: back on its host, still stopped",
+            cloud.revert_resize("batch-1"))
+    _follow(cloud, "migrate batch-1 (stopped) to compute-3",
+            cloud.migrate("batch-1", "compute-3"))
+    _follow(cloud, "confirm batch-1: stays stopped", cloud.confirm_resize("batch-1"))
+    _follow(cloud, "resize web-1 to m1.medium", cloud.resize("web-1", "m1.medium"))
+    _follow(cloud, "confirm web-1", cloud.confirm_resize("web-1"))
+    _tables(cloud)
+    out.print(f"\nDatabase left in [bold]{db}[/] ({db.stat().st_size} bytes).")
+    store.close()
+
+
+def _tables(cloud: Cloud) -> None:
+    instances = Table(title="Instances")
+    for column in ("name", "vm_state", "task_state", "power", "host", "flavor"):
+        instances.add_column(column)
+    for i in cloud.instances():
+        instances.add_row(
+            i.name, i.vm_state.value, str(i.task_state.value if i.task_state else None),
+            i.power_state.label, i.host, i.flavor,
+        )
+    migrations = Table(title="Migrations")
+    for column in ("id", "instance", "type", "status", "source", "dest", "flavors"):
+        migrations.add_column(column)
+    names = {i.uuid: i.name for i in cloud.instances()}
+    for m in cloud.migrations():
+        migrations.add_row(
+            str(m.id), names[m.instance_uuid], m.migration_type.value, m.status.value,
+            m.source_compute, str(m.dest_compute), f"{m.old_flavor} -> {m.new_flavor}",
+        )
+    usage = Table(title="Usage per host (claims)")
+    for column in ("host", "vcpus", "ram_mb", "disk_gb"):
+        usage.add_column(column)
+    for host, used in cloud.usage().items():
+        usage.add_row(host, str(used.vcpus), str(used.ram_mb), str(used.disk_gb))
+    history = Table(title="Instance actions")
+    for column in ("instance", "action", "events"):
+        history.add_column(column)
+    for action in cloud.actions():
+        events = ", ".join(f"{e.event}={e.result.value}" for e in action.events)
+        history.add_row(names[action.instance_uuid], action.action, events)
+    for table in (instances, migrations, usage, history):
+        out.print(table)
