@@ -62,6 +62,7 @@ from .scenario import load_scenario, run_scenario
 from .sqlite_store import SqliteStore
 from .states import MachineState, MigrationStatus, MigrationType, PowerState, TaskState, VmState
 from .store import MemoryStore, Store
+from . import messages
 
 __version__ = "0.1.0"
 
@@ -127,5 +128,6 @@ __all__ = [
     "UnexpectedTaskStateError",
     "VmState",
     "load_scenario",
+    "messages",
     "run_scenario",
 ]

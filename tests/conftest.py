@@ -1,0 +1,83 @@
+"""Shared fixtures: small fake clouds and an exact snapshot of what a test looks at."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from coldmig_fsm import Cloud, CloudConfig, Flavor, Host, Project, VmState
+
+TINY = Flavor("m1.tiny", vcpus=1, ram_mb=512, root_gb=1)
+SMALL = Flavor("m1.small", vcpus=1, ram_mb=2048, root_gb=20)
+MEDIUM = Flavor("m1.medium", vcpus=2, ram_mb=4096, root_gb=40)
+FLAVORS = (TINY, SMALL, MEDIUM)
+
+
+def make_cloud(
+    hosts: int = 2,
+    *,
+    config: CloudConfig | None = None,
+    projects: tuple[Project, ...] = (),
+    capacity: tuple[int, int, int] = (8, 16384, 200),
+) -> Cloud:
+    vcpus, ram, disk = capacity
+    return Cloud.build(
+        [Host(f"host-{chr(ord('a') + i)}", vcpus, ram, disk) for i in range(hosts)],
+        FLAVORS,
+        projects,
+        config=config,
+    )
+
+
+@pytest.fixture
+def cloud() -> Cloud:
+    """Two empty fake hosts, host-a and host-b, and vm1 (m1.tiny, active) on host-a."""
+    c = make_cloud()
+    c.boot("vm1", "m1.tiny", "host-a")
+    return c
+
+
+@pytest.fixture
+def stopped_cloud() -> Cloud:
+    c = make_cloud()
+    c.boot("vm1", "m1.tiny", "host-a", vm_state=VmState.STOPPED)
+    return c
+
+
+def usage(cloud: Cloud) -> dict[str, tuple[int, int, int]]:
+    return {h: (r.vcpus, r.ram_mb, r.disk_gb) for h, r in cloud.usage().items()}
+
+
+def snapshot(cloud: Cloud, name: str = "vm1") -> dict[str, Any]:
+    """Everything the happy-path tests assert about one instance, as plain values."""
+    inst = cloud.instance(name)
+    return {
+        "vm_state": inst.vm_state.value,
+        "task_state": inst.task_state.value if inst.task_state else None,
+        "power_state": inst.power_state.label,
+        "host": inst.host,
+        "flavor": inst.flavor,
+        "old_flavor": inst.old_flavor,
+        "new_flavor": inst.new_flavor,
+        "migrations": [
+            (m.status.value, m.source_compute, m.dest_compute) for m in cloud.migrations(name)
+        ],
+        "usage": usage(cloud),
+        "domains": cloud.domains(),
+    }
+
+
+def notifications(cloud: Cloud) -> list[str]:
+    return [n.event_type for n in cloud.notifications()]
+
+
+def events(cloud: Cloud, name: str = "vm1") -> list[tuple[str, list[tuple[str, str]]]]:
+    return [
+        (a.action, [(e.event, e.result.value) for e in a.events]) for a in cloud.actions(name)
+    ]
+
+
+def calls(cloud: Cloud) -> list[tuple[str, str]]:
+    assert cloud.hypervisor is not None
+    return [(c.host, c.call) for c in cloud.hypervisor.calls]

@@ -1,0 +1,120 @@
+"""Driver failures already end in the spec's documented states (no stuck task_state).
+
+The full failure matrix (crash, hang, restarts, abort) belongs to the failure-semantics
+work; these pin the rows the core already implements.
+"""
+
+from __future__ import annotations
+
+from coldmig_fsm import Cloud, CloudConfig, DriverCapabilities, FakeFault, Outcome, Resources
+from coldmig_fsm.drivers import FakeHypervisor
+from tests.conftest import FLAVORS, events, make_cloud, notifications, snapshot
+
+TINY = (1, 512, 1)
+NONE = (0, 0, 0)
+
+
+def arm(cloud: Cloud, host: str, call: str, *, rollback: bool = False) -> None:
+    assert cloud.hypervisor is not None
+    cloud.hypervisor.arm(FakeFault(host, call, message="injected", rollback=rollback))
+
+
+def test_error_in_migrate_disk_and_power_off(cloud: Cloud) -> None:
+    arm(cloud, "host-a", "migrate_disk_and_power_off")
+    result = cloud.migrate("vm1").wait()
+    assert (result.outcome, result.error_type) == (Outcome.FAILED, "HypervisorError")
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"], snap["host"]) == ("error", None, "host-a")
+    assert snap["migrations"] == [("error", "host-a", "host-b")]
+    assert snap["usage"] == {"host-a": TINY, "host-b": NONE}
+    assert notifications(cloud)[-2:] == ["instance.resize.start", "compute.exception"]
+    assert events(cloud)[0][1][-1] == ("compute_resize_instance", "Error")
+    assert [f.message for f in cloud.faults("vm1")] == ["injected"]
+
+
+def test_rollback_in_migrate_disk_and_power_off(cloud: Cloud) -> None:
+    arm(cloud, "host-a", "migrate_disk_and_power_off", rollback=True)
+    result = cloud.migrate("vm1").wait()
+    assert (result.outcome, result.error_type) == (Outcome.ROLLED_BACK, "HypervisorError")
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"], snap["host"], snap["power_state"]) == (
+        "active",
+        None,
+        "host-a",
+        "running",
+    )
+    assert snap["usage"] == {"host-a": TINY, "host-b": NONE}
+    assert [f.exception_type for f in cloud.faults("vm1")] == ["HypervisorError"]
+
+
+def test_error_in_finish_migration(cloud: Cloud) -> None:
+    arm(cloud, "host-b", "finish_migration")
+    assert cloud.migrate("vm1").wait().outcome is Outcome.FAILED
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"], snap["host"]) == ("error", None, "host-b")
+    assert snap["migrations"] == [("error", "host-a", "host-b")]
+    assert snap["usage"] == {"host-a": NONE, "host-b": TINY}
+
+
+def test_error_in_confirm_migration(cloud: Cloud) -> None:
+    cloud.migrate("vm1").wait()
+    arm(cloud, "host-a", "confirm_migration")
+    assert cloud.confirm_resize("vm1").wait().outcome is Outcome.FAILED
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["host"]) == ("error", "host-b")
+    assert snap["usage"] == {"host-a": NONE, "host-b": TINY}
+    assert snap["domains"] == {"host-a": ["vm1"], "host-b": ["vm1"]}
+    assert snap["migrations"] == [("error", "host-a", "host-b")]
+
+
+def test_error_in_revert_destroy_keeps_claims_counted_once(cloud: Cloud) -> None:
+    cloud.migrate("vm1").wait()
+    arm(cloud, "host-b", "destroy")
+    assert cloud.revert_resize("vm1").wait().outcome is Outcome.FAILED
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"]) == ("error", None)
+    assert snap["usage"] == {"host-a": TINY, "host-b": TINY}
+    assert snap["migrations"] == [("error", "host-a", "host-b")]
+
+
+def test_prep_failure_reschedules_to_the_next_alternate() -> None:
+    cloud = make_cloud(3)
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    # host-b is chosen first; another claim fills it between scheduling and prep_resize.
+    # The failed attempt's migration never got a destination filled in.
+    cloud.migrate("vm1")
+    cloud.step()  # conductor picked host-b, alternates host-c
+    cloud.store.set_allocations("hog", {"host-b": Resources(8, 0, 0)})
+    assert cloud.run() > 0
+    snap = snapshot(cloud)
+    assert snap["migrations"] == [("error", "host-a", None), ("finished", "host-a", "host-c")]
+    assert snap["vm_state"] == "resized"
+    assert events(cloud)[0][1][:5] == [
+        ("conductor_migrate_server", "Success"),
+        ("cold_migrate", "Success"),
+        ("compute_prep_resize", "Error"),
+        ("conductor_migrate_server", "Success"),
+        ("cold_migrate", "Success"),
+    ]
+
+
+def test_same_host_refused_by_driver_then_max_retries() -> None:
+    hv = FakeHypervisor(capabilities=DriverCapabilities(supports_migrate_to_same_host=False))
+    from coldmig_fsm import Host
+
+    cloud = Cloud.build(
+        [Host("host-a", 8, 16384, 200)],
+        FLAVORS,
+        config=CloudConfig(allow_resize_to_same_host=True, max_attempts=1),
+        hypervisor=hv,
+    )
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    result = cloud.resize("vm1", "m1.small").wait()
+    assert (result.outcome, result.error_type) == (Outcome.ROLLED_BACK, "MaxRetriesExceeded")
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"], snap["usage"]) == (
+        "active",
+        None,
+        {"host-a": TINY},
+    )
+    assert [m[0] for m in snap["migrations"]] == ["error", "error"]

@@ -1,0 +1,162 @@
+"""The transition table: validated at build, total over states, introspectable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import pytest
+
+from coldmig_fsm import (
+    MACHINE,
+    Caller,
+    Instance,
+    InstanceInvalidState,
+    InstanceIsLocked,
+    MachineState,
+    PolicyNotAuthorized,
+    TaskState,
+    UnexpectedTaskStateError,
+    VmState,
+)
+from coldmig_fsm.exceptions import MachineDefinitionError
+from coldmig_fsm.guards import GuardContext, require_expected_task_state, require_vm_state
+from coldmig_fsm.introspect import mermaid, states_markdown
+from coldmig_fsm.machine import TABLE, Machine, Role
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def instance(vm: VmState, task: TaskState | None = None, locked: bool = False) -> Instance:
+    return Instance("u", "vm1", "demo", "host-a", "m1.tiny", vm, task, locked=locked)
+
+
+def test_the_workflow_states_are_all_there() -> None:
+    names = {s.name for s in MACHINE.states}
+    for vm in ("active", "stopped"):
+        for task in ("resize_prep", "resize_migrating", "resize_migrated", "resize_finish"):
+            assert f"{vm}:{task}" in names
+    assert {"resized", "resized:resize_reverting", "resized:powering-off"} <= names
+    assert "active:resize_reverting" not in names
+
+
+def test_happy_path_sequence() -> None:
+    state = instance(VmState.ACTIVE)
+    sequence = [
+        ("migrate", "active:resize_prep"),
+        ("migrate_server", "active:resize_prep"),
+        ("prep_resize", "active:resize_prep"),
+        ("resize_instance", "active:resize_migrating"),
+        ("resize_migrated", "active:resize_migrated"),
+        ("finish_resize", "active:resize_finish"),
+        ("resize_finished", "resized"),
+        ("confirmed_running", "active"),
+    ]
+    for trigger, expected in sequence:
+        state = MACHINE.apply(trigger, state, Caller.admin())
+        assert state.state.name == expected
+
+
+def test_guard_failures_raise_the_public_exception_and_change_nothing() -> None:
+    owner = Caller.owner("demo")
+    with pytest.raises(PolicyNotAuthorized):
+        MACHINE.apply("migrate", instance(VmState.ACTIVE), owner)
+    with pytest.raises(InstanceIsLocked):
+        MACHINE.apply("resize", instance(VmState.ACTIVE, locked=True), owner)
+    with pytest.raises(InstanceInvalidState, match="vm_state error"):
+        MACHINE.apply("resize", instance(VmState.ERROR), owner)
+    with pytest.raises(UnexpectedTaskStateError, match="expecting \\[resize_migrating\\]"):
+        MACHINE.apply("resize_migrated", instance(VmState.ACTIVE, TaskState.RESIZE_PREP), owner)
+
+
+def test_an_effect_that_raises_leaves_the_state_alone() -> None:
+    record = instance(VmState.ACTIVE, TaskState.RESIZE_MIGRATING)
+
+    def boom() -> None:
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        MACHINE.apply("resize_migrated", record, Caller.admin(), boom)
+    assert record.task_state is TaskState.RESIZE_MIGRATING
+
+
+def test_states_outside_the_workflow_are_refused_by_guards() -> None:
+    odd = instance(VmState.ACTIVE, TaskState.RESIZE_CONFIRMING)
+    with pytest.raises(InstanceInvalidState, match="task_state resize_confirming"):
+        MACHINE.apply("migrate", odd, Caller.admin())
+
+
+def test_guards_are_listed_per_transition() -> None:
+    migrate = [t for t in MACHINE.transitions() if t.trigger == "migrate"]
+    assert [t.source.name for t in migrate] == ["active", "stopped"]
+    assert [repr(g) for g in migrate[0].guards] == [
+        "require_policy(admin)",
+        "require_unlocked(admin_override=True)",
+        "require_vm_state(active, stopped)",
+        "require_task_state(None)",
+    ]
+    assert migrate[0].role is Role.API
+
+
+def test_shared_machine_needs_no_per_instance_objects() -> None:
+    before = len(MACHINE._machine.models)
+    for n in range(100):
+        MACHINE.apply("migrate", attrs.evolve(instance(VmState.ACTIVE), uuid=str(n)), Caller.admin())
+    assert len(MACHINE._machine.models) == before == 0
+
+
+def test_a_guard_that_refuses_its_own_source_is_rejected_at_build() -> None:
+    broken = [
+        attrs.evolve(r, guards=(require_vm_state(VmState.STOPPED),)) if r.trigger == "stop" else r
+        for r in TABLE
+    ]
+    with pytest.raises(MachineDefinitionError, match="'stop': its guards refuse its own source"):
+        Machine(broken)
+
+
+def test_a_guard_that_lets_other_states_through_is_rejected_at_build() -> None:
+    broken = [
+        attrs.evolve(r, guards=r.guards[:2]) if r.trigger == "migrate" else r for r in TABLE
+    ]
+    with pytest.raises(MachineDefinitionError, match="accept .* not one of its sources"):
+        Machine(broken)
+
+
+def test_duplicate_trigger_rows_are_rejected() -> None:
+    with pytest.raises(MachineDefinitionError, match="two rows"):
+        Machine([*TABLE, TABLE[0]])
+
+
+def test_unreachable_states_are_rejected() -> None:
+    island = MachineState(VmState.DELETED, TaskState.POWERING_ON)
+    extra = attrs.evolve(
+        next(r for r in TABLE if r.trigger == "resize_finished"),
+        trigger="from_island",
+        sources=(island,),
+        guards=(
+            require_vm_state(VmState.DELETED),
+            require_expected_task_state(TaskState.POWERING_ON),
+        ),
+    )
+    with pytest.raises(MachineDefinitionError, match="unreachable from a stable state: deleted:powering-on"):
+        Machine([*TABLE, extra])
+
+
+def test_check_is_a_dry_run() -> None:
+    record = instance(VmState.ACTIVE)
+    assert MACHINE.check("migrate", GuardContext("migrate", Caller.admin(), record)) is None
+    failure = MACHINE.check("confirm_resize", GuardContext("confirm_resize", Caller.admin(), record))
+    assert failure is not None and failure.kind.value == "vm_state"
+
+
+def test_committed_state_docs_are_not_stale() -> None:
+    assert (DOCS / "states.md").read_text() == states_markdown(), "run `make docs`"
+    assert (DOCS / "states.mmd").read_text() == mermaid(), "run `make docs`"
+
+
+def test_mermaid_lists_the_happy_path_edges() -> None:
+    text = mermaid()
+    assert text.startswith("stateDiagram-v2\n")
+    assert "active__resize_migrating --> active__resize_migrated: resize_migrated" in text
+    assert "errored" not in text
+    assert "errored" in mermaid(include_failures=True)

@@ -1,0 +1,152 @@
+"""Two requests on one instance: exactly one wins, the other gets the documented error."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from coldmig_fsm import (
+    Caller,
+    Cloud,
+    InstanceInvalidState,
+    MigrationNotFoundByStatus,
+    Outcome,
+    SqliteStore,
+    UnexpectedTaskStateError,
+)
+from tests.conftest import FLAVORS, make_cloud, snapshot
+
+ADMIN = Caller.admin()
+
+
+def test_two_migrates_prepared_on_the_same_read(cloud: Cloud) -> None:
+    uuid = cloud.instance("vm1").uuid
+    first = cloud.api.prepare_migrate(uuid, ADMIN)
+    second = cloud.api.prepare_resize(uuid, "m1.small", ADMIN)
+    cloud.api.submit(first)
+    with pytest.raises(UnexpectedTaskStateError, match="expecting \\[None\\]"):
+        cloud.api.submit(second)
+    assert [a.action for a in cloud.actions("vm1")] == ["migrate"]
+    assert len(cloud.pending()) == 1
+    cloud.run()
+    assert snapshot(cloud)["flavor"] == "m1.tiny"
+    assert snapshot(cloud)["migrations"] == [("finished", "host-a", "host-b")]
+
+
+def test_second_request_after_the_first_is_refused_by_state(cloud: Cloud) -> None:
+    cloud.migrate("vm1")
+    with pytest.raises(InstanceInvalidState, match="task_state resize_prep"):
+        cloud.resize("vm1", "m1.small")
+
+
+def test_confirm_versus_revert_on_the_same_read(cloud: Cloud) -> None:
+    cloud.migrate("vm1").wait()
+    uuid = cloud.instance("vm1").uuid
+    confirm = cloud.api.prepare_confirm_resize(uuid, ADMIN)
+    revert = cloud.api.prepare_revert_resize(uuid, ADMIN)
+    cloud.api.submit(revert)
+    with pytest.raises(UnexpectedTaskStateError):
+        cloud.api.submit(confirm)
+    cloud.run()
+    assert snapshot(cloud)["migrations"] == [("reverted", "host-a", "host-b")]
+    assert snapshot(cloud)["host"] == "host-a"
+
+
+def test_revert_loses_to_a_confirm_that_took_the_migration(cloud: Cloud) -> None:
+    cloud.migrate("vm1").wait()
+    uuid = cloud.instance("vm1").uuid
+    revert = cloud.api.prepare_revert_resize(uuid, ADMIN)
+    cloud.confirm_resize("vm1")  # migration now `confirming`, task_state still null
+    with pytest.raises(MigrationNotFoundByStatus):
+        cloud.api.submit(revert)
+    assert snapshot(cloud)["task_state"] is None
+    cloud.run()
+    assert snapshot(cloud)["migrations"] == [("confirmed", "host-a", "host-b")]
+
+
+def test_double_confirm(cloud: Cloud) -> None:
+    cloud.migrate("vm1").wait()
+    first = cloud.confirm_resize("vm1")
+    with pytest.raises(MigrationNotFoundByStatus):
+        cloud.confirm_resize("vm1")
+    assert first.wait().outcome is Outcome.SUCCEEDED
+    with pytest.raises(InstanceInvalidState):
+        cloud.confirm_resize("vm1")
+
+
+def test_delete_during_a_move_wins_and_nothing_leaks(cloud: Cloud) -> None:
+    move = cloud.migrate("vm1")
+    cloud.step()  # conductor
+    cloud.step()  # prep_resize: both hosts hold claims
+    delete = cloud.delete("vm1")
+    cloud.run()
+    assert delete.wait().ok
+    result = move.wait()
+    assert (result.outcome, result.error_type) == (Outcome.FAILED, "UnexpectedTaskStateError")
+    assert snapshot(cloud)["vm_state"] == "deleted"
+    assert snapshot(cloud)["usage"] == {"host-a": (0, 0, 0), "host-b": (0, 0, 0)}
+    assert snapshot(cloud)["domains"] == {"host-a": [], "host-b": []}
+    assert snapshot(cloud)["migrations"] == [("error", "host-a", "host-b")]
+
+
+def test_threads_racing_on_sqlite(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from coldmig_fsm import Cloud, Host
+
+    path = Path(str(tmp_path)) / "race.sqlite"
+    setup = Cloud.build(
+        [Host("host-a", 8, 16384, 200), Host("host-b", 8, 16384, 200)],
+        FLAVORS,
+        store=SqliteStore(path),
+    )
+    setup.boot("vm1", "m1.tiny", "host-a")
+    uuid = setup.instance("vm1").uuid
+    setup.store.close()
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        cloud = Cloud.build([], store=SqliteStore(path), hypervisor=None)
+        prepared = (
+            cloud.api.prepare_migrate(uuid, ADMIN)
+            if n % 2
+            else cloud.api.prepare_resize(uuid, "m1.small", ADMIN)
+        )
+        barrier.wait()
+        try:
+            cloud.api.submit(prepared)
+            result = "won"
+        except UnexpectedTaskStateError:
+            result = "lost"
+        finally:
+            cloud.store.close()
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["lost"] * 7 + ["won"]
+    check = SqliteStore(path)
+    assert check.get_instance(uuid).task_state is not None
+    assert len(check.list_actions(uuid)) == 1
+    assert len(check.pending_messages()) == 1
+    check.close()
+
+
+def test_owner_and_admin_race_to_lock_and_migrate() -> None:
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    uuid = cloud.instance("vm1").uuid
+    resize = cloud.api.prepare_resize(uuid, "m1.small", Caller.owner("demo"))
+    cloud.lock("vm1")
+    # The lock does not change task_state, so the prepared resize still goes through:
+    # as in Nova, the lock is checked when the request is made, not when it is saved.
+    cloud.api.submit(resize)
+    assert cloud.run() == 4
+    assert snapshot(cloud)["vm_state"] == "resized"
