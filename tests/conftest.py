@@ -73,9 +73,7 @@ def notifications(cloud: Cloud) -> list[str]:
 
 
 def events(cloud: Cloud, name: str = "vm1") -> list[tuple[str, list[tuple[str, str]]]]:
-    return [
-        (a.action, [(e.event, e.result.value) for e in a.events]) for a in cloud.actions(name)
-    ]
+    return [(a.action, [(e.event, e.result.value) for e in a.events]) for a in cloud.actions(name)]
 
 
 def calls(cloud: Cloud) -> list[tuple[str, str]]:

@@ -6,7 +6,7 @@ work; these pin the rows the core already implements.
 
 from __future__ import annotations
 
-from coldmig_fsm import Cloud, CloudConfig, DriverCapabilities, FakeFault, Outcome, Resources
+from coldmig_fsm import Cloud, CloudConfig, DriverCapabilities, FakeFault, Host, Outcome, Resources
 from coldmig_fsm.drivers import FakeHypervisor
 from tests.conftest import FLAVORS, events, make_cloud, notifications, snapshot
 
@@ -100,8 +100,6 @@ def test_prep_failure_reschedules_to_the_next_alternate() -> None:
 
 def test_same_host_refused_by_driver_then_max_retries() -> None:
     hv = FakeHypervisor(capabilities=DriverCapabilities(supports_migrate_to_same_host=False))
-    from coldmig_fsm import Host
-
     cloud = Cloud.build(
         [Host("host-a", 8, 16384, 200)],
         FLAVORS,

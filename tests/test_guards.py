@@ -82,7 +82,9 @@ def test_task_state_list_and_expected_task_state() -> None:
     )
 
 
-@pytest.mark.parametrize("factory", [require_vm_state, require_task_state, require_expected_task_state])
+@pytest.mark.parametrize(
+    "factory", [require_vm_state, require_task_state, require_expected_task_state]
+)
 def test_empty_guards_fail_when_built(factory: object) -> None:
     with pytest.raises(MachineDefinitionError, match="at least one"):
         factory()  # type: ignore[operator]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coldmig_fsm import Cloud, Outcome, messages
+from coldmig_fsm import Cloud, CloudConfig, Outcome, TaskState, messages
 from tests.conftest import calls, events, make_cloud, notifications, snapshot
 
 TINY_USE = (1, 512, 1)
@@ -94,11 +94,14 @@ def test_migrate_hop_by_hop(cloud: Cloud) -> None:
     resize_start = cloud.notifications()[5]
     assert (resize_start.event_type, resize_start.task_state, resize_start.host) == (
         "instance.resize.start",
-        cloud.instance("vm1").task_state.__class__("resize_migrating"),
+        TaskState.RESIZE_MIGRATING,
         "host-a",
     )
     resize_end = cloud.notifications()[6]
-    assert (resize_end.event_type, resize_end.task_state.value if resize_end.task_state else None) == (
+    assert (
+        resize_end.event_type,
+        resize_end.task_state.value if resize_end.task_state else None,
+    ) == (
         "instance.resize.end",
         "resize_migrated",
     )
@@ -302,8 +305,6 @@ def test_stopped_instance_migrate_revert_stays_stopped(stopped_cloud: Cloud) -> 
 
 
 def test_same_host_resize_when_allowed() -> None:
-    from coldmig_fsm import CloudConfig
-
     cloud = make_cloud(1, config=CloudConfig(allow_resize_to_same_host=True))
     cloud.boot("vm1", "m1.tiny", "host-a")
     assert cloud.resize("vm1", "m1.small").wait().ok

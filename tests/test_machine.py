@@ -101,7 +101,9 @@ def test_guards_are_listed_per_transition() -> None:
 def test_shared_machine_needs_no_per_instance_objects() -> None:
     before = len(MACHINE._machine.models)
     for n in range(100):
-        MACHINE.apply("migrate", attrs.evolve(instance(VmState.ACTIVE), uuid=str(n)), Caller.admin())
+        MACHINE.apply(
+            "migrate", attrs.evolve(instance(VmState.ACTIVE), uuid=str(n)), Caller.admin()
+        )
     assert len(MACHINE._machine.models) == before == 0
 
 
@@ -115,10 +117,8 @@ def test_a_guard_that_refuses_its_own_source_is_rejected_at_build() -> None:
 
 
 def test_a_guard_that_lets_other_states_through_is_rejected_at_build() -> None:
-    broken = [
-        attrs.evolve(r, guards=r.guards[:2]) if r.trigger == "migrate" else r for r in TABLE
-    ]
-    with pytest.raises(MachineDefinitionError, match="accept .* not one of its sources"):
+    broken = [attrs.evolve(r, guards=r.guards[:2]) if r.trigger == "migrate" else r for r in TABLE]
+    with pytest.raises(MachineDefinitionError, match=r"accept .* not one of its sources"):
         Machine(broken)
 
 
@@ -138,14 +138,18 @@ def test_unreachable_states_are_rejected() -> None:
             require_expected_task_state(TaskState.POWERING_ON),
         ),
     )
-    with pytest.raises(MachineDefinitionError, match="unreachable from a stable state: deleted:powering-on"):
+    with pytest.raises(
+        MachineDefinitionError, match="unreachable from a stable state: deleted:powering-on"
+    ):
         Machine([*TABLE, extra])
 
 
 def test_check_is_a_dry_run() -> None:
     record = instance(VmState.ACTIVE)
     assert MACHINE.check("migrate", GuardContext("migrate", Caller.admin(), record)) is None
-    failure = MACHINE.check("confirm_resize", GuardContext("confirm_resize", Caller.admin(), record))
+    failure = MACHINE.check(
+        "confirm_resize", GuardContext("confirm_resize", Caller.admin(), record)
+    )
     assert failure is not None and failure.kind.value == "vm_state"
 
 

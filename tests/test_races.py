@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
 from coldmig_fsm import (
     Caller,
     Cloud,
+    Host,
     InstanceInvalidState,
     MigrationNotFoundByStatus,
     Outcome,
@@ -90,12 +92,8 @@ def test_delete_during_a_move_wins_and_nothing_leaks(cloud: Cloud) -> None:
     assert snapshot(cloud)["migrations"] == [("error", "host-a", "host-b")]
 
 
-def test_threads_racing_on_sqlite(tmp_path: object) -> None:
-    from pathlib import Path
-
-    from coldmig_fsm import Cloud, Host
-
-    path = Path(str(tmp_path)) / "race.sqlite"
+def test_threads_racing_on_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "race.sqlite"
     setup = Cloud.build(
         [Host("host-a", 8, 16384, 200), Host("host-b", 8, 16384, 200)],
         FLAVORS,

@@ -36,8 +36,14 @@ def test_scenario_matches_its_expect_block(path: Path) -> None:
     assert done.returncode == 0, done.stderr
     output = json.loads(done.stdout)
     assert set(output) >= {
-        "steps", "instances", "migrations", "usage", "domains", "driver_calls",
-        "notifications", "actions",
+        "steps",
+        "instances",
+        "migrations",
+        "usage",
+        "domains",
+        "driver_calls",
+        "notifications",
+        "actions",
     }
 
 

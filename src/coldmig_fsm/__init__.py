@@ -7,6 +7,7 @@ the :mod:`~coldmig_fsm.messages` between them yourself. Errors are in
 :mod:`coldmig_fsm.exceptions`; the state machine in :mod:`coldmig_fsm.machine`.
 """
 
+from . import messages
 from .api import ComputeAPI, PreparedRequest
 from .clock import Clock, ManualClock, SystemClock
 from .cloud import Cloud, Operation, OperationResult
@@ -62,7 +63,6 @@ from .scenario import load_scenario, run_scenario
 from .sqlite_store import SqliteStore
 from .states import MachineState, MigrationStatus, MigrationType, PowerState, TaskState, VmState
 from .store import MemoryStore, Store
-from . import messages
 
 __version__ = "0.1.0"
 

@@ -333,9 +333,7 @@ class ComputeAPI:
                 f"Instance {instance.describe()} was locked by an admin; only an admin "
                 "may unlock it"
             )
-        updated = attrs.evolve(
-            instance, locked=locked, locked_by=caller.role if locked else None
-        )
+        updated = attrs.evolve(instance, locked=locked, locked_by=caller.role if locked else None)
         request_id = f"req-{uuidlib.uuid4()}"
         with self._rt.store.atomic():
             self._rt.store.save_instance(updated)

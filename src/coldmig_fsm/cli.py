@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markdown import Markdown
 from rich.table import Table
 
 from .cloud import Cloud, Operation
@@ -49,8 +50,6 @@ def states(
     if markdown or not out.is_terminal:
         sys.stdout.write(text)
     else:
-        from rich.markdown import Markdown
-
         out.print(Markdown(text))
 
 
@@ -104,12 +103,15 @@ def _follow(cloud: Cloud, title: str, operation: Operation) -> None:
         if message is None:
             break
         role = message.destination
-        out.print(f"  {message.kind:<20} @ {role:<16} -> {_state(cloud.instance(name))}",
-                  highlight=False)
+        out.print(
+            f"  {message.kind:<20} @ {role:<16} -> {_state(cloud.instance(name))}", highlight=False
+        )
     result = operation.wait()
     colour = "green" if result.ok else "red"
-    out.print(f"  outcome: [{colour}]{result.outcome.value}[/]"
-              + (f" ({result.error_type}: {result.error_message})" if result.error_type else ""))
+    out.print(
+        f"  outcome: [{colour}]{result.outcome.value}[/]"
+        + (f" ({result.error_type}: {result.error_message})" if result.error_type else "")
+    )
 
 
 @app.command()
@@ -150,10 +152,10 @@ def demo(
     _follow(cloud, "resize db-1 to m1.large", cloud.resize("db-1", "m1.large"))
     _follow(cloud, "revert db-1", cloud.revert_resize("db-1"))
     _follow(cloud, "resize batch-1 (stopped) to m1.small", cloud.resize("batch-1", "m1.small"))
-    _follow(cloud, "revert batch-1: back on its host, still stopped",
-            cloud.revert_resize("batch-1"))
-    _follow(cloud, "migrate batch-1 (stopped) to compute-3",
-            cloud.migrate("batch-1", "compute-3"))
+    _follow(
+        cloud, "revert batch-1: back on its host, still stopped", cloud.revert_resize("batch-1")
+    )
+    _follow(cloud, "migrate batch-1 (stopped) to compute-3", cloud.migrate("batch-1", "compute-3"))
     _follow(cloud, "confirm batch-1: stays stopped", cloud.confirm_resize("batch-1"))
     _follow(cloud, "resize web-1 to m1.medium", cloud.resize("web-1", "m1.medium"))
     _follow(cloud, "confirm web-1", cloud.confirm_resize("web-1"))
@@ -168,8 +170,12 @@ def _tables(cloud: Cloud) -> None:
         instances.add_column(column)
     for i in cloud.instances():
         instances.add_row(
-            i.name, i.vm_state.value, str(i.task_state.value if i.task_state else None),
-            i.power_state.label, i.host, i.flavor,
+            i.name,
+            i.vm_state.value,
+            str(i.task_state.value if i.task_state else None),
+            i.power_state.label,
+            i.host,
+            i.flavor,
         )
     migrations = Table(title="Migrations")
     for column in ("id", "instance", "type", "status", "source", "dest", "flavors"):
@@ -177,8 +183,13 @@ def _tables(cloud: Cloud) -> None:
     names = {i.uuid: i.name for i in cloud.instances()}
     for m in cloud.migrations():
         migrations.add_row(
-            str(m.id), names[m.instance_uuid], m.migration_type.value, m.status.value,
-            m.source_compute, str(m.dest_compute), f"{m.old_flavor} -> {m.new_flavor}",
+            str(m.id),
+            names[m.instance_uuid],
+            m.migration_type.value,
+            m.status.value,
+            m.source_compute,
+            str(m.dest_compute),
+            f"{m.old_flavor} -> {m.new_flavor}",
         )
     usage = Table(title="Usage per host (claims)")
     for column in ("host", "vcpus", "ram_mb", "disk_gb"):

@@ -166,7 +166,9 @@ class ComputeService:
     def _power_state(self, instance: Instance) -> PowerState:
         return self._driver.get_info(instance).power_state
 
-    def _claims_back_on_source(self, instance: Instance, migration: Migration) -> Callable[[], None]:
+    def _claims_back_on_source(
+        self, instance: Instance, migration: Migration
+    ) -> Callable[[], None]:
         """Drop the destination claim and give the source claim back to the instance."""
 
         def fix() -> None:
@@ -197,14 +199,12 @@ class ComputeService:
                     self._driver.capabilities.supports_migrate_to_same_host
                 ):
                     raise UnableToMigrateToSelf(
-                        f"Unable to migrate instance {instance.uuid} to current host "
-                        f"({self.host})."
+                        f"Unable to migrate instance {instance.uuid} to current host ({self.host})."
                     )
                 host = store.get_host(self.host)
                 if host is None or not claims.fits(store, host, new_flavor.resources):
                     raise ComputeResourcesUnavailable(
-                        f"Insufficient compute resources on {self.host} for flavor "
-                        f"{new_flavor.id}"
+                        f"Insufficient compute resources on {self.host} for flavor {new_flavor.id}"
                     )
                 claims.claim(store, instance.uuid, self.host, new_flavor.resources)
                 metadata = {**instance.system_metadata, "old_vm_state": instance.vm_state.value}
@@ -475,7 +475,11 @@ class ComputeService:
         except Exception as error:
             changes = {"flavor": restored.flavor, "host": restored.host, "node": restored.node}
             self._fail(
-                message, instance, migration, error, "compute_finish_revert_resize",
+                message,
+                instance,
+                migration,
+                error,
+                "compute_finish_revert_resize",
                 changes=changes,
             )
             return
@@ -603,9 +607,7 @@ class ComputeService:
                 self._save_migration(migration, final)
                 claims.release(store, migration.uuid)
             claims.release(store, instance.uuid)
-            gone = attrs.evolve(
-                _drop_move_state(gone), power_state=PowerState.NOSTATE
-            )
+            gone = attrs.evolve(_drop_move_state(gone), power_state=PowerState.NOSTATE)
             store.save_instance(gone, expected_task_state=[TaskState.DELETING])
             rt.notify("instance.delete.end", gone, self.host)
             rt.event(message.request_id, "compute_terminate_instance", self.host)

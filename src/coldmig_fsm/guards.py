@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 
-class PolicyRule(str, enum.Enum):
+class PolicyRule(enum.StrEnum):
     """Who may perform an action (Nova's default policies)."""
 
     ADMIN = "admin"

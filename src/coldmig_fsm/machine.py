@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 from transitions import EventData
@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     """Who fires a trigger."""
 
     API = "api"
@@ -405,7 +405,7 @@ class _Condition:
     guard: Guard
 
     def __call__(self, event: EventData) -> bool:
-        cursor: _Cursor = event.model
+        cursor = cast(_Cursor, event.model)
         failure = self.guard(cursor.ctx)
         if failure is None:
             return True
@@ -414,7 +414,7 @@ class _Condition:
 
 
 def _run_effect(event: EventData) -> None:
-    cursor: _Cursor = event.model
+    cursor = cast(_Cursor, event.model)
     if cursor.effect is not None:
         cursor.result = cursor.effect()
 
@@ -534,7 +534,11 @@ class Machine:
         for rule in self._rules:
             for source in rule.sources:
                 yield Transition(
-                    rule.trigger, rule.role, source, rule.target.resolve(source), rule.guards,
+                    rule.trigger,
+                    rule.role,
+                    source,
+                    rule.target.resolve(source),
+                    rule.guards,
                     rule.doc,
                 )
 

@@ -236,7 +236,7 @@ class Allocation:
     resources: Resources
 
 
-class EventResult(str, enum.Enum):
+class EventResult(enum.StrEnum):
     SUCCESS = "Success"
     ERROR = "Error"
 
@@ -299,7 +299,7 @@ class Fault:
     created_at: dt.datetime
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     """How a request ended. ``pending`` until the cloud has settled it.
 
     ``rolled_back``: it failed and the instance is as it was before (NoValidHost, a

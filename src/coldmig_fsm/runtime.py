@@ -107,9 +107,7 @@ class Runtime:
             )
         )
 
-    def settle(
-        self, request_id: str, outcome: Outcome, error: BaseException | None = None
-    ) -> None:
+    def settle(self, request_id: str, outcome: Outcome, error: BaseException | None = None) -> None:
         """Record how request ``request_id`` ended (once; later calls are ignored)."""
         request = self.store.get_request(request_id)
         if request is None or request.outcome is not Outcome.PENDING:

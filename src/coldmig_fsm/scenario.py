@@ -202,9 +202,7 @@ def _config(doc: _Document, value: Any) -> CloudConfig:
         raise doc.error(("config",), str(error)) from None
 
 
-def _record(
-    doc: _Document, at: Path_, item: Any, cls: type[Any], required: tuple[str, ...]
-) -> Any:
+def _record(doc: _Document, at: Path_, item: Any, cls: type[Any], required: tuple[str, ...]) -> Any:
     if not isinstance(item, dict):
         raise doc.error(at, "must be a mapping")
     allowed = {f.name for f in attrs.fields(cls)}
@@ -228,7 +226,14 @@ def _record(
 
 
 _INSTANCE_KEYS: Final = {
-    "name", "flavor", "host", "project", "vm_state", "task_state", "locked", "locked_by",
+    "name",
+    "flavor",
+    "host",
+    "project",
+    "vm_state",
+    "task_state",
+    "locked",
+    "locked_by",
 }
 
 
@@ -290,7 +295,9 @@ def _step(doc: _Document, index: int, item: Any, instances: set[str]) -> dict[st
     allowed = SUPPORTED_OPS[op] | {"op"}
     for key in item:
         if key not in allowed:
-            raise doc.error((*at, key), f"unknown key for {op}; one of {', '.join(sorted(allowed))}")
+            raise doc.error(
+                (*at, key), f"unknown key for {op}; one of {', '.join(sorted(allowed))}"
+            )
     for key in REQUIRED_OP_KEYS.get(op, {"instance"}):
         if key not in item:
             raise doc.error(at, f"{op} needs the key {key!r}")
@@ -306,9 +313,7 @@ def _step(doc: _Document, index: int, item: Any, instances: set[str]) -> dict[st
 
 def build_cloud(scenario: Scenario) -> Cloud:
     """The fake cloud a scenario describes, with its instances in their start states."""
-    cloud = Cloud.build(
-        scenario.hosts, scenario.flavors, scenario.projects, config=scenario.config
-    )
+    cloud = Cloud.build(scenario.hosts, scenario.flavors, scenario.projects, config=scenario.config)
     for spec in scenario.instances:
         cloud.boot(
             spec["name"],
@@ -420,9 +425,7 @@ def describe(cloud: Cloud, steps: list[dict[str, Any]], first_call: int = 0) -> 
             for i in cloud.instances()
         },
         "faults": {
-            i.name: [
-                {"type": f.exception_type, "message": f.message} for f in cloud.faults(i.uuid)
-            ]
+            i.name: [{"type": f.exception_type, "message": f.message} for f in cloud.faults(i.uuid)]
             for i in cloud.instances()
             if cloud.faults(i.uuid)
         },
@@ -446,12 +449,16 @@ def match_expectations(expected: Any, actual: Any, at: str = "") -> list[str]:
         if not isinstance(actual, list):
             return [f"{at}: expected a list, got {actual!r}"]
         if len(expected) != len(actual):
-            return [f"{at}: expected {len(expected)} items {expected!r}, got {len(actual)}: {actual!r}"]
+            return [
+                f"{at}: expected {len(expected)} items {expected!r}, got {len(actual)}: {actual!r}"
+            ]
         problems = []
         for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
             problems.extend(match_expectations(want, got, f"{at}[{index}]"))
         return problems
-    if expected != actual or type(expected) is not type(actual) and not _numeric(expected, actual):
+    if expected != actual or (
+        type(expected) is not type(actual) and not _numeric(expected, actual)
+    ):
         return [f"{at}: expected {expected!r}, got {actual!r}"]
     return []
 

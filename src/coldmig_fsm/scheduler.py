@@ -28,9 +28,7 @@ class Candidate:
     free: Resources
 
 
-def rank_hosts(
-    candidates: Sequence[Candidate], wanted: Resources
-) -> list[str]:
+def rank_hosts(candidates: Sequence[Candidate], wanted: Resources) -> list[str]:
     """Pure: the names of the candidates that fit ``wanted``, best first."""
     fitting = [c for c in candidates if wanted.fits_within(c.free)]
     if not fitting:
@@ -67,9 +65,7 @@ def select_destinations(
             candidates.append(Candidate(host.name, left))
     ranked = rank_hosts(candidates, wanted)
     if not ranked:
-        raise NoValidHost(
-            "No valid host was found. There are not enough hosts available."
-        )
+        raise NoValidHost("No valid host was found. There are not enough hosts available.")
     return ranked[:limit]
 
 

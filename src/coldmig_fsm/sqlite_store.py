@@ -37,8 +37,18 @@ from .records import (
     RequestRecord,
     Resources,
 )
-from .store import ACTION, FAULT, FLAVOR, HOST, INSTANCE, MIGRATION, NOTIFICATION, PROJECT, REQUEST
-from .store import Store
+from .store import (
+    ACTION,
+    FAULT,
+    FLAVOR,
+    HOST,
+    INSTANCE,
+    MIGRATION,
+    NOTIFICATION,
+    PROJECT,
+    REQUEST,
+    Store,
+)
 
 __all__ = ["SqliteStore"]
 
@@ -150,7 +160,7 @@ class SqliteStore(Store):
         marks = ", ".join("?" for _ in wanted)
         with self._atomic():
             cursor = self._db.execute(
-                f"UPDATE record SET idx = ?, data = ? WHERE kind = ? AND key = ? "  # noqa: S608
+                f"UPDATE record SET idx = ?, data = ? WHERE kind = ? AND key = ? "
                 f"AND idx IN ({marks})",
                 (index, self._dump(value), kind, key, *wanted),
             )
@@ -198,10 +208,7 @@ class SqliteStore(Store):
             self._db.execute("DELETE FROM allocation WHERE consumer = ?", (consumer,))
             self._db.executemany(
                 "INSERT INTO allocation VALUES (?, ?, ?, ?, ?)",
-                [
-                    (consumer, host, r.vcpus, r.ram_mb, r.disk_gb)
-                    for host, r in per_host.items()
-                ],
+                [(consumer, host, r.vcpus, r.ram_mb, r.disk_gb) for host, r in per_host.items()],
             )
 
     def usage(self, host: str) -> Resources:

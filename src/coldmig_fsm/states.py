@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 
-class VmState(str, enum.Enum):
+class VmState(enum.StrEnum):
     """Nova's ``vm_states``: the stable state of an instance."""
 
     ACTIVE = "active"
@@ -45,7 +45,7 @@ class VmState(str, enum.Enum):
         return self.value
 
 
-class TaskState(str, enum.Enum):
+class TaskState(enum.StrEnum):
     """Nova's ``task_states`` that this workflow sets or meets."""
 
     RESIZE_PREP = "resize_prep"
@@ -95,7 +95,7 @@ _POWER_FOR_VM_STATE = {
 }
 
 
-class MigrationStatus(str, enum.Enum):
+class MigrationStatus(enum.StrEnum):
     """The ``status`` of a migration record, in lifecycle order.
 
     ``pre-migrating → migrating → post-migrating → finished``, then
@@ -133,7 +133,7 @@ _FINAL_MIGRATION_STATUSES = frozenset(
 )
 
 
-class MigrationType(str, enum.Enum):
+class MigrationType(enum.StrEnum):
     """``migration`` keeps the flavor; ``resize`` changes it."""
 
     MIGRATION = "migration"

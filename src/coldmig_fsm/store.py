@@ -134,7 +134,7 @@ class Store(abc.ABC):
     def atomic(self) -> contextlib.AbstractContextManager[None]:
         """A block whose writes are all kept, or all undone if it raises. Nests."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, not abstract on purpose
         """Release the backend's resources (nothing for the memory store)."""
 
     # -- configuration records ----------------------------------------------------------
@@ -267,7 +267,11 @@ class Store(abc.ABC):
         if action is None:
             raise KeyError(f"no instance action for request {request_id}")
         message = "Error" if event.result is EventResult.ERROR else action.message
-        self._put(ACTION, request_id, attrs.evolve(action, events=(*action.events, event), message=message))
+        self._put(
+            ACTION,
+            request_id,
+            attrs.evolve(action, events=(*action.events, event), message=message),
+        )
 
     def list_actions(self, instance_uuid: str | None = None) -> list[InstanceAction]:
         every: list[InstanceAction] = self._values(ACTION)

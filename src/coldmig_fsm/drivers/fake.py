@@ -10,9 +10,10 @@ defined with, and whether its disks are there. A move to the *same* host keeps t
 guest aside as a backup (as a real hypervisor keeps the ``_resize`` copy) until it is
 confirmed or reverted.
 
-Every call but ``get_info`` is appended to :attr:`FakeHypervisor.calls`, before it runs, with the host,
-the verb and the instance. Faults are data: :meth:`FakeHypervisor.arm` makes the next
-matching calls raise, with no subclass per failure.
+Every call but ``get_info`` is appended to :attr:`FakeHypervisor.calls`, before it
+runs, with the host, the verb and the instance. Faults are data:
+:meth:`FakeHypervisor.arm` makes the next matching calls raise, with no subclass per
+failure.
 """
 
 from __future__ import annotations
