@@ -6,7 +6,18 @@ work; these pin the rows the core already implements.
 
 from __future__ import annotations
 
-from coldmig_fsm import Cloud, CloudConfig, DriverCapabilities, FakeFault, Host, Outcome, Resources
+import attrs
+
+from coldmig_fsm import (
+    Cloud,
+    CloudConfig,
+    DriverCapabilities,
+    FakeFault,
+    Host,
+    Outcome,
+    Resources,
+    messages,
+)
 from coldmig_fsm.drivers import FakeHypervisor
 from tests.conftest import FLAVORS, events, make_cloud, notifications, snapshot
 
@@ -98,21 +109,46 @@ def test_prep_failure_reschedules_to_the_next_alternate() -> None:
     ]
 
 
-def test_same_host_refused_by_driver_then_max_retries() -> None:
-    hv = FakeHypervisor(capabilities=DriverCapabilities(supports_migrate_to_same_host=False))
-    cloud = Cloud.build(
-        [Host("host-a", 8, 16384, 200)],
-        FLAVORS,
-        config=CloudConfig(allow_resize_to_same_host=True, max_attempts=1),
-        hypervisor=hv,
-    )
+def test_prep_failure_with_no_alternate_left_is_max_retries_exceeded() -> None:
+    cloud = make_cloud(2, config=CloudConfig(max_attempts=1))
     cloud.boot("vm1", "m1.tiny", "host-a")
-    result = cloud.resize("vm1", "m1.small").wait()
+    operation = cloud.migrate("vm1")
+    cloud.step()  # conductor picked host-b and no alternate
+    cloud.store.set_allocations("hog", {"host-b": Resources(8, 0, 0)})
+    result = operation.wait()
     assert (result.outcome, result.error_type) == (Outcome.ROLLED_BACK, "MaxRetriesExceeded")
     snap = snapshot(cloud)
     assert (snap["vm_state"], snap["task_state"], snap["usage"]) == (
         "active",
         None,
-        {"host-a": TINY},
+        {"host-a": TINY, "host-b": (8, 0, 0)},
     )
-    assert [m[0] for m in snap["migrations"]] == ["error", "error"]
+    assert snap["migrations"] == [("error", "host-a", None), ("error", "host-a", None)]
+    assert events(cloud)[0][1] == [
+        ("conductor_migrate_server", "Success"),
+        ("cold_migrate", "Success"),
+        ("compute_prep_resize", "Error"),
+        ("conductor_migrate_server", "Error"),
+        ("cold_migrate", "Error"),
+    ]
+    assert notifications(cloud)[-1] == "compute_task.migrate_server.error"
+
+
+def test_same_host_migrate_refused_by_the_driver_at_prep() -> None:
+    hv = FakeHypervisor(capabilities=DriverCapabilities(supports_migrate_to_same_host=False))
+    cloud = Cloud.build(
+        [Host("host-a", 8, 16384, 200), Host("host-b", 8, 16384, 200)], FLAVORS, hypervisor=hv
+    )
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    operation = cloud.migrate("vm1")
+    cloud.step()
+    (prep,) = cloud.pending()
+    assert isinstance(prep, messages.PrepResize)
+    # Route the prep to the source itself, as a confused scheduler might.
+    cloud.store.pop_message()
+    cloud.store.push_message(attrs.evolve(prep, host="host-a", alternates=("host-b",)))
+    assert operation.wait().ok
+    snap = snapshot(cloud)
+    assert snap["migrations"] == [("error", "host-a", None), ("finished", "host-a", "host-b")]
+    assert cloud.actions("vm1")[0].events[2].details is not None
+    assert "UnableToMigrateToSelf" in (cloud.actions("vm1")[0].events[2].details or "")

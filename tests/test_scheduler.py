@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from coldmig_fsm import Caller, CloudConfig, Host, NoValidHost, Outcome, Resources
+from coldmig_fsm import (
+    Caller,
+    Cloud,
+    CloudConfig,
+    DriverCapabilities,
+    FakeHypervisor,
+    Host,
+    NoValidHost,
+    Outcome,
+    Resources,
+)
 from coldmig_fsm.scheduler import Candidate, rank_hosts
-from tests.conftest import events, make_cloud, notifications, snapshot
+from tests.conftest import FLAVORS, events, make_cloud, notifications, snapshot
 
 
 def test_source_is_ignored_without_allow_resize_to_same_host() -> None:
@@ -49,8 +59,23 @@ def test_no_valid_host_leaves_the_instance_as_it_was() -> None:
         result.raise_for_error()
 
 
-def test_same_host_allowed_picks_the_source_when_it_is_the_only_fit() -> None:
+def test_same_host_migrate_needs_the_driver_capability() -> None:
+    # As on Nova 34 with its fake driver: the source is not a candidate for a migrate.
     cloud = make_cloud(1, config=CloudConfig(allow_resize_to_same_host=True))
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.migrate("vm1").wait().error_type == "NoValidHost"
+    assert snapshot(cloud)["migrations"] == [("error", "host-a", None)]
+
+
+def test_same_host_allowed_picks_the_source_when_it_is_the_only_fit() -> None:
+    cloud = Cloud.build(
+        [Host("host-a", 8, 16384, 200)],
+        FLAVORS,
+        config=CloudConfig(allow_resize_to_same_host=True),
+        hypervisor=FakeHypervisor(
+            capabilities=DriverCapabilities(supports_migrate_to_same_host=True)
+        ),
+    )
     cloud.boot("vm1", "m1.tiny", "host-a")
     assert cloud.migrate("vm1").wait().ok
     assert snapshot(cloud)["migrations"] == [("finished", "host-a", "host-a")]

@@ -164,8 +164,8 @@ class Cloud:
         self.config = config if config is not None else CloudConfig()
         self.runtime = Runtime(self.store, self.clock, self.config, machine)
         self.api = ComputeAPI(self.runtime)
-        self.conductor = Conductor(self.runtime)
         self._drivers = dict(drivers)
+        self.conductor = Conductor(self.runtime, self._drivers)
         self._computes = {
             host: ComputeService(self.runtime, driver, self._drivers)
             for host, driver in self._drivers.items()

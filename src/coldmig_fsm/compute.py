@@ -195,8 +195,11 @@ class ComputeService:
         rt.notify("instance.resize_prep.start", instance, self.host)
         try:
             with store.atomic():
-                if message.host == instance.host and not (
-                    self._driver.capabilities.supports_migrate_to_same_host
+                same_flavor = new_flavor.id == instance.flavor
+                if (
+                    message.host == instance.host
+                    and same_flavor
+                    and not self._driver.capabilities.supports_migrate_to_same_host
                 ):
                     raise UnableToMigrateToSelf(
                         f"Unable to migrate instance {instance.uuid} to current host ({self.host})."
@@ -473,7 +476,13 @@ class ComputeService:
                 effect=lambda: self._driver.finish_revert_migration(restored, migration, power_on),
             )
         except Exception as error:
-            changes = {"flavor": restored.flavor, "host": restored.host, "node": restored.node}
+            changes = {
+                "flavor": restored.flavor,
+                "host": restored.host,
+                "node": restored.node,
+                "old_flavor": None,
+                "new_flavor": None,
+            }
             self._fail(
                 message,
                 instance,

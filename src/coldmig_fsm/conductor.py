@@ -7,7 +7,9 @@ One step, :meth:`Conductor.migrate_server`:
    allocation to it (the migration now holds the source side);
 3. ask the scheduler for a host and alternates (notifications
    ``scheduler.select_destinations.start/end``), unless this is a reschedule that already
-   carries its host list;
+   carries its host list. The source host is a candidate only with
+   ``allow_resize_to_same_host`` and, for a migrate (flavor unchanged), only when the
+   source's driver supports a move to its own host (as Nova 34 does);
 4. send ``prep_resize`` to the chosen host; event ``conductor_migrate_server``.
 
 When no host fits (``NoValidHost``, or ``MaxRetriesExceeded`` on a reschedule with no
@@ -20,10 +22,12 @@ alternate left) the move ends at once: task_state back to ``null``, the migratio
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections.abc import Mapping
 
 import attrs
 
 from . import claims, messages, scheduler
+from .drivers.base import HypervisorDriver
 from .exceptions import ColdmigError, MaxRetriesExceeded, NoValidHost
 from .records import Instance, Migration, Outcome, Resources
 from .runtime import Runtime
@@ -35,8 +39,20 @@ __all__ = ["Conductor"]
 class Conductor:
     """The conductor role."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(
+        self, runtime: Runtime, drivers: Mapping[str, HypervisorDriver] | None = None
+    ) -> None:
         self._rt = runtime
+        self._drivers = drivers or {}
+
+    def _may_stay(self, instance: Instance, flavor_id: str) -> bool:
+        """Is the source host a candidate? (Nova: a same-host *migrate* needs the driver.)"""
+        if not self._rt.config.allow_resize_to_same_host:
+            return False
+        if flavor_id != instance.flavor:
+            return True
+        driver = self._drivers.get(instance.host)
+        return driver is not None and driver.capabilities.supports_migrate_to_same_host
 
     def handle(self, message: messages.Message) -> None:
         if not isinstance(message, messages.MigrateServer):
@@ -102,7 +118,7 @@ class Conductor:
                 f"Exceeded maximum number of retries. Exhausted all hosts available for "
                 f"retrying build failures for instance {instance.uuid}."
             )
-        ignore = () if rt.config.allow_resize_to_same_host else (instance.host,)
+        ignore = () if self._may_stay(instance, message.flavor_id) else (instance.host,)
         rt.notify("scheduler.select_destinations.start", None, None)
         hosts = scheduler.select_destinations(
             rt.store,

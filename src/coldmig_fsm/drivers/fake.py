@@ -94,14 +94,19 @@ VERBS = (
 
 
 class FakeHypervisor:
-    """Every fake host's guests, the call log and the armed faults."""
+    """Every fake host's guests, the call log and the armed faults.
+
+    Like Nova's fake driver, it does not support a *migrate* to the same host by default
+    (a same-host *resize* works); pass ``DriverCapabilities(supports_migrate_to_same_host=True)``
+    to change that.
+    """
 
     def __init__(
         self,
         hosts: Iterable[str] = (),
         capabilities: DriverCapabilities | None = None,
     ) -> None:
-        self.capabilities = capabilities or DriverCapabilities(supports_migrate_to_same_host=True)
+        self.capabilities = capabilities or DriverCapabilities()
         self._guests: dict[str, dict[str, FakeGuest]] = {h: {} for h in hosts}
         self._drivers: dict[str, FakeDriver] = {}
         self._faults: list[FakeFault] = []
