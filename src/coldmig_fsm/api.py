@@ -236,10 +236,29 @@ class ComputeAPI:
         }
         message: messages.Message
         if trigger == "delete":
-            message = messages.TerminateInstance(prepared.request_id, instance.uuid, instance.host)
+            migration = self._deleting_resized(instance)
+            message = messages.TerminateInstance(
+                prepared.request_id,
+                instance.uuid,
+                instance.host,
+                confirm_request_id=None if migration is None else f"req-{uuidlib.uuid4()}",
+                migration_id=None if migration is None else migration.id,
+            )
+            prepared = attrs.evolve(prepared, migration=migration)
         else:
             message = kinds[trigger](prepared.request_id, instance.uuid, instance.host)
         return attrs.evolve(prepared, message=message)
+
+    def _deleting_resized(self, instance: Instance) -> Migration | None:
+        """The migration a delete confirms first: the instance waits in ``resized``."""
+        if instance.vm_state is not VmState.RESIZED or instance.task_state is not None:
+            return None
+        finished = [
+            m
+            for m in self._rt.store.list_migrations(instance.uuid)
+            if m.status is MigrationStatus.FINISHED
+        ]
+        return finished[-1] if finished else None
 
     # -- submit -------------------------------------------------------------------------
 
@@ -257,9 +276,9 @@ class ComputeAPI:
             migration = prepared.migration
             if migration is not None:
                 status = (
-                    MigrationStatus.CONFIRMING
-                    if prepared.trigger == "confirm_resize"
-                    else MigrationStatus.REVERTING
+                    MigrationStatus.REVERTING
+                    if prepared.trigger == "revert_resize"
+                    else MigrationStatus.CONFIRMING
                 )
                 try:
                     store.save_migration(
@@ -271,6 +290,11 @@ class ComputeAPI:
                         f"Instance {instance.describe()} has no migration in status finished "
                         "(a concurrent request took it)"
                     ) from None
+            message = prepared.message
+            if isinstance(message, messages.TerminateInstance) and message.confirm_request_id:
+                self._record(
+                    message.confirm_request_id, "confirm_resize", instance, prepared.caller
+                )
             self._record(prepared.request_id, prepared.trigger, instance, prepared.caller)
             if prepared.message is not None:
                 store.push_message(prepared.message)
@@ -338,6 +362,7 @@ class ComputeAPI:
         with self._rt.store.atomic():
             self._rt.store.save_instance(updated)
             self._record(request_id, trigger, instance, caller)
+            self._rt.event(request_id, f"api_{trigger}", None)
             self._rt.notify(f"instance.{trigger}", updated, updated.host)
             self._rt.settle(request_id, Outcome.SUCCEEDED)
         return request_id

@@ -18,6 +18,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from .cloud import Cloud, Operation
+from .conformance import compare, run_nova
 from .exceptions import ColdmigError, ScenarioError
 from .introspect import mermaid, states_markdown
 from .records import Flavor, Host, Instance
@@ -81,6 +82,44 @@ def scenario_run(
             for line in problems:
                 err.print(f"  - {line}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
+
+
+@app.command()
+def conformance(
+    files: Annotated[list[Path], typer.Argument(help="Scenario files to run on both.")],
+    nova_python: Annotated[
+        Path, typer.Option(help="Python of the Nova virtualenv (make conformance-env).")
+    ] = Path(".nova-venv/bin/python"),
+    show_deliberate: Annotated[bool, typer.Option(help="List deliberate deviations.")] = False,
+) -> None:
+    """Run each scenario through Nova 34 and through coldmig_fsm; diff the outcomes.
+
+    Exit 0 when every difference is a documented deliberate deviation, 1 otherwise,
+    2 when a file is invalid or Nova cannot be run.
+    """
+    try:
+        scenarios = [load_scenario(f) for f in files]
+        nova = run_nova(files, nova_python)
+    except (ScenarioError, FileNotFoundError, RuntimeError) as error:
+        err.print(f"[bold red]conformance[/]: {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    agree = differ = 0
+    for path, scenario in zip(files, scenarios, strict=True):
+        differences = compare(run_scenario(scenario), nova[str(path)])
+        real = [d for d in differences if d.deliberate is None]
+        deliberate = [d for d in differences if d.deliberate is not None]
+        note = f" ({len(deliberate)} deliberate)" if deliberate else ""
+        if real:
+            differ += 1
+            out.print(f"[red]DIFFER[/] {path}{note}", highlight=False)
+        else:
+            agree += 1
+            out.print(f"[green]AGREE[/]  {path}{note}", highlight=False)
+        for difference in real + (deliberate if show_deliberate else []):
+            out.print(f"    {difference.describe()}", highlight=False, soft_wrap=True)
+    out.print(f"\n{agree} agree / {differ} differ (of {len(files)} scenarios)")
+    if differ:
+        raise typer.Exit(1)
 
 
 # --- the demo --------------------------------------------------------------------------

@@ -239,7 +239,7 @@ class Cloud:
             task_state=task_state,
             power_state=power,
             locked=locked,
-            locked_by=(locked_by or "owner") if locked else None,
+            locked_by=(locked_by or "admin") if locked else None,
         )
         driver = self._drivers[host]
         with self.store.atomic():

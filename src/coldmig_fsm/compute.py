@@ -583,10 +583,18 @@ class ComputeService:
     # -- delete -------------------------------------------------------------------------
 
     def terminate_instance(self, message: messages.TerminateInstance) -> None:
-        """Destroy the guest on every host of the instance and release every claim."""
+        """Delete: confirm a pending move first, then destroy every guest, release every claim."""
         rt, store = self._rt, self._rt.store
         instance = store.get_instance(message.instance_uuid)
+        if instance.task_state is not TaskState.DELETING:
+            error = _unexpected(instance, TaskState.DELETING, "terminate_instance")
+            rt.settle(message.request_id, Outcome.FAILED, error)
+            return
+        confirm_first = message.confirm_request_id and message.migration_id is not None
+        if confirm_first and not self._confirm_on_delete(message, instance):
+            return
         rt.notify("instance.delete.start", instance, self.host)
+        rt.notify("instance.shutdown.start", instance, self.host)
         open_moves = [m for m in store.list_migrations(instance.uuid) if not m.status.is_final]
         hosts = {instance.host}
         for migration in open_moves:
@@ -608,19 +616,45 @@ class ComputeService:
             return
         with store.atomic():
             for migration in open_moves:
-                final = (
-                    MigrationStatus.CONFIRMED
-                    if migration.status is MigrationStatus.FINISHED
-                    else MigrationStatus.ERROR
-                )
-                self._save_migration(migration, final)
+                self._save_migration(migration, MigrationStatus.ERROR)
                 claims.release(store, migration.uuid)
             claims.release(store, instance.uuid)
             gone = attrs.evolve(_drop_move_state(gone), power_state=PowerState.NOSTATE)
             store.save_instance(gone, expected_task_state=[TaskState.DELETING])
+            rt.notify("instance.shutdown.end", gone, self.host)
             rt.notify("instance.delete.end", gone, self.host)
             rt.event(message.request_id, "compute_terminate_instance", self.host)
             rt.settle(message.request_id, Outcome.SUCCEEDED)
+
+    def _confirm_on_delete(self, message: messages.TerminateInstance, instance: Instance) -> bool:
+        """Confirm the move of a ``resized`` instance being deleted (source guest removed)."""
+        rt, store = self._rt, self._rt.store
+        assert message.confirm_request_id is not None and message.migration_id is not None
+        migration = store.get_migration(message.migration_id)
+        rt.notify("instance.resize_confirm.start", instance, self.host)
+        source = self._peers.get(migration.source_compute)
+        try:
+            if source is not None:
+                source.confirm_migration(instance, migration)
+        except Exception as error:
+            confirm = attrs.evolve(message, request_id=message.confirm_request_id)
+            self._fail(
+                confirm,
+                instance,
+                migration,
+                error,
+                "compute_confirm_resize",
+                lambda: claims.release(store, migration.uuid),
+            )
+            rt.settle(message.request_id, Outcome.FAILED, error)
+            return False
+        with store.atomic():
+            self._save_migration(migration, MigrationStatus.CONFIRMED)
+            claims.release(store, migration.uuid)
+            rt.notify("instance.resize_confirm.end", instance, self.host)
+            rt.event(message.confirm_request_id, "compute_confirm_resize", self.host)
+            rt.settle(message.confirm_request_id, Outcome.SUCCEEDED)
+        return True
 
 
 def _unexpected(instance: Instance, expected: TaskState, step: str) -> ColdmigError:

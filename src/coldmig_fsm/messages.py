@@ -142,6 +142,15 @@ class StartInstance(_ToCompute):
 
 @attrs.frozen
 class TerminateInstance(_ToCompute):
+    """API → the instance's compute: delete it.
+
+    For a ``resized`` instance the API has already moved its migration to
+    ``confirming`` under ``confirm_request_id``: the move is confirmed first (as Nova's
+    ``_confirm_resize_on_deleting`` does), then the guest is deleted.
+    """
+
+    confirm_request_id: str | None = None
+    migration_id: int | None = None
     kind: ClassVar[str] = "terminate_instance"
 
 

@@ -1,0 +1,191 @@
+"""Differential conformance: the same scenario through Nova 34 and through this library.
+
+:func:`compare` is pure: it takes our output and Nova's (both in the scenario-format
+shape) and returns every :class:`Difference`, each marked *deliberate* when it matches a
+rule of :data:`DELIBERATE` (written down, with the reason, in ``docs/conformance.md``).
+:func:`run_nova` runs ``conformance/nova_adapter.py`` with the interpreter of the Nova
+virtualenv (``make conformance-env``), one process for all files.
+
+What is compared: ``steps`` (op, instance, ok, error type, async), ``instances`` (every
+key this library prints), ``migrations``, ``usage``, ``domains``, ``notifications``,
+``actions`` and ``driver_calls`` (host, call, instance). Keys only one side prints are
+extras and are not compared.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+__all__ = ["DELIBERATE", "Deviation", "Difference", "compare", "default_adapter", "run_nova"]
+
+COMPARED: Final = (
+    "steps",
+    "instances",
+    "migrations",
+    "usage",
+    "domains",
+    "notifications",
+    "actions",
+    "driver_calls",
+)
+
+
+@attrs.frozen
+class Difference:
+    """One place where the outputs differ; ``deliberate`` names the rule that allows it."""
+
+    path: str
+    ours: Any
+    nova: Any
+    deliberate: str | None = None
+
+    def describe(self) -> str:
+        tag = f" (deliberate: {self.deliberate})" if self.deliberate else ""
+        return f"{self.path}: ours {self.ours!r}, Nova {self.nova!r}{tag}"
+
+
+@attrs.frozen
+class Deviation:
+    """A documented, deliberate difference: ``applies(path, ours, nova, scenario_output)``."""
+
+    name: str
+    reason: str
+    applies: Callable[[str, Any, Any, dict[str, Any]], bool]
+
+
+def _paused_power_state(path: str, ours: Any, nova: Any, out: dict[str, Any]) -> bool:
+    if not path.endswith(".power_state"):
+        return False
+    name = path.split(".")[1]
+    return bool(out["instances"].get(name, {}).get("vm_state") == "paused")
+
+
+def _smaller_disk(path: str, ours: Any, nova: Any, out: dict[str, Any]) -> bool:
+    return (
+        path.endswith(".error")
+        and ours == "CannotResizeDisk"
+        and nova in ("FlavorDiskSmallerThanMinDisk", None)
+    )
+
+
+DELIBERATE: Final[tuple[Deviation, ...]] = (
+    Deviation(
+        "paused-power-state",
+        "Nova's fake driver reports `running` for a paused guest; the scenario format says "
+        "`paused` (spec/scenario-format.md).",
+        _paused_power_state,
+    ),
+    Deviation(
+        "resize-smaller-disk",
+        "The spec makes a smaller root disk an API error (`CannotResizeDisk`). Nova's API "
+        "only compares the flavor with the image's min_disk "
+        "(`FlavorDiskSmallerThanMinDisk`), and its libvirt driver refuses later, "
+        "asynchronously.",
+        _smaller_disk,
+    ),
+)
+
+
+def _steps(steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "op": s.get("op"),
+            "instance": s.get("instance"),
+            "ok": s.get("ok"),
+            "error": (s.get("error") or {}).get("type"),
+            "async": bool(s.get("async", False)),
+        }
+        for s in steps
+    ]
+
+
+def _migrations(migrations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = ("id", "instance", "type", "status", "source_compute", "dest_compute")
+    return [{k: m.get(k) for k in keys} for m in migrations]
+
+
+def _calls(calls: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    return [[c.get("host"), c.get("call"), c.get("instance")] for c in calls]
+
+
+def _normalise(key: str, value: Any, like: Any) -> Any:
+    if value is None:
+        return None
+    if key == "steps":
+        return _steps(value)
+    if key == "migrations":
+        return _migrations(value)
+    if key == "driver_calls":
+        return _calls(value)
+    if key == "instances" and isinstance(like, dict):
+        return {
+            name: {k: v for k, v in fields.items() if k in like.get(name, {})}
+            for name, fields in value.items()
+        }
+    return value
+
+
+def _diff(path: str, ours: Any, nova: Any) -> list[tuple[str, Any, Any]]:
+    if isinstance(ours, dict) and isinstance(nova, dict):
+        found = []
+        for key in sorted(set(ours) | set(nova), key=str):
+            found += _diff(f"{path}.{key}", ours.get(key), nova.get(key))
+        return found
+    if isinstance(ours, list) and isinstance(nova, list) and len(ours) == len(nova):
+        found = []
+        for index, (a, b) in enumerate(zip(ours, nova, strict=True)):
+            found += _diff(f"{path}[{index}]", a, b)
+        return found
+    return [] if ours == nova else [(path, ours, nova)]
+
+
+def compare(ours: dict[str, Any], nova: dict[str, Any]) -> list[Difference]:
+    """Every difference between the two outputs, deliberate ones marked."""
+    differences = []
+    for key in COMPARED:
+        mine = _normalise(key, ours.get(key), None)
+        theirs = _normalise(key, nova.get(key), mine)
+        for path, a, b in _diff(key, mine, theirs):
+            rule = next((d.name for d in DELIBERATE if d.applies(path, a, b, ours)), None)
+            differences.append(Difference(path, a, b, rule))
+    return differences
+
+
+def default_adapter() -> Path:
+    """``conformance/nova_adapter.py`` of this checkout (or of the working directory)."""
+    here = Path(__file__).resolve().parents[2] / "conformance" / "nova_adapter.py"
+    return here if here.is_file() else Path.cwd() / "conformance" / "nova_adapter.py"
+
+
+def run_nova(files: Sequence[Path], python: Path, adapter: Path | None = None) -> dict[str, Any]:
+    """Nova's output for each file (keyed by the path as given), from one adapter process.
+
+    Raises:
+        FileNotFoundError: the Nova interpreter or the adapter is missing.
+        RuntimeError: the adapter failed; its stderr's tail is in the message.
+    """
+    script = adapter or default_adapter()
+    for needed in (python, script):
+        if not needed.exists():
+            raise FileNotFoundError(f"{needed} not found (run `make conformance-env`)")
+    done = subprocess.run(
+        [str(python), str(script), "--jsonl", *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    results: dict[str, Any] = {}
+    for line in done.stdout.splitlines():
+        if line.strip():
+            record = json.loads(line)
+            results[record["file"]] = record["result"]
+    if done.returncode != 0 or len(results) != len(files):
+        tail = "\n".join(done.stderr.splitlines()[-20:])
+        raise RuntimeError(f"the Nova adapter failed (exit {done.returncode}):\n{tail}")
+    return results
