@@ -4,7 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench docs docs-check explore clean
+NOVA_VENV := .nova-venv
+
+.PHONY: demo test lint typecheck unit bench docs clean conformance conformance-env conformance-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/coldmig demo --db coldmig-demo.sqlite
 
 ## test: install everything the tests need, then lint, type check and run every test
-test: $(STAMP) lint typecheck unit
+test: $(STAMP) lint typecheck unit conformance-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -30,6 +32,22 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
+
+## conformance-env: a separate virtualenv with Nova 34.0.0 and its functional-test harness
+conformance-env:
+	conformance/make-env.sh $(NOVA_VENV)
+
+## conformance: every scenario of tests/scenarios through Nova and through coldmig_fsm, diffed
+conformance: $(STAMP) conformance-env
+	$(BIN)/coldmig conformance --nova-python $(NOVA_VENV)/bin/python tests/scenarios/*.yaml
+
+# In CI the Nova environment is always created, so the check always runs there.
+conformance-check: $(STAMP)
+	@if [ "$$CI" = "true" ] || [ -x $(NOVA_VENV)/bin/python ]; then \
+		$(MAKE) --no-print-directory conformance; \
+	else \
+		echo "conformance: no Nova environment here (make conformance-env creates it)"; \
+	fi
 
 ## bench: run the benchmarks and write docs/benchmarks.md
 bench: $(STAMP)

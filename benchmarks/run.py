@@ -10,7 +10,8 @@ Three benchmarks, each against a baseline measured in the same run:
 (a) one guarded step: ``MACHINE.fire`` vs the same table on a bare ``transitions.Machine``
     and a hand-written dict table;
 (b) tracking 100,000 instances: the shared machine vs ``add_model`` per instance;
-(c) migrate+confirm cycles per second on the fake cloud, in memory and on SQLite.
+(c) migrate+confirm cycles per second on the fake cloud, in memory and on SQLite;
+(d) one migrate+confirm cycle on Nova 34's own harness next to ours (needs .nova-venv).
 
 The report (Markdown) has one section per benchmark with the raw numbers, the ratios, the
 issue's targets and PASS/MISS; a summary is printed on stdout. The exit status is 0 even
@@ -31,12 +32,12 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from . import bench_cycles, bench_step, bench_tracking
+from . import bench_cycles, bench_nova, bench_step, bench_tracking
 from ._common import FULL, QUICK, BenchmarkError, Section, Settings, Table
 
 __all__ = ["main"]
 
-BENCHMARKS = ("step", "tracking", "cycles")
+BENCHMARKS = ("step", "tracking", "cycles", "nova")
 
 
 def _version(package: str) -> str:
@@ -161,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("(c) migrate+confirm cycles ...", flush=True)
             gc.collect()
             sections.append(bench_cycles.run(settings, raw_step_ns))
+        if "nova" in args.only:
+            print("(d) a cycle on Nova's harness ...", flush=True)
+            sections.append(bench_nova.run(settings))
     except BenchmarkError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 1
