@@ -124,3 +124,28 @@ def test_message_dicts_round_trip() -> None:
     assert messages.from_dict(data) == message
     with pytest.raises(ValueError, match="unknown message kind"):
         messages.from_dict({"kind": "teleport"})
+
+
+def test_lookups_by_group_follow_undo(store: Store) -> None:
+    def migration(n: int, instance: str) -> Migration:
+        return Migration(
+            n,
+            f"m-{n}",
+            instance,
+            MigrationType.MIGRATION,
+            MigrationStatus.PRE_MIGRATING,
+            "a",
+            "t",
+            "t",
+        )
+
+    with pytest.raises(RuntimeError), store.atomic():
+        store.add_migration(migration(store.next_id("migration"), "x"))
+        raise RuntimeError("rolled back")
+    store.add_migration(migration(store.next_id("migration"), "y"))
+    assert store.list_migrations("x") == []
+    assert [m.instance_uuid for m in store.list_migrations("y")] == ["y"]
+    store.add_instance(inst())
+    found = store.find_instance("vm1")
+    assert found is not None and found.uuid == "u1"
+    assert store.find_instance("nope") is None

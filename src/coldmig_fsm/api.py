@@ -19,7 +19,7 @@ Guard errors are raised synchronously; what happens later is the outcome of the 
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -101,8 +101,14 @@ class ComputeAPI:
             raise InstanceNotFound(f"Instance {uuid} could not be found.")
         return instance
 
-    def _guarded(self, trigger: str, uuid: str, caller: Caller) -> Instance:
-        """Policy, existence, then the machine's guards (lock, states) for ``trigger``."""
+    def _guarded(
+        self, trigger: str, uuid: str, caller: Caller, **changes: Any
+    ) -> tuple[Instance, Instance]:
+        """Policy, existence, then the machine's guards (lock, states) for ``trigger``.
+
+        Returns the instance as read and the instance as it would be saved; nothing is
+        written (the machine never mutates a record).
+        """
         rule = self._rt.machine.rule(trigger)
         ctx = GuardContext(trigger, caller, None)
         for guard in rule.guards:
@@ -111,21 +117,15 @@ class ComputeAPI:
                 if failure is not None:
                     raise failure.to_exception()
         instance = self.get_instance(uuid, caller)
-        failure = self._rt.machine.check(trigger, GuardContext(trigger, caller, instance))
-        if failure is not None:
-            raise failure.to_exception()
-        return instance
-
-    def _advance(self, trigger: str, instance: Instance, caller: Caller) -> Instance:
-        moved, _ = self._rt.transition(trigger, instance, caller=caller)
-        return moved
+        moved, _ = self._rt.transition(trigger, instance, caller=caller, **changes)
+        return instance, moved
 
     # -- prepare ------------------------------------------------------------------------
 
     def prepare_migrate(
         self, uuid: str, caller: Caller, host: str | None = None
     ) -> PreparedRequest:
-        instance = self._guarded("migrate", uuid, caller)
+        instance, moved = self._guarded("migrate", uuid, caller, progress=0)
         if host is not None:
             if self._rt.store.get_host(host) is None:
                 raise ComputeHostNotFound(f"Compute host {host} could not be found.")
@@ -133,10 +133,10 @@ class ComputeAPI:
                 raise CannotMigrateToSameHost(
                     f"Cannot migrate instance {instance.describe()} to its current host {host}"
                 )
-        return self._move("migrate", instance, caller, instance.flavor, host)
+        return self._move("migrate", instance, moved, caller, instance.flavor, host)
 
     def prepare_resize(self, uuid: str, flavor_id: str, caller: Caller) -> PreparedRequest:
-        instance = self._guarded("resize", uuid, caller)
+        instance, moved = self._guarded("resize", uuid, caller, progress=0)
         new = self._rt.store.get_flavor(flavor_id)
         if new is None or new.disabled:
             raise FlavorNotFound(f"Flavor {flavor_id} could not be found.")
@@ -151,17 +151,17 @@ class ComputeAPI:
                 f"from {old.root_gb} GB to {new.root_gb} GB"
             )
         self._check_quota(instance, old, new)
-        return self._move("resize", instance, caller, new.id, None)
+        return self._move("resize", instance, moved, caller, new.id, None)
 
     def _move(
         self,
         trigger: str,
         instance: Instance,
+        updated: Instance,
         caller: Caller,
         flavor_id: str,
         host: str | None,
     ) -> PreparedRequest:
-        updated = attrs.evolve(self._advance(trigger, instance, caller), progress=0)
         prepared = PreparedRequest(trigger, caller, instance, updated, None)
         message = messages.MigrateServer(
             prepared.request_id, instance.uuid, flavor_id=flavor_id, target_host=host
@@ -198,7 +198,9 @@ class ComputeAPI:
         return [self._rt.store.get_migration(instance.migration_id).uuid]
 
     def _finished_migration(self, instance: Instance) -> Migration:
-        for migration in reversed(self._rt.store.list_migrations(instance.uuid)):
+        """The migration a ``resized`` instance waits on (its migration context)."""
+        if instance.migration_id is not None:
+            migration = self._rt.store.get_migration(instance.migration_id)
             if migration.status is MigrationStatus.FINISHED:
                 return migration
         raise MigrationNotFoundByStatus(
@@ -206,9 +208,8 @@ class ComputeAPI:
         )
 
     def prepare_confirm_resize(self, uuid: str, caller: Caller) -> PreparedRequest:
-        instance = self._guarded("confirm_resize", uuid, caller)
+        instance, updated = self._guarded("confirm_resize", uuid, caller)
         migration = self._finished_migration(instance)
-        updated = self._advance("confirm_resize", instance, caller)
         prepared = PreparedRequest("confirm_resize", caller, instance, updated, None, migration)
         message = messages.ConfirmResize(
             prepared.request_id, instance.uuid, migration.source_compute, migration.id
@@ -216,9 +217,8 @@ class ComputeAPI:
         return attrs.evolve(prepared, message=message)
 
     def prepare_revert_resize(self, uuid: str, caller: Caller) -> PreparedRequest:
-        instance = self._guarded("revert_resize", uuid, caller)
+        instance, updated = self._guarded("revert_resize", uuid, caller)
         migration = self._finished_migration(instance)
-        updated = self._advance("revert_resize", instance, caller)
         prepared = PreparedRequest("revert_resize", caller, instance, updated, None, migration)
         dest = migration.dest_compute
         assert dest is not None  # a finished migration has a destination
@@ -227,8 +227,7 @@ class ComputeAPI:
 
     def prepare_power(self, trigger: str, uuid: str, caller: Caller) -> PreparedRequest:
         """``stop``, ``start`` or ``delete``."""
-        instance = self._guarded(trigger, uuid, caller)
-        updated = self._advance(trigger, instance, caller)
+        instance, updated = self._guarded(trigger, uuid, caller)
         prepared = PreparedRequest(trigger, caller, instance, updated, None)
         kinds: dict[str, type[messages.StopInstance | messages.StartInstance]] = {
             "stop": messages.StopInstance,
@@ -253,12 +252,10 @@ class ComputeAPI:
         """The migration a delete confirms first: the instance waits in ``resized``."""
         if instance.vm_state is not VmState.RESIZED or instance.task_state is not None:
             return None
-        finished = [
-            m
-            for m in self._rt.store.list_migrations(instance.uuid)
-            if m.status is MigrationStatus.FINISHED
-        ]
-        return finished[-1] if finished else None
+        try:
+            return self._finished_migration(instance)
+        except MigrationNotFoundByStatus:
+            return None
 
     # -- submit -------------------------------------------------------------------------
 

@@ -121,12 +121,18 @@ class Operation:
             RuntimeError: the queue ran dry (or ``max_steps`` passed) with the request
                 still pending, which would be a bug in a role.
         """
+        result = self.result
+        if result is not None:
+            return result
         for _ in range(max_steps):
-            result = self.result
-            if result is not None:
-                return result
-            if self.cloud.step() is None:
+            delivered = self.cloud.step()
+            if delivered is None:
                 break
+            # Only a step of this request can settle it; skip the read otherwise.
+            if delivered.request_id == self.request_id:
+                result = self.result
+                if result is not None:
+                    return result
         result = self.result
         if result is None:
             raise RuntimeError(f"request {self.request_id} ({self.action}) never settled")
@@ -336,10 +342,9 @@ class Cloud:
         return [h.name for h in self.store.list_hosts()]
 
     def _uuid(self, ref: str) -> str:
-        for instance in self.store.list_instances():
-            if ref in (instance.uuid, instance.name):
-                return instance.uuid
-        return ref  # the API answers InstanceNotFound with the caller's reference
+        named = self.store.find_instance(ref)
+        # An unknown reference goes on as it is: the API answers InstanceNotFound.
+        return named.uuid if named is not None else ref
 
     def instance(self, ref: str) -> Instance:
         """An instance by uuid or name (deleted ones included)."""

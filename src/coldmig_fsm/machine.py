@@ -445,6 +445,9 @@ class Machine:
             states.update(rule.target.resolve(s) for s in rule.sources)
         self._states: frozenset[MachineState] = frozenset(states)
         self._by_name: dict[str, MachineState] = {s.name: s for s in states}
+        self._name_of: dict[tuple[VmState, TaskState | None], str] = {
+            (s.vm_state, s.task_state): s.name for s in states
+        }
         self._state_names = frozenset(self._by_name)
         self._validate()
         self._machine = self._build()
@@ -574,8 +577,9 @@ class Machine:
         instance = ctx.instance
         if instance is None:
             raise MachineDefinitionError(f"trigger {trigger!r} needs an instance")
-        name = instance.state.name
-        if name not in self._state_names:
+        name = self._name_of.get((instance.vm_state, instance.task_state))
+        if name is None:
+            name = instance.state.name
             failure = self.check(trigger, ctx)
             if failure is not None:
                 raise failure.to_exception()

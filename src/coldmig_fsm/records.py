@@ -275,9 +275,11 @@ class InstanceAction:
 
 @attrs.frozen
 class Notification:
-    """A versioned notification, with the instance's state at the time it was sent."""
+    """A versioned notification, with the instance's state at the time it was sent.
 
-    seq: int
+    The store keeps notifications in the order they were sent.
+    """
+
     event_type: str
     instance_uuid: str | None
     host: str | None

@@ -40,12 +40,17 @@ class Runtime:
     clock: Clock
     config: CloudConfig
     machine: Machine = MACHINE
+    _flavors: dict[str, Flavor] = attrs.field(factory=dict, init=False, repr=False)
 
     def flavor(self, flavor_id: str) -> Flavor:
-        found = self.store.get_flavor(flavor_id)
+        """A flavor by id. Flavors never change once created (as in Nova), so they are cached."""
+        found = self._flavors.get(flavor_id)
         if found is None:
-            # Flavors of existing instances are never deleted here; this is a bug.
-            raise LookupError(f"flavor {flavor_id} vanished")
+            found = self.store.get_flavor(flavor_id)
+            if found is None:
+                # Flavors of existing instances are never deleted here; this is a bug.
+                raise LookupError(f"flavor {flavor_id} vanished")
+            self._flavors[flavor_id] = found
         return found
 
     def transition(
@@ -54,16 +59,21 @@ class Runtime:
         instance: Instance,
         effect: Callable[[], Any] | None = None,
         caller: Caller = SERVICE,
+        **changes: Any,
     ) -> tuple[Instance, Any]:
-        """Fire ``trigger``; return ``instance`` in its new state and the effect's result."""
+        """Fire ``trigger``; return ``instance`` in its new state and the effect's result.
+
+        ``changes`` are other fields to set on the returned record (one copy, not two).
+        """
         state, result = self.machine.fire(trigger, GuardContext(trigger, caller, instance), effect)
-        moved = attrs.evolve(instance, vm_state=state.vm_state, task_state=state.task_state)
+        moved = attrs.evolve(
+            instance, vm_state=state.vm_state, task_state=state.task_state, **changes
+        )
         return moved, result
 
     def notify(self, event_type: str, instance: Instance | None, host: str | None) -> None:
         self.store.add_notification(
             Notification(
-                seq=self.store.next_id("notification"),
                 event_type=event_type,
                 instance_uuid=instance.uuid if instance else None,
                 host=host,

@@ -54,8 +54,9 @@ __all__ = ["SqliteStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS record (
-    kind TEXT NOT NULL, key TEXT NOT NULL, idx TEXT NOT NULL DEFAULT '', data TEXT NOT NULL,
-    PRIMARY KEY (kind, key));
+    kind TEXT NOT NULL, key TEXT NOT NULL, idx TEXT NOT NULL DEFAULT '', grp TEXT,
+    data TEXT NOT NULL, PRIMARY KEY (kind, key));
+CREATE INDEX IF NOT EXISTS record_group ON record (kind, grp);
 CREATE TABLE IF NOT EXISTS log (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -146,12 +147,20 @@ class SqliteStore(Store):
         ).fetchone()
         return None if row is None else self._load(kind, row[0])
 
-    def _put(self, kind: str, key: str, value: Any, index: str = "") -> None:
+    def _put(
+        self, kind: str, key: str, value: Any, index: str = "", group: str | None = None
+    ) -> None:
         self._db.execute(
-            "INSERT INTO record (kind, key, idx, data) VALUES (?, ?, ?, ?) "
+            "INSERT INTO record (kind, key, idx, grp, data) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (kind, key) DO UPDATE SET idx = excluded.idx, data = excluded.data",
-            (kind, key, index, self._dump(value)),
+            (kind, key, index, group, self._dump(value)),
         )
+
+    def _group(self, kind: str, group: str) -> list[Any]:
+        rows = self._db.execute(
+            "SELECT data FROM record WHERE kind = ? AND grp = ? ORDER BY rowid", (kind, group)
+        ).fetchall()
+        return [self._load(kind, data) for (data,) in rows]
 
     def _swap(
         self, kind: str, key: str, value: Any, index: str, expected: Collection[str]

@@ -80,7 +80,10 @@ class Store(abc.ABC):
     def _get(self, kind: str, key: str) -> Any | None: ...
 
     @abc.abstractmethod
-    def _put(self, kind: str, key: str, value: Any, index: str = "") -> None: ...
+    def _put(
+        self, kind: str, key: str, value: Any, index: str = "", group: str | None = None
+    ) -> None:
+        """Insert or replace. ``group`` (set on insert, never changed) is a lookup key."""
 
     @abc.abstractmethod
     def _swap(
@@ -94,6 +97,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _values(self, kind: str) -> list[Any]:
         """Every record of ``kind``, in the order of first insertion."""
+
+    @abc.abstractmethod
+    def _group(self, kind: str, group: str) -> list[Any]:
+        """The records of ``kind`` put with ``group``, in the order of first insertion."""
 
     @abc.abstractmethod
     def _append(self, kind: str, value: Any) -> None: ...
@@ -171,7 +178,7 @@ class Store(abc.ABC):
     def add_instance(self, instance: Instance) -> None:
         if self._get(INSTANCE, instance.uuid) is not None:
             raise ValueError(f"instance {instance.uuid} already exists")
-        self._put(INSTANCE, instance.uuid, instance, task_index(instance.task_state))
+        self._put(INSTANCE, instance.uuid, instance, task_index(instance.task_state), instance.name)
 
     def get_instance(self, uuid: str) -> Instance:
         found: Instance | None = self._get(INSTANCE, uuid)
@@ -181,6 +188,11 @@ class Store(abc.ABC):
 
     def list_instances(self) -> list[Instance]:
         return list(self._values(INSTANCE))
+
+    def find_instance(self, name: str) -> Instance | None:
+        """The (first) instance called ``name``, or ``None``."""
+        found: list[Instance] = self._group(INSTANCE, name)
+        return found[0] if found else None
 
     def save_instance(
         self,
@@ -214,7 +226,9 @@ class Store(abc.ABC):
     # -- migrations ---------------------------------------------------------------------
 
     def add_migration(self, migration: Migration) -> None:
-        self._put(MIGRATION, str(migration.id), migration, migration.status.value)
+        self._put(
+            MIGRATION, str(migration.id), migration, migration.status.value, migration.instance_uuid
+        )
 
     def get_migration(self, migration_id: int) -> Migration:
         found: Migration | None = self._get(MIGRATION, str(migration_id))
@@ -223,10 +237,9 @@ class Store(abc.ABC):
         return found
 
     def list_migrations(self, instance_uuid: str | None = None) -> list[Migration]:
-        every: list[Migration] = self._values(MIGRATION)
         if instance_uuid is None:
-            return every
-        return [m for m in every if m.instance_uuid == instance_uuid]
+            return list(self._values(MIGRATION))
+        return list(self._group(MIGRATION, instance_uuid))
 
     def save_migration(
         self,
@@ -256,7 +269,7 @@ class Store(abc.ABC):
     # -- actions, requests, notifications, faults ---------------------------------------
 
     def add_action(self, action: InstanceAction) -> None:
-        self._put(ACTION, action.request_id, action)
+        self._put(ACTION, action.request_id, action, group=action.instance_uuid)
 
     def get_action(self, request_id: str) -> InstanceAction | None:
         found: InstanceAction | None = self._get(ACTION, request_id)
@@ -274,10 +287,9 @@ class Store(abc.ABC):
         )
 
     def list_actions(self, instance_uuid: str | None = None) -> list[InstanceAction]:
-        every: list[InstanceAction] = self._values(ACTION)
         if instance_uuid is None:
-            return every
-        return [a for a in every if a.instance_uuid == instance_uuid]
+            return list(self._values(ACTION))
+        return list(self._group(ACTION, instance_uuid))
 
     def put_request(self, request: RequestRecord) -> None:
         self._put(REQUEST, request.request_id, request, request.outcome.value)
@@ -310,6 +322,7 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._records: dict[str, dict[str, tuple[Any, str]]] = {}
+        self._groups: dict[tuple[str, str], dict[str, None]] = {}
         self._logs: dict[str, list[Any]] = {}
         self._counters: dict[str, int] = {}
         self._allocations: dict[str, dict[str, Resources]] = {}
@@ -354,6 +367,9 @@ class MemoryStore(Store):
                     self._records[kind].pop(key, None)
                 else:
                     self._records[kind][key] = previous
+            elif what == "group":
+                _, kind, group, key = entry
+                self._groups[(kind, group)].pop(key, None)
             elif what == "log":
                 self._logs[entry[1]].pop()
             elif what == "counter":
@@ -375,10 +391,16 @@ class MemoryStore(Store):
         entry = self._records.get(kind, {}).get(key)
         return entry[0] if entry is not None else None
 
-    def _put(self, kind: str, key: str, value: Any, index: str = "") -> None:
+    def _put(
+        self, kind: str, key: str, value: Any, index: str = "", group: str | None = None
+    ) -> None:
         table = self._records.setdefault(kind, {})
-        self._note("record", kind, key, table.get(key))
+        previous = table.get(key)
+        self._note("record", kind, key, previous)
         table[key] = (value, index)
+        if previous is None and group is not None:
+            self._groups.setdefault((kind, group), {})[key] = None
+            self._note("group", kind, group, key)
 
     def _swap(
         self, kind: str, key: str, value: Any, index: str, expected: Collection[str]
@@ -393,6 +415,10 @@ class MemoryStore(Store):
 
     def _values(self, kind: str) -> list[Any]:
         return [value for value, _ in self._records.get(kind, {}).values()]
+
+    def _group(self, kind: str, group: str) -> list[Any]:
+        table = self._records.get(kind, {})
+        return [table[key][0] for key in self._groups.get((kind, group), ()) if key in table]
 
     def _append(self, kind: str, value: Any) -> None:
         self._logs.setdefault(kind, []).append(value)
