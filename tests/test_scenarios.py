@@ -91,8 +91,8 @@ def test_expect_mismatch_exits_1_with_a_diff(tmp_path: Path) -> None:
             "hosts:\n  - {name: a, vcpus: 1, ram_mb: 1, disk_gb: 1}\n"
             "flavors:\n  - {id: f, vcpus: 1, ram_mb: 1, root_gb: 1}\n"
             "instances:\n  - {name: vm1, flavor: f, host: a}\n"
-            "steps:\n  - {op: fault, host: a, call: destroy}\n",
-            "steps[0].op, line 8: unsupported operation 'fault'",
+            "steps:\n  - {op: fault, host: a, call: teleport}\n",
+            "steps[0].call, line 8: unknown driver call 'teleport'",
         ),
         (
             "hosts:\n  - {name: a, vcpus: -1, ram_mb: 1, disk_gb: 1}\nflavors: []\n",

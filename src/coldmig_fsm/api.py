@@ -30,7 +30,9 @@ from .exceptions import (
     CannotResizeToSameFlavor,
     ComputeHostNotFound,
     FlavorNotFound,
+    InstanceInvalidState,
     InstanceNotFound,
+    MigrationCancelled,
     MigrationNotFoundByStatus,
     PolicyNotAuthorized,
     QuotaError,
@@ -51,6 +53,7 @@ ACTION_NAMES: Final = {
     "stop": "stop",
     "start": "start",
     "delete": "delete",
+    "abort_migration": "abortMigration",
     "lock": "lock",
     "unlock": "unlock",
 }
@@ -72,6 +75,9 @@ class PreparedRequest:
     message: messages.Message | None
     migration: Migration | None = None
     request_id: str = attrs.field(factory=lambda: f"req-{uuidlib.uuid4()}")
+    migration_status: MigrationStatus | None = None
+    cancels: str | None = None
+    """(abort before the conductor ran) the move request this one settles at once."""
 
     @property
     def read_task_state(self) -> TaskState | None:
@@ -210,7 +216,15 @@ class ComputeAPI:
     def prepare_confirm_resize(self, uuid: str, caller: Caller) -> PreparedRequest:
         instance, updated = self._guarded("confirm_resize", uuid, caller)
         migration = self._finished_migration(instance)
-        prepared = PreparedRequest("confirm_resize", caller, instance, updated, None, migration)
+        prepared = PreparedRequest(
+            "confirm_resize",
+            caller,
+            instance,
+            updated,
+            None,
+            migration,
+            migration_status=MigrationStatus.CONFIRMING,
+        )
         message = messages.ConfirmResize(
             prepared.request_id, instance.uuid, migration.source_compute, migration.id
         )
@@ -219,11 +233,55 @@ class ComputeAPI:
     def prepare_revert_resize(self, uuid: str, caller: Caller) -> PreparedRequest:
         instance, updated = self._guarded("revert_resize", uuid, caller)
         migration = self._finished_migration(instance)
-        prepared = PreparedRequest("revert_resize", caller, instance, updated, None, migration)
+        prepared = PreparedRequest(
+            "revert_resize",
+            caller,
+            instance,
+            updated,
+            None,
+            migration,
+            migration_status=MigrationStatus.REVERTING,
+        )
         dest = migration.dest_compute
         assert dest is not None  # a finished migration has a destination
         message = messages.RevertResize(prepared.request_id, instance.uuid, dest, migration.id)
         return attrs.evolve(prepared, message=message)
+
+    def prepare_abort_migration(self, uuid: str, caller: Caller) -> PreparedRequest:
+        """Cancel a move that has not reached ``finish_resize`` (not in Nova).
+
+        Raises:
+            InstanceInvalidState: no move in progress, or it is past the point of no
+                return (``finish_resize`` started: revert is the way back).
+        """
+        instance, same = self._guarded("abort_migration", uuid, caller)
+        store = self._rt.store
+        candidates = [m for m in store.list_migrations(instance.uuid) if not m.status.is_final]
+        if not candidates:
+            # The conductor has not run yet: nothing to undo but the task_state.
+            move = self._pending_move(instance)
+            updated, _ = self._rt.transition("rolled_back", instance, caller=caller)
+            return PreparedRequest("abort_migration", caller, instance, updated, None, cancels=move)
+        migration = candidates[-1]
+        prepared = PreparedRequest(
+            "abort_migration",
+            caller,
+            instance,
+            same,
+            None,
+            migration,
+            migration_status=MigrationStatus.CANCELLED,
+        )
+        message = messages.AbortMigration(
+            prepared.request_id, instance.uuid, instance.host, migration.id
+        )
+        return attrs.evolve(prepared, message=message)
+
+    def _pending_move(self, instance: Instance) -> str | None:
+        for request in reversed(self._rt.store.list_requests(instance.uuid)):
+            if request.outcome is Outcome.PENDING and request.action in ("migrate", "resize"):
+                return request.request_id
+        return None
 
     def prepare_power(self, trigger: str, uuid: str, caller: Caller) -> PreparedRequest:
         """``stop``, ``start`` or ``delete``."""
@@ -243,7 +301,11 @@ class ComputeAPI:
                 confirm_request_id=None if migration is None else f"req-{uuidlib.uuid4()}",
                 migration_id=None if migration is None else migration.id,
             )
-            prepared = attrs.evolve(prepared, migration=migration)
+            prepared = attrs.evolve(
+                prepared,
+                migration=migration,
+                migration_status=None if migration is None else MigrationStatus.CONFIRMING,
+            )
         else:
             message = kinds[trigger](prepared.request_id, instance.uuid, instance.host)
         return attrs.evolve(prepared, message=message)
@@ -271,18 +333,18 @@ class ComputeAPI:
         with store.atomic():
             store.save_instance(prepared.updated, expected_task_state=[prepared.read_task_state])
             migration = prepared.migration
-            if migration is not None:
-                status = (
-                    MigrationStatus.REVERTING
-                    if prepared.trigger == "revert_resize"
-                    else MigrationStatus.CONFIRMING
+            if migration is not None and prepared.migration_status is not None:
+                changed = attrs.evolve(
+                    migration, status=prepared.migration_status, updated_at=self._rt.clock.now()
                 )
                 try:
-                    store.save_migration(
-                        attrs.evolve(migration, status=status, updated_at=self._rt.clock.now()),
-                        expected_status=[MigrationStatus.FINISHED],
-                    )
+                    store.save_migration(changed, expected_status=[migration.status])
                 except UnexpectedMigrationStatusError:
+                    if prepared.trigger == "abort_migration":
+                        raise InstanceInvalidState(
+                            f"Cannot 'abort_migration' instance {instance.describe()}: the "
+                            "move went on meanwhile"
+                        ) from None
                     raise MigrationNotFoundByStatus(
                         f"Instance {instance.describe()} has no migration in status finished "
                         "(a concurrent request took it)"
@@ -295,6 +357,14 @@ class ComputeAPI:
             self._record(prepared.request_id, prepared.trigger, instance, prepared.caller)
             if prepared.message is not None:
                 store.push_message(prepared.message)
+            if prepared.cancels is not None:
+                # Nothing had happened yet: the abort is complete as it is saved.
+                cancelled = MigrationCancelled(
+                    f"Migration of instance {instance.describe()} cancelled before it started"
+                )
+                self._rt.event(prepared.request_id, "api_abort_migration", None)
+                self._rt.settle(prepared.cancels, Outcome.ROLLED_BACK, cancelled)
+                self._rt.settle(prepared.request_id, Outcome.SUCCEEDED)
         return prepared.request_id
 
     def _record(self, request_id: str, trigger: str, instance: Instance, caller: Caller) -> None:
@@ -324,6 +394,9 @@ class ComputeAPI:
 
     def revert_resize(self, uuid: str, caller: Caller) -> str:
         return self.submit(self.prepare_revert_resize(uuid, caller))
+
+    def abort_migration(self, uuid: str, caller: Caller) -> str:
+        return self.submit(self.prepare_abort_migration(uuid, caller))
 
     def stop(self, uuid: str, caller: Caller) -> str:
         return self.submit(self.prepare_power("stop", uuid, caller))

@@ -26,13 +26,13 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from . import claims, exceptions
+from . import claims, exceptions, messages
 from .api import ComputeAPI
 from .clock import Clock, ManualClock
 from .compute import ComputeService
 from .conductor import Conductor
 from .drivers.base import HypervisorDriver
-from .drivers.fake import FakeDriver, FakeHypervisor
+from .drivers.fake import FakeDriver, FakeHypervisor, SimulatedCrash
 from .exceptions import ColdmigError, InstanceNotFound
 from .machine import MACHINE, Machine
 from .messages import CONDUCTOR, Message
@@ -117,9 +117,9 @@ class Operation:
     def wait(self, max_steps: int = 10_000) -> OperationResult:
         """Deliver messages until this request settles; return how it ended.
 
-        Raises:
-            RuntimeError: the queue ran dry (or ``max_steps`` passed) with the request
-                still pending, which would be a bug in a role.
+        When nothing more can be delivered and the request is still open (its next hop
+        waits for a crashed compute service, or its message was lost) the result's
+        outcome is ``pending`` with the error ``OperationPending``.
         """
         result = self.result
         if result is not None:
@@ -134,15 +134,35 @@ class Operation:
                 if result is not None:
                     return result
         result = self.result
-        if result is None:
-            raise RuntimeError(f"request {self.request_id} ({self.action}) never settled")
-        return result
+        if result is not None:
+            return result
+        return OperationResult(
+            self.request_id,
+            Outcome.PENDING,
+            "OperationPending",
+            "the request cannot progress: a compute service it needs is down or its "
+            "message was lost (restart_compute or reconcile settles it)",
+        )
 
 
 def _result(record: RequestRecord) -> OperationResult:
     return OperationResult(
         record.request_id, record.outcome, record.error_type, record.error_message
     )
+
+
+@attrs.frozen
+class LostMessage:
+    """A fault between hops: the next ``times`` messages of ``kind`` (to ``host``) vanish."""
+
+    kind: str
+    host: str | None
+    times: int = 1
+
+    def matches(self, message: Message) -> bool:
+        return message.kind == self.kind and (
+            self.host is None or message.destination == f"compute:{self.host}"
+        )
 
 
 class Cloud:
@@ -176,6 +196,8 @@ class Cloud:
             host: ComputeService(self.runtime, driver, self._drivers)
             for host, driver in self._drivers.items()
         }
+        self._down: set[str] = set()
+        self._losses: list[LostMessage] = []
 
     @classmethod
     def build(
@@ -281,6 +303,11 @@ class Cloud:
         uuid = self._uuid(ref)
         return self._op(self.api.revert_resize(uuid, caller), "revertResize", uuid)
 
+    def abort_migration(self, ref: str, caller: Caller = ADMIN) -> Operation:
+        """Cancel a move before ``finish_resize`` starts (not in Nova); admin only."""
+        uuid = self._uuid(ref)
+        return self._op(self.api.abort_migration(uuid, caller), "abortMigration", uuid)
+
     def stop(self, ref: str, caller: Caller = ADMIN) -> Operation:
         uuid = self._uuid(ref)
         return self._op(self.api.stop(uuid, caller), "stop", uuid)
@@ -307,17 +334,117 @@ class Cloud:
         """Messages queued and not yet delivered, oldest first."""
         return self.store.pending_messages()
 
+    def _deliverable(self, message: Message) -> bool:
+        if message.destination == CONDUCTOR:
+            return True
+        return message.destination.partition(":")[2] not in self._down
+
     def step(self) -> Message | None:
-        """Deliver the oldest queued message to its role; return it (``None``: idle)."""
-        with self.store.atomic():
-            message = self.store.pop_message()
+        """Deliver the oldest deliverable message to its role; return it (``None``: idle).
+
+        Messages for a compute service that is down wait in the queue until it restarts.
+        A message armed to be lost (:meth:`lose_next`) is taken and dropped. A simulated
+        crash in a driver call marks that host's compute service down.
+        """
+        message = self.store.take_message(self._deliverable)
         if message is None:
             return None
-        if message.destination == CONDUCTOR:
-            self.conductor.handle(message)
-        else:
-            self.compute(message.destination.partition(":")[2]).handle(message)
+        for index, loss in enumerate(self._losses):
+            if loss.matches(message):
+                self._losses[index] = attrs.evolve(loss, times=loss.times - 1)
+                self._losses = [x for x in self._losses if x.times > 0]
+                return message
+        try:
+            if message.destination == CONDUCTOR:
+                self.conductor.handle(message)
+            else:
+                self.compute(message.destination.partition(":")[2]).handle(message)
+        except SimulatedCrash as crash:
+            self._mark_down(crash.host)
         return message
+
+    # -- faults, restarts, time -----------------------------------------------------------
+
+    def lose_next(self, kind: str, host: str | None = None, times: int = 1) -> None:
+        """Drop the next ``times`` messages of ``kind`` (to ``host``): a fault between hops.
+
+        ``kind`` is a message kind (``prep_resize``, ``resize_instance``,
+        ``finish_resize``, ``confirm_resize``, ``revert_resize``, ``finish_revert_resize``,
+        ``migrate_server``, ...). The instance then waits in its task_state until the
+        host's compute service restarts or :meth:`reconcile` runs.
+        """
+        if kind not in messages.KINDS:
+            raise ValueError(f"unknown message kind {kind!r}; one of {', '.join(messages.KINDS)}")
+        self._losses.append(LostMessage(kind, host, times))
+
+    def _mark_down(self, host: str) -> None:
+        self._down.add(host)
+        found = self.store.get_host(host)
+        if found is not None:
+            self.store.put_host(attrs.evolve(found, up=False))
+
+    def is_up(self, host: str) -> bool:
+        """Whether ``host``'s compute service is running (not crashed)."""
+        return host not in self._down
+
+    def restart_compute(self, host: str) -> list[Instance]:
+        """Start ``host``'s compute service again and run its start-up recovery.
+
+        Returns the instances that recovery touched (see :meth:`ComputeService.recover`).
+        Queued messages for the host are delivered by the next :meth:`step`/:meth:`run`.
+        """
+        service = self.compute(host)
+        self._down.discard(host)
+        found = self.store.get_host(host)
+        if found is not None and not found.up:
+            self.store.put_host(attrs.evolve(found, up=True))
+        try:
+            return service.recover()
+        except SimulatedCrash as crash:
+            self._mark_down(crash.host)
+            return []
+
+    def reconcile(self) -> list[Instance]:
+        """Recover every instance left busy with no message on its way (a lost hop, or
+        a process that died between hops): what a new orchestrator runs on start-up.
+
+        An instance whose request still has a queued message is left to that message;
+        one whose host's compute service is down is left to :meth:`restart_compute`.
+        """
+        waiting = {m.instance_uuid for m in self.store.pending_messages()}
+        touched = []
+        for instance in self.store.list_instances():
+            if (
+                instance.task_state is not None
+                and instance.uuid not in waiting
+                and instance.host not in self._down
+                and instance.host in self._computes
+            ):
+                self.compute(instance.host).recover_instance(instance)
+                touched.append(self.store.get_instance(instance.uuid))
+        return touched
+
+    def run_periodic_tasks(self) -> None:
+        """Run the periodic tasks once on every running compute (auto-confirm), then
+        deliver what they sent."""
+        for host, service in self._computes.items():
+            if host in self._down:
+                continue
+            for migration, reason in service.unconfirmed_resizes():
+                if reason is None:
+                    self.api.confirm_resize(migration.instance_uuid, ADMIN)
+        self.run()
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the (manual) clock and run the periodic tasks that are due.
+
+        Raises:
+            TypeError: the cloud does not run on a :class:`ManualClock`.
+        """
+        if not isinstance(self.clock, ManualClock):
+            raise TypeError("advance_clock needs a ManualClock; use run_periodic_tasks()")
+        self.clock.advance(seconds)
+        self.run_periodic_tasks()
 
     def run(self, max_steps: int = 100_000) -> int:
         """Deliver messages until none is left; return how many were delivered."""

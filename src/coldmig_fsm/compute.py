@@ -14,8 +14,9 @@ back; anything else puts the instance in ``error`` with a fault, the notificatio
 
 from __future__ import annotations
 
+import uuid as uuidlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -25,14 +26,17 @@ from .exceptions import (
     ColdmigError,
     ComputeResourcesUnavailable,
     InstanceFaultRollback,
+    MigrationCancelled,
+    MoveInterrupted,
     RequestRefused,
     UnableToMigrateToSelf,
     UnexpectedTaskStateError,
 )
 from .guards import GuardContext
-from .records import Instance, Migration, Outcome
+from .records import Instance, InstanceAction, Migration, Outcome, RequestRecord
 from .runtime import SERVICE, Runtime
 from .states import MigrationStatus, PowerState, TaskState, VmState
+from .store import Store
 
 __all__ = ["ComputeService"]
 
@@ -76,6 +80,7 @@ class ComputeService:
             messages.StopInstance: self.stop_instance,
             messages.StartInstance: self.start_instance,
             messages.TerminateInstance: self.terminate_instance,
+            messages.AbortMigration: self.abort_migration,
         }
 
     @property
@@ -85,6 +90,15 @@ class ComputeService:
     @property
     def driver(self) -> HypervisorDriver:
         return self._driver
+
+    @property
+    def runtime(self) -> Runtime:
+        return self._rt
+
+    @property
+    def peers(self) -> Mapping[str, HypervisorDriver]:
+        """Every host's driver (this one included), for clean-ups across hosts."""
+        return self._peers
 
     def handle(self, message: messages.Message) -> None:
         handler = self._handlers.get(type(message))
@@ -111,16 +125,25 @@ class ComputeService:
                     moved = update(moved)
                 rt.store.save_instance(moved, expected_task_state=[instance.task_state])
         except ColdmigError as error:
-            rt.settle(message.request_id, Outcome.FAILED, error)
+            if not self._cancelled(message):
+                rt.settle(message.request_id, Outcome.FAILED, error)
             return None
         return moved
+
+    def _cancelled(self, message: messages.Message) -> bool:
+        """Was this message's migration cancelled by ``abort_migration``?"""
+        migration_id = getattr(message, "migration_id", None)
+        if migration_id is None:
+            return False
+        status = self._rt.store.get_migration(migration_id).status
+        return status is MigrationStatus.CANCELLED
 
     def _save_migration(self, migration: Migration, status: MigrationStatus) -> Migration:
         updated = attrs.evolve(migration, status=status, updated_at=self._rt.clock.now())
         self._rt.store.save_migration(updated, expected_status=[migration.status])
         return updated
 
-    def _fail(
+    def fail_step(
         self,
         message: messages.Message,
         instance: Instance,
@@ -145,7 +168,7 @@ class ComputeService:
             store.save_instance(ended, expected_task_state=[current.task_state])
             if migration is not None:
                 latest = store.get_migration(migration.id)
-                if not latest.status.is_final:
+                if latest.status not in (MigrationStatus.ERROR, MigrationStatus.CANCELLED):
                     self._save_migration(latest, MigrationStatus.ERROR)
             if fix_claims is not None:
                 fix_claims()
@@ -184,6 +207,8 @@ class ComputeService:
         """Claim the new flavor here; stash ``old_vm_state``; set the flavors."""
         rt, store = self._rt, self._rt.store
         migration = store.get_migration(message.migration_id)
+        if migration.status is MigrationStatus.CANCELLED:
+            return  # aborted: the abort step rolls back and settles the request
         try:
             instance = store.get_instance(message.instance_uuid)
             rt.transition("prep_resize", instance)
@@ -214,7 +239,6 @@ class ComputeService:
                 prepared = attrs.evolve(
                     instance,
                     system_metadata=metadata,
-                    old_flavor=instance.flavor,
                     new_flavor=new_flavor.id,
                     migration_id=migration.id,
                 )
@@ -232,6 +256,10 @@ class ComputeService:
                 )
         except (ComputeResourcesUnavailable, UnableToMigrateToSelf) as error:
             self._reschedule(message, instance, migration, error)
+        except RequestRefused as refusal:
+            # Lost a race (aborted, deleted, reset) after the first check: nothing written.
+            if store.get_migration(migration.id).status is not MigrationStatus.CANCELLED:
+                rt.settle(message.request_id, Outcome.FAILED, refusal)
 
     def _reschedule(
         self,
@@ -262,6 +290,8 @@ class ComputeService:
         """Power off and copy the disks to the destination; the instance moves there."""
         rt, store = self._rt, self._rt.store
         migration = store.get_migration(message.migration_id)
+        if migration.status is MigrationStatus.CANCELLED:
+            return
         dest = migration.dest_compute
         assert dest is not None  # prep_resize filled it in
 
@@ -292,7 +322,7 @@ class ComputeService:
             rt.settle(message.request_id, Outcome.FAILED, refusal)
             return
         except Exception as error:  # any driver failure ends the step, never leaves it stuck
-            self._fail(
+            self.fail_step(
                 message,
                 moving,
                 migration,
@@ -328,11 +358,16 @@ class ComputeService:
         """Apply the new flavor and define the guest here; the instance is ``resized``."""
         rt, store = self._rt, self._rt.store
         migration = store.get_migration(message.migration_id)
-        finishing = self._begin(
-            message,
-            "finish_resize",
-            lambda inst: attrs.evolve(inst, flavor=migration.new_flavor),
-        )
+        if migration.status is MigrationStatus.CANCELLED:
+            return
+
+        def start(inst: Instance) -> Instance:
+            # Holding the migration at post-migrating is what makes abort lose from here on.
+            store.save_migration(migration, expected_status=[MigrationStatus.POST_MIGRATING])
+            # Nova stashes the old flavor only now (a move failed earlier has none).
+            return attrs.evolve(inst, flavor=migration.new_flavor, old_flavor=migration.old_flavor)
+
+        finishing = self._begin(message, "finish_resize", start)
         if finishing is None:
             return
         rt.notify("instance.resize_finish.start", finishing, self.host)
@@ -356,7 +391,7 @@ class ComputeService:
             rt.settle(message.request_id, Outcome.FAILED, refusal)
             return
         except Exception as error:
-            self._fail(
+            self.fail_step(
                 message,
                 finishing,
                 migration,
@@ -395,14 +430,14 @@ class ComputeService:
                 effect=lambda: self._driver.confirm_migration(instance, migration),
             )
         except Exception as error:
-            self._fail(
+            self.fail_step(
                 message,
                 instance,
                 migration,
                 error,
                 "compute_confirm_resize",
                 lambda: claims.release(store, migration.uuid),
-                changes={"migration_id": None},
+                changes={"migration_id": None, "old_flavor": None, "new_flavor": None},
             )
             return
         try:
@@ -435,7 +470,7 @@ class ComputeService:
             rt.settle(message.request_id, Outcome.FAILED, refusal)
             return
         except Exception as error:
-            self._fail(message, instance, migration, error, "compute_revert_resize")
+            self.fail_step(message, instance, migration, error, "compute_revert_resize")
             return
         try:
             with store.atomic():
@@ -483,7 +518,7 @@ class ComputeService:
                 "old_flavor": None,
                 "new_flavor": None,
             }
-            self._fail(
+            self.fail_step(
                 message,
                 instance,
                 migration,
@@ -580,6 +615,168 @@ class ComputeService:
             rt.event(message.request_id, "compute_start_instance", self.host)
             rt.settle(message.request_id, Outcome.SUCCEEDED)
 
+    # -- abort (not in Nova) and start-up recovery --------------------------------------
+
+    def abort_migration(self, message: messages.AbortMigration) -> None:
+        """Roll back a move that the API cancelled before ``finish_resize`` started."""
+        rt, store = self._rt, self._rt.store
+        instance = store.get_instance(message.instance_uuid)
+        migration = store.get_migration(message.migration_id)
+        if instance.task_state not in _ROLLBACK_TASKS:
+            error = _unexpected(instance, TaskState.RESIZE_PREP, "abort_migration")
+            rt.settle(message.request_id, Outcome.FAILED, error)
+            return
+        cancelled = MigrationCancelled(
+            f"Migration {migration.id} of instance {instance.describe()} was cancelled"
+        )
+        done = roll_back_move(
+            self,
+            instance,
+            migration,
+            cancelled,
+            final_status=MigrationStatus.CANCELLED,
+            request_id=message.request_id,
+            event="compute_abort_migration",
+        )
+        if done is not None:
+            rt.settle(message.request_id, Outcome.SUCCEEDED)
+
+    def recover(self) -> list[Instance]:
+        """Start-up recovery (Nova's ``init_host``): no instance of this host stays busy.
+
+        For each instance whose ``host`` is this one and whose task_state is set:
+        ``resize_prep``/``resize_migrating``/``resize_migrated`` roll back to the source
+        (guest as it was, claims on the source, migration ``error``); ``resize_finish``
+        and ``resize_reverting`` go to ``error`` (the guest's location is unknown);
+        ``powering-off``/``powering-on`` finish the power action; ``deleting`` finishes
+        the delete. Each recovery is recorded as an instance action ``recover``, and the
+        interrupted request is settled with ``MoveInterrupted``. Returns the instances
+        recovered, as saved.
+        """
+        store = self._rt.store
+        recovered = []
+        for instance in store.list_instances():
+            if instance.host == self.host and instance.task_state is not None:
+                self.recover_instance(instance)
+                recovered.append(store.get_instance(instance.uuid))
+        return recovered
+
+    def recover_instance(self, instance: Instance) -> None:
+        """Bring one busy instance of this host to a safe state (see :meth:`recover`)."""
+        rt, store = self._rt, self._rt.store
+        task = instance.task_state
+        assert task is not None
+        request_id = f"req-{uuidlib.uuid4()}"
+        with store.atomic():
+            store.add_action(
+                InstanceAction(
+                    request_id=request_id,
+                    instance_uuid=instance.uuid,
+                    action="recover",
+                    project_id=instance.project_id,
+                    user_id=SERVICE.user_id,
+                    start_time=rt.clock.now(),
+                )
+            )
+            rt.open_request(RequestRecord(request_id, "recover", instance.uuid))
+        interrupted = MoveInterrupted(
+            f"the compute service of {self.host} restarted while instance "
+            f"{instance.describe()} was in task_state {task.value}"
+        )
+        pending = [
+            r.request_id
+            for r in store.list_requests(instance.uuid)
+            if r.outcome is Outcome.PENDING and r.request_id != request_id
+        ]
+        migration = _open_migration(store, instance)
+        marker = messages.StopInstance(request_id, instance.uuid, self.host)
+        if task in _ROLLBACK_TASKS:
+            done = roll_back_move(
+                self,
+                instance,
+                migration,
+                interrupted,
+                final_status=MigrationStatus.ERROR,
+                request_id=request_id,
+                event="compute_recover",
+            )
+            outcome = Outcome.ROLLED_BACK if done is not None else Outcome.FAILED
+        elif task in (TaskState.RESIZE_FINISH, TaskState.RESIZE_REVERTING):
+            fix = None
+            if task is TaskState.RESIZE_FINISH and migration is not None:
+                source_side = migration
+
+                def fix() -> None:
+                    claims.release(store, source_side.uuid)
+
+            self.fail_step(marker, instance, migration, interrupted, "compute_recover", fix)
+            outcome = Outcome.FAILED
+        elif task is TaskState.POWERING_OFF:
+            outcome = Outcome.SUCCEEDED if self._power_off(marker, instance) else Outcome.FAILED
+            if outcome is Outcome.SUCCEEDED and instance.vm_state is VmState.RESIZED:
+                rt.notify(
+                    "instance.resize_revert.end", store.get_instance(instance.uuid), self.host
+                )
+        elif task is TaskState.POWERING_ON:
+            self.start_instance(messages.StartInstance(request_id, instance.uuid, self.host))
+            outcome = Outcome.SUCCEEDED
+        elif task is TaskState.DELETING:
+            self.terminate_instance(
+                messages.TerminateInstance(request_id, instance.uuid, self.host)
+            )
+            outcome = Outcome.SUCCEEDED
+        else:
+            # A task_state this library never sets (resize_confirming, say): the state is
+            # outside the machine, so it is reset to error directly, with a fault.
+            with store.atomic():
+                current = attrs.evolve(instance, vm_state=VmState.ERROR, task_state=None)
+                store.save_instance(current, expected_task_state=[task])
+                rt.fault(current, interrupted, self.host)
+                rt.event(request_id, "compute_recover", self.host, interrupted)
+            outcome = Outcome.FAILED
+        rt.settle(request_id, outcome, None if outcome is Outcome.SUCCEEDED else interrupted)
+        for other in pending:
+            rt.settle(other, outcome, None if outcome is Outcome.SUCCEEDED else interrupted)
+
+    def unconfirmed_resizes(self) -> list[tuple[Migration, str | None]]:
+        """Nova's ``_poll_unconfirmed_resizes`` for this (destination) host.
+
+        Returns the ``finished`` migrations older than ``resize_confirm_window`` with
+        the decision for each: ``None`` means confirm it now; a reason means it was set to
+        ``error`` here (instance gone or not ``resized``). Instances busy with another
+        task are skipped, as the spec says (Nova errors most of them out).
+        """
+        rt, store = self._rt, self._rt.store
+        window = rt.config.resize_confirm_window
+        if window <= 0:
+            return []
+        now = rt.clock.now()
+        due: list[tuple[Migration, str | None]] = []
+        for migration in store.list_migrations():
+            if migration.dest_compute != self.host or migration.status is not (
+                MigrationStatus.FINISHED
+            ):
+                continue
+            if migration.updated_at is not None and (
+                (now - migration.updated_at).total_seconds() < window
+            ):
+                continue
+            try:
+                instance = store.get_instance(migration.instance_uuid)
+            except ColdmigError:
+                instance = None
+            if instance is not None and instance.task_state is not None:
+                continue
+            reason = None
+            if instance is None or instance.vm_state is VmState.DELETED:
+                reason = "instance is gone"
+            elif instance.vm_state is not VmState.RESIZED:
+                reason = f"instance is {instance.vm_state.value}, not resized"
+            if reason is not None:
+                self._save_migration(migration, MigrationStatus.ERROR)
+            due.append((migration, reason))
+        return due
+
     # -- delete -------------------------------------------------------------------------
 
     def terminate_instance(self, message: messages.TerminateInstance) -> None:
@@ -612,7 +809,7 @@ class ComputeService:
             rt.settle(message.request_id, Outcome.FAILED, refusal)
             return
         except Exception as error:
-            self._fail(message, instance, None, error, "compute_terminate_instance")
+            self.fail_step(message, instance, None, error, "compute_terminate_instance")
             return
         with store.atomic():
             for migration in open_moves:
@@ -638,7 +835,7 @@ class ComputeService:
                 source.confirm_migration(instance, migration)
         except Exception as error:
             confirm = attrs.evolve(message, request_id=message.confirm_request_id)
-            self._fail(
+            self.fail_step(
                 confirm,
                 instance,
                 migration,
@@ -655,6 +852,101 @@ class ComputeService:
             rt.event(message.confirm_request_id, "compute_confirm_resize", self.host)
             rt.settle(message.confirm_request_id, Outcome.SUCCEEDED)
         return True
+
+
+# --- recovery and abort (methods of ComputeService, kept together here) ------------------
+
+
+_ROLLBACK_TASKS: Final = frozenset(
+    {TaskState.RESIZE_PREP, TaskState.RESIZE_MIGRATING, TaskState.RESIZE_MIGRATED}
+)
+_GUEST_TOUCHED: Final = frozenset({TaskState.RESIZE_MIGRATING, TaskState.RESIZE_MIGRATED})
+
+
+def _open_migration(store: Store, instance: Instance) -> Migration | None:
+    """The instance's move in progress: its migration context, else its last open record."""
+    if instance.migration_id is not None:
+        return store.get_migration(instance.migration_id)
+    for migration in reversed(store.list_migrations(instance.uuid)):
+        if not migration.status.is_final or migration.status is MigrationStatus.CANCELLED:
+            return migration
+    return None
+
+
+def roll_back_move(
+    service: ComputeService,
+    instance: Instance,
+    migration: Migration | None,
+    error: ColdmigError,
+    *,
+    final_status: MigrationStatus,
+    request_id: str,
+    event: str,
+) -> Instance | None:
+    """Undo a move that has not reached ``finish_resize``: the guest back on the source.
+
+    Used by ``abort_migration`` and by the restart of a compute service. Claims end on the
+    source only; the migration ends in ``final_status``; the move's request is settled
+    ``rolled_back`` with ``error``. When the guest cannot be brought back, the instance
+    goes to ``error`` instead (and the request is ``failed``). Returns the saved instance.
+    """
+    rt, store = service.runtime, service.runtime.store
+    source = migration.source_compute if migration is not None else instance.host
+    dest = migration.dest_compute if migration is not None else None
+    old = instance.old_vm_state or instance.vm_state
+    power_on = old is not VmState.STOPPED
+    at_source = attrs.evolve(instance, host=source, node=source)
+
+    def restore() -> None:
+        if instance.task_state not in _GUEST_TOUCHED or migration is None:
+            return
+        if dest is not None and dest != source and dest in service.peers:
+            service.peers[dest].destroy(at_source, destroy_disks=True)
+        service.peers[source].finish_revert_migration(at_source, migration, power_on)
+
+    move_request = migration.request_id if migration is not None else None
+
+    def fix_claims() -> None:
+        if migration is None:
+            return
+        claims.release(store, instance.uuid)  # the destination's claim, if prep made one
+        claims.move_allocations(store, migration.uuid, instance.uuid)
+
+    try:
+        rolled, _ = rt.transition("rolled_back", at_source, effect=restore)
+    except RequestRefused:
+        return None
+    except Exception as failure:  # the guest could not be brought back: error, not stuck
+        marker = messages.StopInstance(request_id, instance.uuid, service.host)
+        service.fail_step(marker, instance, migration, failure, event, fix_claims)
+        if move_request is not None:
+            rt.settle(move_request, Outcome.FAILED, error)
+        return None
+    with store.atomic():
+        if migration is not None:
+            latest = store.get_migration(migration.id)
+            if latest.status is not final_status:
+                store.save_migration(
+                    attrs.evolve(latest, status=final_status, updated_at=rt.clock.now())
+                )
+        fix_claims()
+        driver = service.peers.get(source)
+        power = driver.get_info(rolled).power_state if driver is not None else rolled.power_state
+        metadata = {k: v for k, v in rolled.system_metadata.items() if k != "old_vm_state"}
+        rolled = attrs.evolve(
+            rolled,
+            flavor=migration.old_flavor if migration is not None else rolled.flavor,
+            power_state=power,
+            migration_id=None,
+            system_metadata=metadata,
+        )
+        store.save_instance(rolled, expected_task_state=[instance.task_state])
+        if final_status is MigrationStatus.ERROR:
+            rt.fault(rolled, error, service.host)
+        rt.event(request_id, event, service.host)
+        if move_request is not None:
+            rt.settle(move_request, Outcome.ROLLED_BACK, error)
+    return rolled
 
 
 def _unexpected(instance: Instance, expected: TaskState, step: str) -> ColdmigError:

@@ -28,8 +28,14 @@ Exception tree::
     ├── NoValidHost                       the scheduler found no host
     │   └── MaxRetriesExceeded            every alternate host failed
     ├── ComputeResourcesUnavailable       the destination's claim failed (reschedule)
+    ├── MoveInterrupted                   a crash or a lost message stopped the move;
+    │   │                                 recovery rolled it back or put it in error
+    │   └── MigrationCancelled            abort_migration cancelled the move
+    ├── OperationPending                  the request cannot progress until a compute
+    │                                     service restarts or the cloud is reconciled
     ├── HypervisorError                   (OSError)  a driver call failed
     │   ├── InstanceFaultRollback         the guest is intact; roll the move back
+    │   ├── DriverTimeout                 the call did not return in time
     │   └── UnableToMigrateToSelf         the driver cannot move a guest to its own host
     ├── ScenarioError                     (ValueError)  invalid scenario file
     └── MachineDefinitionError            (TypeError)  invalid transition table
@@ -49,6 +55,7 @@ __all__ = [
     "ComputeHostNotFound",
     "ComputeResourcesUnavailable",
     "Conflict",
+    "DriverTimeout",
     "FlavorNotFound",
     "HypervisorError",
     "InstanceFaultRollback",
@@ -58,10 +65,13 @@ __all__ = [
     "Invalid",
     "MachineDefinitionError",
     "MaxRetriesExceeded",
+    "MigrationCancelled",
     "MigrationNotFound",
     "MigrationNotFoundByStatus",
+    "MoveInterrupted",
     "NoValidHost",
     "NotFound",
+    "OperationPending",
     "PolicyNotAuthorized",
     "QuotaError",
     "RequestRefused",
@@ -164,6 +174,23 @@ class ComputeResourcesUnavailable(ColdmigError):
     """The destination host no longer has room for the claim; the move is rescheduled."""
 
 
+class MoveInterrupted(ColdmigError):
+    """A compute service crashed, or a message was lost, in the middle of the move.
+
+    The restart (or the reconciliation of the cloud) put the instance in a safe state:
+    rolled back where the guest was known to be intact, ``error`` otherwise.
+    """
+
+
+class MigrationCancelled(MoveInterrupted):
+    """``abort_migration`` cancelled the move; the guest is back on the source."""
+
+
+class OperationPending(ColdmigError):
+    """The request cannot progress now: its next step waits for a compute service that
+    is down, or its message was lost. ``restart_compute`` or ``reconcile`` settles it."""
+
+
 class HypervisorError(ColdmigError, OSError):
     """A hypervisor driver call failed."""
 
@@ -177,6 +204,10 @@ class InstanceFaultRollback(HypervisorError):
     def __init__(self, inner: BaseException) -> None:
         super().__init__(str(inner))
         self.inner = inner
+
+
+class DriverTimeout(HypervisorError):
+    """A driver call did not return within its timeout (the guest's state is unknown)."""
 
 
 class UnableToMigrateToSelf(HypervisorError):

@@ -77,17 +77,21 @@ class Role(enum.StrEnum):
 
 @attrs.frozen
 class Target:
-    """Where a rule leads: ``vm_state`` ``None`` keeps the source's vm_state."""
+    """Where a rule leads: ``vm_state`` ``None`` keeps the source's vm_state;
+    ``keep_task`` keeps its task_state (a guarded step that changes neither)."""
 
     vm_state: VmState | None
     task_state: TaskState | None
+    keep_task: bool = False
 
     def resolve(self, source: MachineState) -> MachineState:
         vm = source.vm_state if self.vm_state is None else self.vm_state
-        return MachineState(vm, self.task_state)
+        return MachineState(vm, source.task_state if self.keep_task else self.task_state)
 
     def describe(self) -> str:
         vm = "(same vm_state)" if self.vm_state is None else self.vm_state.value
+        if self.keep_task:
+            return f"{vm} / (same task_state)"
         task = "null" if self.task_state is None else self.task_state.value
         return f"{vm} / {task}"
 
@@ -220,6 +224,19 @@ TABLE: Final[tuple[Rule, ...]] = (
         Target(_R, TaskState.RESIZE_REVERTING),
         _api_guards(PolicyRule.ADMIN_OR_OWNER, _R),
         "revert accepted: migration `reverting`",
+    ),
+    Rule(
+        "abort_migration",
+        Role.API,
+        tuple(pair for task in _RESIZE_TASKS[:3] for pair in _moving(task)),
+        Target(None, None, keep_task=True),
+        (
+            require_policy(PolicyRule.ADMIN),
+            require_unlocked(),
+            require_vm_state(*_MOVABLE),
+            require_task_state(*_RESIZE_TASKS[:3]),
+        ),
+        "abort accepted (not in Nova): the move is rolled back before finish_resize",
     ),
     Rule(
         "stop",

@@ -18,6 +18,7 @@ import attrs
 import cattrs
 
 __all__ = [
+    "AbortMigration",
     "ConfirmResize",
     "FinishResize",
     "FinishRevertResize",
@@ -131,6 +132,15 @@ class FinishRevertResize(_ToCompute):
 
 
 @attrs.frozen
+class AbortMigration(_ToCompute):
+    """API → the instance's current host: roll back a move that has not reached
+    ``finish_resize`` (not in Nova). The migration is already ``cancelled``."""
+
+    migration_id: int
+    kind: ClassVar[str] = "abort_migration"
+
+
+@attrs.frozen
 class StopInstance(_ToCompute):
     kind: ClassVar[str] = "stop_instance"
 
@@ -154,7 +164,7 @@ class TerminateInstance(_ToCompute):
     kind: ClassVar[str] = "terminate_instance"
 
 
-_KINDS: dict[str, type[Message]] = {
+KINDS: dict[str, type[Message]] = {
     cls.kind: cls
     for cls in (
         MigrateServer,
@@ -164,6 +174,7 @@ _KINDS: dict[str, type[Message]] = {
         ConfirmResize,
         RevertResize,
         FinishRevertResize,
+        AbortMigration,
         StopInstance,
         StartInstance,
         TerminateInstance,
@@ -184,7 +195,7 @@ def from_dict(data: dict[str, Any]) -> Message:
     """Inverse of :func:`to_dict`; raises ``ValueError`` on an unknown ``kind``."""
     fields = dict(data)
     kind = fields.pop("kind", None)
-    cls = _KINDS.get(str(kind))
+    cls = KINDS.get(str(kind))
     if cls is None:
         raise ValueError(f"unknown message kind {kind!r}")
     return _converter.structure(fields, cls)

@@ -21,7 +21,9 @@ import attrs
 import yaml
 
 from .cloud import Cloud, Operation
+from .drivers.fake import VERBS, FakeFault, FaultMode
 from .exceptions import ColdmigError, ScenarioError
+from .messages import KINDS
 from .records import Caller, CloudConfig, Flavor, Host, Project
 from .states import TaskState, VmState
 
@@ -37,11 +39,19 @@ SUPPORTED_OPS: Final = {
     "lock": {"instance", "as"},
     "unlock": {"instance", "as"},
     "delete": {"instance", "as"},
+    "abort_migration": {"instance", "as"},
+    "fault": {"host", "call", "mode", "times", "message", "rollback"},
+    "restart_compute": {"host"},
+    "advance_clock": {"seconds"},
 }
-REQUIRED_OP_KEYS: Final = {"resize": {"instance", "flavor"}}
-NOT_YET_SUPPORTED: Final = frozenset(
-    {"fault", "restart_compute", "advance_clock", "abort_migration"}
-)
+REQUIRED_OP_KEYS: Final = {
+    "resize": {"instance", "flavor"},
+    "fault": {"host", "call"},
+    "restart_compute": {"host"},
+    "advance_clock": {"seconds"},
+}
+FAULT_MODES: Final = ("raise", "crash", "hang", "lose")
+CLOUD_OPS: Final = frozenset({"fault", "restart_compute", "advance_clock"})
 _TOP_KEYS: Final = {"config", "hosts", "flavors", "projects", "instances", "steps", "expect"}
 _CONFIG_TYPES: Final[dict[str, type]] = {
     "allow_resize_to_same_host": bool,
@@ -160,8 +170,9 @@ def load_scenario(path: str | Path) -> Scenario:
     _unique(doc, "hosts", [h.name for h in hosts])
     _unique(doc, "flavors", [f.id for f in flavors])
     _unique(doc, "instances", [i["name"] for i in instances])
-    names = {i["name"] for i in instances}
-    steps = tuple(_step(doc, i, item, names) for i, item in enumerate(_list(doc, data, "steps")))
+    steps = tuple(
+        _step(doc, i, item, host_names) for i, item in enumerate(_list(doc, data, "steps"))
+    )
     expect = data.get("expect")
     if expect is not None and not isinstance(expect, dict):
         raise doc.error(("expect",), "expect is a mapping (a partial copy of the output)")
@@ -279,17 +290,11 @@ def _instance(
     return result
 
 
-def _step(doc: _Document, index: int, item: Any, instances: set[str]) -> dict[str, Any]:
+def _step(doc: _Document, index: int, item: Any, hosts: set[str]) -> dict[str, Any]:
     at: Path_ = ("steps", index)
     if not isinstance(item, dict):
         raise doc.error(at, "must be a mapping with an 'op' key")
     op = item.get("op")
-    if op in NOT_YET_SUPPORTED:
-        raise doc.error(
-            (*at, "op"),
-            f"unsupported operation {op!r} (fault injection, restarts, the clock and abort "
-            "come with the failure-semantics release)",
-        )
     if op not in SUPPORTED_OPS:
         raise doc.error((*at, "op"), f"unknown operation {op!r}; one of {', '.join(SUPPORTED_OPS)}")
     allowed = SUPPORTED_OPS[op] | {"op"}
@@ -298,14 +303,37 @@ def _step(doc: _Document, index: int, item: Any, instances: set[str]) -> dict[st
             raise doc.error(
                 (*at, key), f"unknown key for {op}; one of {', '.join(sorted(allowed))}"
             )
-    for key in REQUIRED_OP_KEYS.get(op, {"instance"}):
+    for key in sorted(REQUIRED_OP_KEYS.get(op, {"instance"})):
         if key not in item:
             raise doc.error(at, f"{op} needs the key {key!r}")
-    if not isinstance(item["instance"], str):
+    if "instance" in item and not isinstance(item["instance"], str):
         raise doc.error((*at, "instance"), "must be an instance name")
     if item.get("as", "admin") not in ("admin", "owner"):
         raise doc.error((*at, "as"), "must be admin or owner")
+    if "host" in item and op != "migrate" and item["host"] not in hosts:
+        raise doc.error((*at, "host"), f"unknown host {item['host']!r}")
+    if op == "fault":
+        _check_fault(doc, at, item)
+    if op == "advance_clock" and (type(item["seconds"]) not in (int, float) or item["seconds"] < 0):
+        raise doc.error((*at, "seconds"), "must be a non-negative number")
     return {str(k): v for k, v in item.items()}
+
+
+def _check_fault(doc: _Document, at: Path_, item: dict[str, Any]) -> None:
+    mode = item.get("mode", "raise")
+    if mode not in FAULT_MODES:
+        raise doc.error((*at, "mode"), f"unknown mode {mode!r}; one of {', '.join(FAULT_MODES)}")
+    calls = KINDS if mode == "lose" else VERBS
+    if item["call"] not in calls:
+        what = "message kind" if mode == "lose" else "driver call"
+        raise doc.error(
+            (*at, "call"), f"unknown {what} {item['call']!r}; one of {', '.join(calls)}"
+        )
+    times = item.get("times", 1)
+    if type(times) is not int or times < 1:
+        raise doc.error((*at, "times"), "must be a positive integer")
+    if not isinstance(item.get("rollback", False), bool):
+        raise doc.error((*at, "rollback"), "must be true or false")
 
 
 # --- running ---------------------------------------------------------------------------
@@ -344,8 +372,35 @@ def _call(cloud: Cloud, step: dict[str, Any]) -> Operation:
         "lock": lambda: cloud.lock(ref, caller),
         "unlock": lambda: cloud.unlock(ref, caller),
         "delete": lambda: cloud.delete(ref, caller),
+        "abort_migration": lambda: cloud.abort_migration(ref, caller),
     }
     return calls[step["op"]]()
+
+
+def _cloud_op(cloud: Cloud, step: dict[str, Any]) -> None:
+    """Run a step that is not a request: a fault, a restart, the clock."""
+    op = step["op"]
+    if op == "fault":
+        if step.get("mode", "raise") == "lose":
+            cloud.lose_next(step["call"], step["host"], step.get("times", 1))
+            return
+        assert cloud.hypervisor is not None
+        cloud.hypervisor.arm(
+            FakeFault(
+                host=step["host"],
+                call=step["call"],
+                mode=FaultMode(step.get("mode", "raise")),
+                times=step.get("times", 1),
+                message=step.get("message", "injected fault"),
+                rollback=step.get("rollback", False),
+                timeout=float(cloud.config.shutdown_timeout),
+            )
+        )
+    elif op == "restart_compute":
+        cloud.restart_compute(step["host"])
+    else:
+        cloud.advance_clock(step["seconds"])
+    cloud.run()
 
 
 def run_scenario(scenario: Scenario) -> dict[str, Any]:
@@ -356,7 +411,14 @@ def run_scenario(scenario: Scenario) -> dict[str, Any]:
     first_call = len(hypervisor.calls)
     results: list[dict[str, Any]] = []
     for step in scenario.steps:
-        entry: dict[str, Any] = {"op": step["op"], "instance": step["instance"]}
+        entry: dict[str, Any] = {k: v for k, v in step.items() if k in ("op", "instance", "host")}
+        if step["op"] in CLOUD_OPS:
+            if "seconds" in step:
+                entry["seconds"] = step["seconds"]
+            _cloud_op(cloud, step)
+            entry.update(ok=True, error=None)
+            results.append(entry)
+            continue
         try:
             operation = _call(cloud, step)
         except ColdmigError as error:

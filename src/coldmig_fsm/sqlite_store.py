@@ -17,7 +17,7 @@ import contextlib
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +246,19 @@ class SqliteStore(Store):
                 return None
             self._db.execute("DELETE FROM queue WHERE seq = ?", (row[0],))
         return messages.from_dict(json.loads(row[1]))
+
+    def take_message(
+        self, deliverable: Callable[[messages.Message], bool]
+    ) -> messages.Message | None:
+        with self._atomic():
+            for seq, data in self._db.execute(
+                "SELECT seq, data FROM queue ORDER BY seq"
+            ).fetchall():
+                message = messages.from_dict(json.loads(data))
+                if deliverable(message):
+                    self._db.execute("DELETE FROM queue WHERE seq = ?", (seq,))
+                    return message
+        return None
 
     def pending_messages(self) -> list[messages.Message]:
         rows = self._db.execute("SELECT data FROM queue ORDER BY seq").fetchall()

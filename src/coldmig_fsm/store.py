@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -136,6 +136,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def pending_messages(self) -> list[Message]: ...
+
+    @abc.abstractmethod
+    def take_message(self, deliverable: Callable[[Message], bool]) -> Message | None:
+        """Remove and return the oldest queued message for which ``deliverable`` is true."""
 
     @abc.abstractmethod
     def atomic(self) -> contextlib.AbstractContextManager[None]:
@@ -292,14 +296,18 @@ class Store(abc.ABC):
         return list(self._group(ACTION, instance_uuid))
 
     def put_request(self, request: RequestRecord) -> None:
-        self._put(REQUEST, request.request_id, request, request.outcome.value)
+        self._put(
+            REQUEST, request.request_id, request, request.outcome.value, request.instance_uuid
+        )
 
     def get_request(self, request_id: str) -> RequestRecord | None:
         found: RequestRecord | None = self._get(REQUEST, request_id)
         return found
 
-    def list_requests(self) -> list[RequestRecord]:
-        return list(self._values(REQUEST))
+    def list_requests(self, instance_uuid: str | None = None) -> list[RequestRecord]:
+        if instance_uuid is None:
+            return list(self._values(REQUEST))
+        return list(self._group(REQUEST, instance_uuid))
 
     def add_notification(self, notification: Notification) -> None:
         self._append(NOTIFICATION, notification)
@@ -384,6 +392,8 @@ class MemoryStore(Store):
                 self._queue.pop()
             elif what == "pop":
                 self._queue_head -= 1
+            elif what == "take":
+                self._queue.insert(entry[1], entry[2])
 
     # -- primitives -----------------------------------------------------------------------
 
@@ -475,3 +485,14 @@ class MemoryStore(Store):
 
     def pending_messages(self) -> list[Message]:
         return self._queue[self._queue_head :]
+
+    def take_message(self, deliverable: Callable[[Message], bool]) -> Message | None:
+        for position in range(self._queue_head, len(self._queue)):
+            message = self._queue[position]
+            if deliverable(message):
+                if position == self._queue_head:
+                    return self.pop_message()
+                del self._queue[position]
+                self._note("take", position, message)
+                return message
+        return None

@@ -18,16 +18,25 @@ failure.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 
 import attrs
 
-from ..exceptions import HypervisorError, InstanceFaultRollback
+from ..exceptions import DriverTimeout, HypervisorError, InstanceFaultRollback
 from ..records import Flavor, Instance, Migration
 from ..states import PowerState
 from .base import DiskInfo, DriverCapabilities, GuestInfo
 
-__all__ = ["DriverCall", "FakeDriver", "FakeFault", "FakeGuest", "FakeHypervisor"]
+__all__ = [
+    "DriverCall",
+    "FakeDriver",
+    "FakeFault",
+    "FakeGuest",
+    "FakeHypervisor",
+    "FaultMode",
+    "SimulatedCrash",
+]
 
 _GIB = 1024**3
 
@@ -53,20 +62,53 @@ class FakeGuest:
     backup: FakeGuest | None = None
 
 
+class FaultMode(enum.StrEnum):
+    """What an armed fault does to the call.
+
+    ``raise``: the call fails (``HypervisorError``, or ``InstanceFaultRollback`` with
+    ``rollback``). ``crash``: the host's compute service dies in the middle of the call
+    (:class:`SimulatedCrash`); the call has no effect on the guest and nothing after it
+    runs until the service restarts. ``hang``: the call never returns; the caller's
+    timeout applies, so the call fails with ``DriverTimeout`` (the guest is left as the
+    call found it, but the caller cannot know that).
+    """
+
+    RAISE = "raise"
+    CRASH = "crash"
+    HANG = "hang"
+
+
+class SimulatedCrash(BaseException):
+    """The compute service of ``host`` died in the middle of a driver call.
+
+    A ``BaseException``: no ``except Exception`` in a role catches it, exactly as a dead
+    process runs no error handling. :class:`coldmig_fsm.Cloud` catches it and marks the
+    host's compute service down.
+    """
+
+    def __init__(self, host: str, call: str) -> None:
+        super().__init__(f"compute service of {host} crashed during {call}")
+        self.host = host
+        self.call = call
+
+
 @attrs.frozen
 class FakeFault:
     """A fault armed for the next ``times`` calls of ``call`` on ``host``.
 
-    ``rollback`` raises :class:`InstanceFaultRollback` (the guest is intact) instead of a
-    plain :class:`HypervisorError`. ``instance`` restricts it to one instance uuid.
+    ``rollback`` (mode ``raise`` only) raises :class:`InstanceFaultRollback` (the guest
+    is intact) instead of a plain :class:`HypervisorError`. ``instance`` restricts it to
+    one instance uuid.
     """
 
     host: str
     call: str
-    times: int = 1
+    mode: FaultMode = FaultMode.RAISE
+    times: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     message: str = "injected fault"
     rollback: bool = False
     instance: str | None = None
+    timeout: float = 60.0
 
     def matches(self, call: DriverCall) -> bool:
         return (
@@ -75,9 +117,16 @@ class FakeFault:
             and (self.instance is None or self.instance == call.instance)
         )
 
-    def error(self) -> HypervisorError:
+    def fire(self) -> None:
+        """Raise what this fault does to the call."""
+        if self.mode is FaultMode.CRASH:
+            raise SimulatedCrash(self.host, self.call)
+        if self.mode is FaultMode.HANG:
+            raise DriverTimeout(
+                f"{self.call} on {self.host} did not return within {self.timeout:g} s"
+            )
         inner = HypervisorError(self.message)
-        return InstanceFaultRollback(inner) if self.rollback else inner
+        raise InstanceFaultRollback(inner) if self.rollback else inner
 
 
 VERBS = (
@@ -157,7 +206,7 @@ class FakeHypervisor:
                     del self._faults[index]
                 else:
                     self._faults[index] = attrs.evolve(fault, times=fault.times - 1)
-                raise fault.error()
+                fault.fire()
 
     def put(self, host: str, guest: FakeGuest) -> None:
         self._guests[host][guest.uuid] = guest
