@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from .cloud import Cloud, Operation
 from .conformance import compare, run_nova
 from .exceptions import ColdmigError, ScenarioError
 from .introspect import mermaid, states_markdown
-from .records import Flavor, Host, Instance
+from .records import CloudConfig, Flavor, Host, Instance, Resources
 from .scenario import load_scenario, match_expectations, run_scenario
 from .sqlite_store import SqliteStore
 from .states import VmState
@@ -158,10 +160,24 @@ def demo(
     db: Annotated[Path, typer.Option(help="SQLite file to create (replaced).")] = Path(
         "coldmig-demo.sqlite"
     ),
+    driver: Annotated[
+        str,
+        typer.Option(help="fake (embedded) or libvirt (local QEMU hosts, see docs/libvirt.md)."),
+    ] = "fake",
+    hosts_env: Annotated[
+        Path,
+        typer.Option(help="With --driver libvirt: the hosts file of scripts/libvirt-hosts.sh."),
+    ] = Path("/tmp/coldmig-libvirt/hosts.env"),
 ) -> None:
     """A 3-host fake cloud: migrate, resize, confirm and revert a few instances."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
+    if driver == "libvirt":
+        _demo_libvirt(db, hosts_env)
+        return
+    if driver != "fake":
+        err.print(f"[bold red]unknown driver[/] {driver!r}: fake or libvirt")
+        raise typer.Exit(2)
     store = SqliteStore(db)
     cloud = Cloud.build(
         hosts=[
@@ -243,3 +259,255 @@ def _tables(cloud: Cloud) -> None:
         history.add_row(names[action.instance_uuid], action.action, events)
     for table in (instances, migrations, usage, history):
         out.print(table)
+
+
+# --- real libvirt hosts (issue 6) ------------------------------------------------------
+
+_LIBVIRT_FLAVORS = (
+    Flavor("v.tiny", vcpus=1, ram_mb=64, root_gb=1),
+    Flavor("v.small", vcpus=1, ram_mb=128, root_gb=1),
+    Flavor("v.medium", vcpus=2, ram_mb=256, root_gb=2),
+)
+
+
+class _LibvirtProgress:
+    """Shows a driver's progress reports: one line per phase, a byte bar for the copy."""
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._task: Any = None
+        self._started = 0.0
+
+    def __call__(self, report: Any) -> None:
+        if report.phase == "copy":
+            self._copy(report)
+        elif report.done == 0:
+            detail = f" ({report.detail})" if report.detail else ""
+            out.print(f"  [cyan]{report.phase}[/] on {report.host}{detail}", highlight=False)
+        elif report.detail:
+            out.print(f"  [cyan]{report.phase}[/] done: {report.detail}", highlight=False)
+
+    def _copy(self, report: Any) -> None:
+        if self._task is None:
+            if report.done >= report.total and report.total:
+                return  # a repeated final report of a copy already shown
+            self._started = time.monotonic()
+            out.print(
+                f"  [cyan]copy[/] from {report.host} ({report.detail}): {report.total} bytes",
+                highlight=False,
+            )
+            if out.is_terminal:
+                columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn())
+                self._bar = Progress(TextColumn("  "), *columns, console=out)
+                self._bar.start()
+            self._task = self._bar.add_task("copy", total=report.total) if self._bar else 0
+        if self._bar is not None:
+            self._bar.update(self._task, completed=report.done, total=report.total)
+        if report.done >= report.total:
+            if self._bar is not None:
+                self._bar.stop()
+            self._bar, self._task = None, None
+            seconds = max(time.monotonic() - self._started, 1e-6)
+            rate = report.total / seconds / 1e6
+            out.print(
+                f"  [cyan]copy[/] done: {report.done} bytes in {seconds:.2f} s ({rate:.0f} MB/s)",
+                highlight=False,
+            )
+
+
+def _libvirt_cloud(
+    source: str,
+    dest: str,
+    source_images: Path,
+    dest_images: Path,
+    transport: str,
+    db: Path,
+    shutdown_timeout: int,
+) -> tuple[Cloud, Any]:
+    # libvirt-python is an optional extra: imported only when a libvirt command runs.
+    from .drivers.libvirt import (  # noqa: PLC0415
+        LibvirtFabric,
+        LocalCopyTransport,
+        VolumeStreamTransport,
+    )
+
+    if transport not in ("stream", "local"):
+        err.print(f"[bold red]unknown transport[/] {transport!r}: stream or local")
+        raise typer.Exit(2)
+    fabric = LibvirtFabric()
+    progress = _LibvirtProgress()
+    for name, uri, images in (("source", source, source_images), ("dest", dest, dest_images)):
+        fabric.add_host(
+            name,
+            uri,
+            images,
+            LocalCopyTransport() if transport == "local" else VolumeStreamTransport(),
+            progress=progress,
+        )
+    config = CloudConfig(shutdown_timeout=shutdown_timeout, shutdown_retry_interval=1)
+    return fabric.cloud(_LIBVIRT_FLAVORS, store=SqliteStore(db), config=config), fabric
+
+
+def _settle(cloud: Cloud, title: str, operation: Operation) -> None:
+    out.rule(f"[bold]{title}")
+    result = operation.wait()
+    name = cloud.instance(operation.instance_uuid).name
+    colour = "green" if result.ok else "red"
+    out.print(f"  outcome: [{colour}]{result.outcome.value}[/]", highlight=False)
+    if result.error_type:
+        out.print(f"  {result.error_type}: {result.error_message}", highlight=False)
+    out.print(f"  {name}: {_state(cloud.instance(name))}", highlight=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+_SOURCE = typer.Option(help="libvirt URI of the source host.")
+_DEST = typer.Option(help="libvirt URI of the destination host.")
+_IMAGES = Path("/var/lib/libvirt/images")
+
+
+@app.command()
+def migrate(
+    domain: Annotated[str, typer.Argument(help="Guest on the source: domain name or UUID.")],
+    source: Annotated[str, _SOURCE],
+    dest: Annotated[str, _DEST],
+    flavor: Annotated[
+        str | None, typer.Option(help="Resize to this flavor (v.tiny, v.small, v.medium).")
+    ] = None,
+    source_images: Annotated[Path, typer.Option(help="Image directory on the source.")] = _IMAGES,
+    dest_images: Annotated[Path, typer.Option(help="Image directory on the dest.")] = _IMAGES,
+    transport: Annotated[str, typer.Option(help="stream (any hosts) or local (one machine).")] = (
+        "stream"
+    ),
+    db: Annotated[Path, typer.Option(help="SQLite store kept for confirm/revert.")] = Path(
+        "coldmig-libvirt.sqlite"
+    ),
+    shutdown_timeout: Annotated[int, typer.Option(help="Seconds of clean shutdown.")] = 60,
+) -> None:
+    """Cold-migrate (or resize) a libvirt guest from SOURCE to DEST; then confirm or revert."""
+    cloud, fabric = _libvirt_cloud(
+        source, dest, source_images, dest_images, transport, db, shutdown_timeout
+    )
+    try:
+        guest = fabric.driver("source").describe_guest(domain)
+        if cloud.store.find_instance(guest.uuid) is None:
+            size = (guest.vcpus, guest.ram_mb, guest.root_gb)
+            match = [
+                f for f in cloud.store.list_flavors() if (f.vcpus, f.ram_mb, f.root_gb) == size
+            ]
+            current = match[0] if match else Flavor(f"adopted-{guest.uuid[:8]}", *size)
+            cloud.store.put_flavor(current)
+            state = VmState.ACTIVE if guest.running else VmState.STOPPED
+            cloud.boot(guest.name, current.id, "source", uuid=guest.uuid, vm_state=state)
+        operation = (
+            cloud.resize(guest.uuid, flavor) if flavor else cloud.migrate(guest.uuid, "dest")
+        )
+        verb = f"resize to {flavor}" if flavor else "migrate"
+        _settle(cloud, f"{verb} {guest.name}: {source} -> {dest}", operation)
+    except ColdmigError as error:
+        err.print(f"[bold red]{type(error).__name__}[/]: {error}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        fabric.close()
+
+
+def _decide(action: str, domain: str, **options: Any) -> None:
+    cloud, fabric = _libvirt_cloud(**options)
+    try:
+        uuid = fabric.driver("dest").describe_guest(domain).uuid
+        operation = cloud.confirm_resize(uuid) if action == "confirm" else cloud.revert_resize(uuid)
+        _settle(cloud, f"{action} {domain}", operation)
+    except ColdmigError as error:
+        err.print(f"[bold red]{type(error).__name__}[/]: {error}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        fabric.close()
+
+
+@app.command()
+def confirm(
+    domain: Annotated[str, typer.Argument(help="The migrated guest: domain name or UUID.")],
+    source: Annotated[str, _SOURCE],
+    dest: Annotated[str, _DEST],
+    source_images: Annotated[Path, typer.Option(help="Image directory on the source.")] = _IMAGES,
+    dest_images: Annotated[Path, typer.Option(help="Image directory on the dest.")] = _IMAGES,
+    db: Annotated[Path, typer.Option(help="The store `coldmig migrate` wrote.")] = Path(
+        "coldmig-libvirt.sqlite"
+    ),
+) -> None:
+    """Confirm a migration made by `coldmig migrate`: the source guest and disks go."""
+    _decide(
+        "confirm", domain, source=source, dest=dest, source_images=source_images,
+        dest_images=dest_images, transport="stream", db=db, shutdown_timeout=60,
+    )  # fmt: skip
+
+
+@app.command()
+def revert(
+    domain: Annotated[str, typer.Argument(help="The migrated guest: domain name or UUID.")],
+    source: Annotated[str, _SOURCE],
+    dest: Annotated[str, _DEST],
+    source_images: Annotated[Path, typer.Option(help="Image directory on the source.")] = _IMAGES,
+    dest_images: Annotated[Path, typer.Option(help="Image directory on the dest.")] = _IMAGES,
+    db: Annotated[Path, typer.Option(help="The store `coldmig migrate` wrote.")] = Path(
+        "coldmig-libvirt.sqlite"
+    ),
+) -> None:
+    """Revert a migration made by `coldmig migrate`: the guest is back on the source."""
+    _decide(
+        "revert", domain, source=source, dest=dest, source_images=source_images,
+        dest_images=dest_images, transport="stream", db=db, shutdown_timeout=60,
+    )  # fmt: skip
+
+
+def _demo_libvirt(db: Path, hosts_env: Path) -> None:
+    """The demo on the local QEMU hosts of scripts/libvirt-hosts.sh."""
+    from .drivers.libvirt import LibvirtFabric, LocalCopyTransport  # noqa: PLC0415 (optional)
+
+    if not hosts_env.exists():
+        err.print(
+            f"[bold red]no libvirt hosts[/]: {hosts_env} is missing; start them with "
+            "`sudo scripts/libvirt-hosts.sh start` (or `make demo-libvirt`)"
+        )
+        raise typer.Exit(2)
+    progress = _LibvirtProgress()
+    fabric = LibvirtFabric.from_env_file(hosts_env, LocalCopyTransport(), progress=progress)
+    names = sorted(fabric.drivers)[:2]
+    if len(names) < 2:
+        err.print(f"[bold red]{hosts_env}[/]: two hosts are needed")
+        raise typer.Exit(2)
+    first, second = names
+    cloud = fabric.cloud(
+        _LIBVIRT_FLAVORS,
+        capacity=Resources(8, 8192, 50),
+        store=SqliteStore(db),
+        config=CloudConfig(shutdown_timeout=1, shutdown_retry_interval=1),
+    )
+    out.print(
+        f"Hosts: {first} ({fabric.driver(first).uri}), {second} ({fabric.driver(second).uri})"
+    )
+    try:
+        for name in ("web-1", "db-1", "batch-1"):
+            stale = cloud.store.find_instance(name)
+            for driver in fabric.drivers.values():
+                if stale is not None:
+                    driver.destroy(stale)
+        cloud.boot("web-1", "v.tiny", first)
+        cloud.boot("db-1", "v.small", first)
+        cloud.boot("batch-1", "v.tiny", second, vm_state=VmState.STOPPED)
+        _settle(cloud, "migrate web-1 (running)", cloud.migrate("web-1"))
+        _settle(cloud, "confirm web-1", cloud.confirm_resize("web-1"))
+        _settle(cloud, "resize db-1 to v.medium", cloud.resize("db-1", "v.medium"))
+        _settle(cloud, "revert db-1", cloud.revert_resize("db-1"))
+        _settle(cloud, "migrate batch-1 (stopped)", cloud.migrate("batch-1"))
+        _settle(cloud, "confirm batch-1: stays stopped", cloud.confirm_resize("batch-1"))
+        out.rule("[bold]guests per host (libvirt)")
+        for host, guests in cloud.domains().items():
+            out.print(f"  {host}: {', '.join(guests) or '-'}")
+        _tables(cloud)
+    finally:
+        for instance in cloud.instances():
+            for driver in fabric.drivers.values():
+                driver.destroy(instance)
+        fabric.close()
+    out.print("\nGuests removed from the hosts; the store is left in " + str(db))

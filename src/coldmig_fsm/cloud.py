@@ -33,7 +33,7 @@ from .compute import ComputeService
 from .conductor import Conductor
 from .drivers.base import HypervisorDriver
 from .drivers.fake import FakeDriver, FakeHypervisor, SimulatedCrash
-from .exceptions import ColdmigError, InstanceNotFound
+from .exceptions import ColdmigError, InstanceNotFound, NoValidHost
 from .machine import MACHINE, Machine
 from .messages import CONDUCTOR, Message
 from .records import (
@@ -52,10 +52,10 @@ from .records import (
     Resources,
 )
 from .runtime import Runtime
-from .states import PowerState, TaskState, VmState
+from .states import MigrationStatus, PowerState, TaskState, VmState
 from .store import MemoryStore, Store
 
-__all__ = ["Cloud", "Operation", "OperationResult"]
+__all__ = ["Cloud", "LostMessage", "Operation", "OperationResult", "Preflight"]
 
 ADMIN = Caller.admin()
 
@@ -149,6 +149,26 @@ def _result(record: RequestRecord) -> OperationResult:
     return OperationResult(
         record.request_id, record.outcome, record.error_type, record.error_message
     )
+
+
+@attrs.frozen
+class Preflight:
+    """What a migrate or resize would do now, found without changing anything.
+
+    ``accepted``: the API would accept it (else ``error_type``/``message`` say why, as the
+    exception would). ``host``: where the scheduler would send it, with ``alternates``;
+    ``None`` with ``error_type`` ``NoValidHost`` when the API accepts but no host fits.
+    """
+
+    accepted: bool
+    host: str | None = None
+    alternates: tuple[str, ...] = ()
+    error_type: str | None = None
+    message: str | None = None
+
+    @property
+    def would_start(self) -> bool:
+        return self.accepted and self.host is not None
 
 
 @attrs.frozen
@@ -303,6 +323,33 @@ class Cloud:
         uuid = self._uuid(ref)
         return self._op(self.api.revert_resize(uuid, caller), "revertResize", uuid)
 
+    def preflight(
+        self,
+        ref: str,
+        flavor: str | None = None,
+        host: str | None = None,
+        caller: Caller = ADMIN,
+    ) -> Preflight:
+        """Dry run of ``migrate`` (no ``flavor``) or ``resize``: accepted? where to?
+
+        Runs the same guards and checks as the API and asks the scheduler, but writes
+        nothing: no state, no record, no notification.
+        """
+        uuid = self._uuid(ref)
+        try:
+            if flavor is None:
+                prepared = self.api.prepare_migrate(uuid, caller, host)
+            else:
+                prepared = self.api.prepare_resize(uuid, flavor, caller)
+        except ColdmigError as error:
+            return Preflight(False, error_type=type(error).__name__, message=str(error))
+        instance = prepared.instance
+        try:
+            hosts = self.conductor.candidates(instance, flavor or instance.flavor, host)
+        except NoValidHost as error:
+            return Preflight(True, error_type=type(error).__name__, message=str(error))
+        return Preflight(True, host=hosts[0], alternates=tuple(hosts[1:]))
+
     def abort_migration(self, ref: str, caller: Caller = ADMIN) -> Operation:
         """Cancel a move before ``finish_resize`` starts (not in Nova); admin only."""
         uuid = self._uuid(ref)
@@ -390,8 +437,12 @@ class Cloud:
     def restart_compute(self, host: str) -> list[Instance]:
         """Start ``host``'s compute service again and run its start-up recovery.
 
-        Returns the instances that recovery touched (see :meth:`ComputeService.recover`).
-        Queued messages for the host are delivered by the next :meth:`step`/:meth:`run`.
+        Recovery handles what the crash interrupted: every busy instance that involves
+        this host (as its host, or as the source or destination of its open move) and
+        has no message on its way is brought to a safe state
+        (:meth:`ComputeService.recover_instance`); a confirm whose message was lost is
+        sent again. Queued messages for the host are delivered by the next
+        :meth:`step`/:meth:`run`. Returns the instances recovered, as saved.
         """
         service = self.compute(host)
         self._down.discard(host)
@@ -399,7 +450,7 @@ class Cloud:
         if found is not None and not found.up:
             self.store.put_host(attrs.evolve(found, up=True))
         try:
-            return service.recover()
+            return self._recover(service, host)
         except SimulatedCrash as crash:
             self._mark_down(crash.host)
             return []
@@ -408,21 +459,57 @@ class Cloud:
         """Recover every instance left busy with no message on its way (a lost hop, or
         a process that died between hops): what a new orchestrator runs on start-up.
 
-        An instance whose request still has a queued message is left to that message;
-        one whose host's compute service is down is left to :meth:`restart_compute`.
+        Instances whose hosts' compute services are down are left to
+        :meth:`restart_compute`. Returns the instances recovered, as saved.
         """
+        recovered: list[Instance] = []
+        for host in self.hosts:
+            if host in self._computes and host not in self._down:
+                recovered += self._recover(self.compute(host), host)
+        return recovered
+
+    def _involved(self, instance: Instance) -> set[str]:
+        hosts = {instance.host}
+        if instance.migration_id is not None:
+            migration = self.store.get_migration(instance.migration_id)
+            hosts.update(h for h in (migration.source_compute, migration.dest_compute) if h)
+        return hosts
+
+    def _recover(self, service: ComputeService, host: str) -> list[Instance]:
         waiting = {m.instance_uuid for m in self.store.pending_messages()}
-        touched = []
+        recovered = []
         for instance in self.store.list_instances():
+            if instance.task_state is None or instance.uuid in waiting:
+                continue
+            involved = self._involved(instance)
+            if host not in involved or involved & self._down:
+                continue
+            service.recover_instance(instance)
+            recovered.append(self.store.get_instance(instance.uuid))
+        for migration in self.store.list_migrations():
             if (
-                instance.task_state is not None
-                and instance.uuid not in waiting
-                and instance.host not in self._down
-                and instance.host in self._computes
+                migration.status is MigrationStatus.CONFIRMING
+                and migration.source_compute == host
+                and migration.instance_uuid not in waiting
             ):
-                self.compute(instance.host).recover_instance(instance)
-                touched.append(self.store.get_instance(instance.uuid))
-        return touched
+                self._resume_confirm(migration)
+        return recovered
+
+    def _resume_confirm(self, migration: Migration) -> None:
+        """Send a confirm again whose message was lost (removing a guest is idempotent)."""
+        requests = self.store.list_requests(migration.instance_uuid)
+        pending = [
+            r.request_id
+            for r in requests
+            if r.action == "confirmResize" and r.outcome is Outcome.PENDING
+        ]
+        if not pending:
+            return
+        self.store.push_message(
+            messages.ConfirmResize(
+                pending[-1], migration.instance_uuid, migration.source_compute, migration.id
+            )
+        )
 
     def run_periodic_tasks(self) -> None:
         """Run the periodic tasks once on every running compute (auto-confirm), then

@@ -534,7 +534,7 @@ class ComputeService:
             rt.event(message.request_id, "compute_finish_revert_resize", self.host)
         if not power_on:
             # Nova stops a reverted guest that was stopped through the ordinary stop path.
-            if not self._power_off(message, reverted):
+            if not self._power_off(message, reverted, migration):
                 return
             reverted = store.get_instance(instance.uuid)
         with store.atomic():
@@ -543,7 +543,12 @@ class ComputeService:
 
     # -- ordinary power actions ---------------------------------------------------------
 
-    def _power_off(self, message: messages.Message, instance: Instance) -> bool:
+    def _power_off(
+        self,
+        message: messages.Message,
+        instance: Instance,
+        migration: Migration | None = None,
+    ) -> bool:
         rt, store = self._rt, self._rt.store
         rt.notify("instance.power_off.start", instance, self.host)
         config = rt.config
@@ -559,7 +564,11 @@ class ComputeService:
             rt.settle(message.request_id, Outcome.FAILED, refusal)
             return False
         except Exception as error:
-            self._power_failed(message, instance, error, "compute_stop_instance")
+            if instance.vm_state is VmState.RESIZED:
+                # The stop that ends a revert: Nova errors the instance out (and the move).
+                self.fail_step(message, instance, migration, error, "compute_stop_instance")
+            else:
+                self._power_failed(message, instance, error, "compute_stop_instance")
             return False
         with store.atomic():
             stopped = attrs.evolve(stopped, power_state=self._power_state(stopped))
@@ -641,28 +650,16 @@ class ComputeService:
         if done is not None:
             rt.settle(message.request_id, Outcome.SUCCEEDED)
 
-    def recover(self) -> list[Instance]:
-        """Start-up recovery (Nova's ``init_host``): no instance of this host stays busy.
-
-        For each instance whose ``host`` is this one and whose task_state is set:
-        ``resize_prep``/``resize_migrating``/``resize_migrated`` roll back to the source
-        (guest as it was, claims on the source, migration ``error``); ``resize_finish``
-        and ``resize_reverting`` go to ``error`` (the guest's location is unknown);
-        ``powering-off``/``powering-on`` finish the power action; ``deleting`` finishes
-        the delete. Each recovery is recorded as an instance action ``recover``, and the
-        interrupted request is settled with ``MoveInterrupted``. Returns the instances
-        recovered, as saved.
-        """
-        store = self._rt.store
-        recovered = []
-        for instance in store.list_instances():
-            if instance.host == self.host and instance.task_state is not None:
-                self.recover_instance(instance)
-                recovered.append(store.get_instance(instance.uuid))
-        return recovered
-
     def recover_instance(self, instance: Instance) -> None:
-        """Bring one busy instance of this host to a safe state (see :meth:`recover`)."""
+        """Bring one busy instance whose step was lost to a safe state (Nova's ``init_host``).
+
+        By task_state: ``resize_prep``/``resize_migrating``/``resize_migrated`` roll back
+        to the source (guest as it was, claims on the source, migration ``error``);
+        ``resize_finish`` and ``resize_reverting`` go to ``error`` (the guest's location
+        is unknown); ``powering-off``/``powering-on`` finish the power action;
+        ``deleting`` finishes the delete. The recovery is recorded as an instance action
+        ``recover``, and the interrupted request is settled with ``MoveInterrupted``.
+        """
         rt, store = self._rt, self._rt.store
         task = instance.task_state
         assert task is not None
@@ -814,6 +811,8 @@ class ComputeService:
         with store.atomic():
             for migration in open_moves:
                 self._save_migration(migration, MigrationStatus.ERROR)
+            # An errored move may still hold what its failed step left: release it too.
+            for migration in store.list_migrations(instance.uuid):
                 claims.release(store, migration.uuid)
             claims.release(store, instance.uuid)
             gone = attrs.evolve(_drop_move_state(gone), power_state=PowerState.NOSTATE)

@@ -29,7 +29,7 @@ import attrs
 from . import claims, messages, scheduler
 from .drivers.base import HypervisorDriver
 from .exceptions import ColdmigError, MaxRetriesExceeded, NoValidHost
-from .records import Instance, Migration, Outcome, Resources
+from .records import Instance, Migration, Outcome
 from .runtime import Runtime
 from .states import MigrationStatus, MigrationType, TaskState
 
@@ -68,7 +68,6 @@ class Conductor:
             # The move lost a race (deleted, reset): the state that won stands.
             rt.settle(message.request_id, Outcome.FAILED, error)
             return
-        flavor = rt.flavor(message.flavor_id)
         with store.atomic():
             migration = Migration(
                 id=store.next_id("migration"),
@@ -90,7 +89,7 @@ class Conductor:
             store.add_migration(migration)
             claims.move_allocations(store, instance.uuid, migration.uuid)
         try:
-            hosts = list(message.hosts) or self._schedule(instance, message, flavor.resources)
+            hosts = list(message.hosts) or self._schedule(instance, message)
         except NoValidHost as error:
             self._no_valid_host(instance, migration, message.request_id, error)
             return
@@ -109,26 +108,35 @@ class Conductor:
                 )
             )
 
-    def _schedule(
-        self, instance: Instance, message: messages.MigrateServer, wanted: Resources
-    ) -> list[str]:
+    def _schedule(self, instance: Instance, message: messages.MigrateServer) -> list[str]:
         rt = self._rt
         if message.attempt > 1:
             raise MaxRetriesExceeded(
                 f"Exceeded maximum number of retries. Exhausted all hosts available for "
                 f"retrying build failures for instance {instance.uuid}."
             )
-        ignore = () if self._may_stay(instance, message.flavor_id) else (instance.host,)
         rt.notify("scheduler.select_destinations.start", None, None)
-        hosts = scheduler.select_destinations(
-            rt.store,
-            wanted,
-            ignore_hosts=ignore,
-            target_host=message.target_host,
-            limit=rt.config.max_attempts,
-        )
+        hosts = self.candidates(instance, message.flavor_id, message.target_host)
         rt.notify("scheduler.select_destinations.end", None, None)
         return hosts
+
+    def candidates(
+        self, instance: Instance, flavor_id: str, target_host: str | None = None
+    ) -> list[str]:
+        """The hosts the scheduler offers for this move, best first (writes nothing).
+
+        Raises:
+            NoValidHost: none fits.
+        """
+        rt = self._rt
+        ignore = () if self._may_stay(instance, flavor_id) else (instance.host,)
+        return scheduler.select_destinations(
+            rt.store,
+            rt.flavor(flavor_id).resources,
+            ignore_hosts=ignore,
+            target_host=target_host,
+            limit=rt.config.max_attempts,
+        )
 
     def _no_valid_host(
         self, instance: Instance, migration: Migration, request_id: str, error: NoValidHost

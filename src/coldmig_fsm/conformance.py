@@ -219,17 +219,19 @@ def compare(ours: dict[str, Any], nova: dict[str, Any]) -> list[Difference]:
         mine = _normalise(key, ours.get(key), None)
         theirs = _normalise(key, nova.get(key), mine)
         found = _diff(key, mine, theirs)
-        whole = Seen(key, mine, theirs, ours, nova)
-        if found and any(d.applies(whole) for d in DELIBERATE):
+        whole = _rule_for(Seen(key, mine, theirs, ours, nova)) if found else None
+        if whole is not None:
             # A rule that covers the whole key (an order) reports it once.
-            rule = next(d.name for d in DELIBERATE if d.applies(whole))
-            differences.append(Difference(key, mine, theirs, rule))
+            differences.append(Difference(key, mine, theirs, whole))
             continue
         for path, a, b in found:
-            seen = Seen(path, a, b, ours, nova)
-            rule = next((d.name for d in DELIBERATE if d.applies(seen)), None)
+            rule = _rule_for(Seen(path, a, b, ours, nova))
             differences.append(Difference(path, a, b, rule))
     return differences
+
+
+def _rule_for(seen: Seen) -> str | None:
+    return next((d.name for d in DELIBERATE if d.applies(seen)), None)
 
 
 def default_adapter() -> Path:

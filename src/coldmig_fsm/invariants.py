@@ -1,0 +1,134 @@
+"""The spec's invariants, checked on a whole cloud: pure functions returning violations.
+
+:func:`violations` returns a list of readable sentences (empty when everything holds). It
+is what the tests assert after every fault, what the stateful and exhaustive explorers
+check after every step, and what an operator can run on a live store.
+
+Invariants (from the spec):
+
+1. ``(vm_state, task_state)`` is a state of the machine.
+2. Claims: a live instance's resources are claimed on exactly one host, except while a
+   move is under way or ``resized`` (then on its source and its destination, each at most
+   once) or after a failed step left it in ``error`` (then at most those two, as the
+   step left them, until it is deleted); nothing is claimed for a deleted instance; a
+   migration that has ended holds nothing, unless it ended in ``error`` with its
+   instance in ``error``.
+3. At most one host runs the guest; an instance that is ``active`` with no task runs on
+   its own host; a ``stopped`` instance's guest is not running anywhere.
+4. A migration is ``finished`` only while its instance is ``resized``, and at most one
+   migration per instance is open.
+5. Every request was recorded as an instance action, and none is left pending while the
+   cloud is idle.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from .machine import MACHINE, Machine
+from .records import Outcome
+from .states import MigrationStatus, PowerState, TaskState, VmState
+
+if TYPE_CHECKING:
+    from .cloud import Cloud
+
+__all__ = ["violations"]
+
+_MOVING = frozenset(
+    {
+        TaskState.RESIZE_PREP,
+        TaskState.RESIZE_MIGRATING,
+        TaskState.RESIZE_MIGRATED,
+        TaskState.RESIZE_FINISH,
+        TaskState.RESIZE_REVERTING,
+    }
+)
+
+
+def violations(cloud: Cloud, machine: Machine = MACHINE, *, idle: bool = True) -> list[str]:
+    """Every invariant violated by ``cloud`` as it is now.
+
+    ``idle`` says the message queue has been drained, so that no request may still be
+    pending (pass ``False`` when checking between two hops).
+    """
+    store = cloud.store
+    found: list[str] = []
+    migrations = store.list_migrations()
+    by_instance: dict[str, list[str]] = {}
+    for migration in migrations:
+        by_instance.setdefault(migration.instance_uuid, []).append(migration.uuid)
+    guests = cloud.hypervisor.domains() if cloud.hypervisor is not None else {}
+    for instance in store.list_instances():
+        name = instance.describe()
+        if instance.state not in machine.states:
+            found.append(f"{name}: state {instance.state.name} is not a state of the machine")
+        held = Counter(
+            host
+            for consumer in (instance.uuid, *by_instance.get(instance.uuid, ()))
+            for host in store.allocations(consumer)
+        )
+        moving = instance.task_state in _MOVING or instance.vm_state in (
+            VmState.RESIZED,
+            VmState.ERROR,
+        )
+        if instance.vm_state is VmState.DELETED:
+            if held:
+                found.append(f"{name}: deleted but still claims {sorted(held)}")
+        elif not held:
+            found.append(f"{name}: claims nothing")
+        elif not moving and sum(held.values()) != 1:
+            found.append(f"{name}: claims {dict(held)} with no move under way")
+        elif moving and sum(held.values()) > 2:
+            found.append(f"{name}: claims {dict(held)}: more than source and destination")
+        if cloud.hypervisor is not None and instance.vm_state is not VmState.DELETED:
+            running = [
+                host
+                for host, uuids in guests.items()
+                if instance.uuid in uuids
+                and _power(cloud, host, instance.uuid) is PowerState.RUNNING
+            ]
+            if len(running) > 1:
+                found.append(f"{name}: guest running on {running}")
+            if instance.task_state is None:
+                if instance.vm_state is VmState.ACTIVE and running != [instance.host]:
+                    found.append(f"{name}: active but running on {running}")
+                if instance.vm_state is VmState.STOPPED and running:
+                    found.append(f"{name}: stopped but running on {running}")
+    open_moves: Counter[str] = Counter()
+    for migration in migrations:
+        if not migration.status.is_final:
+            open_moves[migration.instance_uuid] += 1
+            if migration.status is MigrationStatus.FINISHED:
+                instance = store.get_instance(migration.instance_uuid)
+                if instance.vm_state is not VmState.RESIZED:
+                    found.append(
+                        f"migration {migration.id}: finished but its instance is "
+                        f"{instance.vm_state.value}"
+                    )
+        elif store.allocations(migration.uuid) and not (
+            migration.status is MigrationStatus.ERROR
+            and store.get_instance(migration.instance_uuid).vm_state is VmState.ERROR
+        ):
+            found.append(
+                f"migration {migration.id}: {migration.status.value} but still holds "
+                f"{sorted(store.allocations(migration.uuid))}"
+            )
+    for uuid, count in open_moves.items():
+        if count > 1:
+            found.append(f"instance {uuid}: {count} migrations open at once")
+    for request in store.list_requests():
+        if store.get_action(request.request_id) is None:
+            found.append(f"request {request.request_id}: no instance action recorded")
+        if idle and request.outcome is Outcome.PENDING:
+            target = request.instance_uuid
+            host = store.get_instance(target).host if target else None
+            if host is None or cloud.is_up(host):
+                found.append(f"request {request.request_id} ({request.action}) still pending")
+    return found
+
+
+def _power(cloud: Cloud, host: str, uuid: str) -> PowerState | None:
+    assert cloud.hypervisor is not None
+    guest = cloud.hypervisor.guest(host, uuid)
+    return guest.power_state if guest is not None else None
