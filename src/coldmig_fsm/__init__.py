@@ -7,10 +7,10 @@ the :mod:`~coldmig_fsm.messages` between them yourself. Errors are in
 :mod:`coldmig_fsm.exceptions`; the state machine in :mod:`coldmig_fsm.machine`.
 """
 
-from . import messages
+from . import invariants, messages
 from .api import ComputeAPI, PreparedRequest
 from .clock import Clock, ManualClock, SystemClock
-from .cloud import Cloud, Operation, OperationResult
+from .cloud import Cloud, LostMessage, Operation, OperationResult, Preflight
 from .compute import ComputeService
 from .conductor import Conductor
 from .drivers import (
@@ -18,6 +18,7 @@ from .drivers import (
     DriverCapabilities,
     FakeFault,
     FakeHypervisor,
+    FaultMode,
     GuestInfo,
     HypervisorDriver,
 )
@@ -27,6 +28,7 @@ from .exceptions import (
     CannotResizeToSameFlavor,
     ColdmigError,
     ComputeHostNotFound,
+    DriverTimeout,
     FlavorNotFound,
     HypervisorError,
     InstanceFaultRollback,
@@ -34,8 +36,11 @@ from .exceptions import (
     InstanceIsLocked,
     InstanceNotFound,
     MaxRetriesExceeded,
+    MigrationCancelled,
     MigrationNotFoundByStatus,
+    MoveInterrupted,
     NoValidHost,
+    OperationPending,
     PolicyNotAuthorized,
     QuotaError,
     ScenarioError,
@@ -84,9 +89,11 @@ __all__ = [
     "Conductor",
     "DiskInfo",
     "DriverCapabilities",
+    "DriverTimeout",
     "FakeFault",
     "FakeHypervisor",
     "Fault",
+    "FaultMode",
     "Flavor",
     "FlavorNotFound",
     "GuestInfo",
@@ -99,22 +106,27 @@ __all__ = [
     "InstanceInvalidState",
     "InstanceIsLocked",
     "InstanceNotFound",
+    "LostMessage",
     "Machine",
     "MachineState",
     "ManualClock",
     "MaxRetriesExceeded",
     "MemoryStore",
     "Migration",
+    "MigrationCancelled",
     "MigrationNotFoundByStatus",
     "MigrationStatus",
     "MigrationType",
+    "MoveInterrupted",
     "NoValidHost",
     "Notification",
     "Operation",
+    "OperationPending",
     "OperationResult",
     "Outcome",
     "PolicyNotAuthorized",
     "PowerState",
+    "Preflight",
     "PreparedRequest",
     "Project",
     "QuotaError",
@@ -127,6 +139,7 @@ __all__ = [
     "TaskState",
     "UnexpectedTaskStateError",
     "VmState",
+    "invariants",
     "load_scenario",
     "messages",
     "run_scenario",

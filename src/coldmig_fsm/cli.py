@@ -390,7 +390,7 @@ def migrate(
     )
     try:
         guest = fabric.driver("source").describe_guest(domain)
-        if cloud.store.find_instance(guest.uuid) is None:
+        if guest.uuid not in {i.uuid for i in cloud.instances()}:
             size = (guest.vcpus, guest.ram_mb, guest.root_gb)
             match = [
                 f for f in cloud.store.list_flavors() if (f.vcpus, f.ram_mb, f.root_gb) == size

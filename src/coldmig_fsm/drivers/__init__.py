@@ -1,7 +1,7 @@
 """Hypervisor drivers: the contract and the implementations shipped with the library."""
 
 from .base import DiskInfo, DriverCapabilities, GuestInfo, HypervisorDriver
-from .fake import DriverCall, FakeDriver, FakeFault, FakeGuest, FakeHypervisor
+from .fake import DriverCall, FakeDriver, FakeFault, FakeGuest, FakeHypervisor, FaultMode
 
 __all__ = [
     "DiskInfo",
@@ -11,6 +11,7 @@ __all__ = [
     "FakeFault",
     "FakeGuest",
     "FakeHypervisor",
+    "FaultMode",
     "GuestInfo",
     "HypervisorDriver",
 ]

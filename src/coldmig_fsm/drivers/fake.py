@@ -19,9 +19,13 @@ failure.
 from __future__ import annotations
 
 import enum
+import json
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import attrs
+import cattrs
 
 from ..exceptions import DriverTimeout, HypervisorError, InstanceFaultRollback
 from ..records import Flavor, Instance, Migration
@@ -129,6 +133,8 @@ class FakeFault:
         raise InstanceFaultRollback(inner) if self.rollback else inner
 
 
+_converter = cattrs.Converter()
+
 VERBS = (
     "spawn",
     "migrate_disk_and_power_off",
@@ -154,9 +160,17 @@ class FakeHypervisor:
         self,
         hosts: Iterable[str] = (),
         capabilities: DriverCapabilities | None = None,
+        state_file: Path | None = None,
     ) -> None:
         self.capabilities = capabilities or DriverCapabilities()
+        self._state_file = state_file
         self._guests: dict[str, dict[str, FakeGuest]] = {h: {} for h in hosts}
+        if state_file is not None and state_file.exists():
+            saved = json.loads(state_file.read_text(encoding="utf-8"))
+            for host, guests in saved.items():
+                self._guests[host] = {
+                    uuid: _converter.structure(data, FakeGuest) for uuid, data in guests.items()
+                }
         self._drivers: dict[str, FakeDriver] = {}
         self._faults: list[FakeFault] = []
         self.calls: list[DriverCall] = []
@@ -165,6 +179,7 @@ class FakeHypervisor:
 
     def add_host(self, host: str) -> FakeDriver:
         self._guests.setdefault(host, {})
+        self._persist()
         return self.driver(host)
 
     def driver(self, host: str) -> FakeDriver:
@@ -210,9 +225,24 @@ class FakeHypervisor:
 
     def put(self, host: str, guest: FakeGuest) -> None:
         self._guests[host][guest.uuid] = guest
+        self._persist()
 
     def remove(self, host: str, uuid: str) -> FakeGuest | None:
-        return self._guests[host].pop(uuid, None)
+        gone = self._guests[host].pop(uuid, None)
+        self._persist()
+        return gone
+
+    def _persist(self) -> None:
+        """With a ``state_file``, the guests survive the process (for crash tests)."""
+        if self._state_file is None:
+            return
+        data = {
+            host: {uuid: _converter.unstructure(g) for uuid, g in guests.items()}
+            for host, guests in self._guests.items()
+        }
+        partial = self._state_file.with_suffix(".partial")
+        partial.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(partial, self._state_file)
 
     def require(self, host: str, uuid: str, call: str) -> FakeGuest:
         guest = self.guest(host, uuid)

@@ -1,0 +1,57 @@
+"""Child process of the kill test: migrate + confirm on SQLite, SIGKILLed after commit N.
+
+Run as ``python -m tests.kill_child DB STATE N``: opens the database and the fake
+hypervisor's state file made by the parent, then runs a migrate and a confirm; the
+store kills the process right after its N-th commit (so at every boundary between two
+writes, hops included). Exits 0 if it finished first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from coldmig_fsm import Cloud, SqliteStore
+from coldmig_fsm.drivers import FakeHypervisor
+
+
+class KillingStore(SqliteStore):
+    def __init__(self, path: Path, kill_after: int) -> None:
+        super().__init__(path)
+        self.kill_after = kill_after
+        self.commits = 0
+        self.armed = False
+
+    @contextlib.contextmanager
+    def _atomic(self) -> Iterator[None]:
+        outer = self._depth == 0
+        with super()._atomic():
+            yield
+        if outer and self.armed:
+            self.commits += 1
+            if self.commits >= self.kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+def open_cloud(db: Path, state: Path, store: SqliteStore) -> Cloud:
+    hosts = store.list_hosts()
+    hypervisor = FakeHypervisor([h.name for h in hosts], state_file=state)
+    return Cloud({h.name: hypervisor.driver(h.name) for h in hosts}, store=store)
+
+
+def main() -> int:
+    db, state, kill_after = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+    store = KillingStore(db, kill_after)
+    cloud = open_cloud(db, state, store)
+    store.armed = True
+    cloud.migrate("vm1").wait()
+    cloud.confirm_resize("vm1").wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""Auto-confirm: the periodic task confirms `finished` moves older than the window."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from coldmig_fsm import Cloud, CloudConfig, SystemClock, TaskState, VmState
+from coldmig_fsm.invariants import violations
+from tests.conftest import FLAVORS, make_cloud, snapshot
+
+
+def resized(window: int, **boot: object) -> Cloud:
+    cloud = make_cloud(config=CloudConfig(resize_confirm_window=window))
+    cloud.boot("vm1", "m1.tiny", "host-a", **boot)  # type: ignore[arg-type]
+    assert cloud.migrate("vm1").wait().ok
+    return cloud
+
+
+def test_confirms_after_the_window_not_before() -> None:
+    cloud = resized(60)
+    cloud.advance_clock(59)
+    assert snapshot(cloud)["vm_state"] == "resized"
+    cloud.advance_clock(1)
+    assert snapshot(cloud)["vm_state"] == "active"
+    assert snapshot(cloud)["migrations"] == [("confirmed", "host-a", "host-b")]
+    assert [a.action for a in cloud.actions("vm1")] == ["migrate", "confirmResize"]
+    assert violations(cloud) == []
+
+
+def test_stopped_instance_is_confirmed_stopped() -> None:
+    cloud = resized(10, vm_state=VmState.STOPPED)
+    cloud.advance_clock(11)
+    assert (snapshot(cloud)["vm_state"], snapshot(cloud)["power_state"]) == ("stopped", "shutdown")
+
+
+def test_window_zero_never_confirms() -> None:
+    cloud = resized(0)
+    cloud.advance_clock(10**6)
+    assert snapshot(cloud)["vm_state"] == "resized"
+
+
+def test_busy_instance_is_skipped() -> None:
+    cloud = resized(10)
+    busy = attrs.evolve(cloud.instance("vm1"), task_state=TaskState.RESIZE_REVERTING)
+    cloud.store.save_instance(busy)
+    cloud.advance_clock(11)
+    assert snapshot(cloud)["migrations"] == [("finished", "host-a", "host-b")]
+
+
+def test_instance_not_resized_gets_its_migration_in_error() -> None:
+    cloud = resized(10)
+    cloud.store.save_instance(attrs.evolve(cloud.instance("vm1"), vm_state=VmState.ERROR))
+    cloud.advance_clock(11)
+    assert snapshot(cloud)["migrations"] == [("error", "host-a", "host-b")]
+
+
+def test_advance_clock_needs_a_manual_clock() -> None:
+    cloud = Cloud.build([], FLAVORS, clock=SystemClock())
+    with pytest.raises(TypeError, match="ManualClock"):
+        cloud.advance_clock(1)

@@ -1,0 +1,105 @@
+"""Lost hops and restarts: nothing stays busy, nothing leaks, the request is settled."""
+
+from __future__ import annotations
+
+import pytest
+
+from coldmig_fsm import Cloud, MoveInterrupted, Outcome, TaskState, VmState
+from coldmig_fsm.invariants import violations
+from tests.conftest import make_cloud, snapshot
+
+ON_A = {"host-a": (1, 512, 1), "host-b": (0, 0, 0)}
+ON_B = {"host-a": (0, 0, 0), "host-b": (1, 512, 1)}
+
+
+@pytest.mark.parametrize(
+    ("lost", "host", "vm_state", "where", "usage", "outcome"),
+    [
+        ("migrate_server", None, "active", "host-a", ON_A, Outcome.ROLLED_BACK),
+        ("prep_resize", "host-b", "active", "host-a", ON_A, Outcome.ROLLED_BACK),
+        ("resize_instance", "host-a", "active", "host-a", ON_A, Outcome.ROLLED_BACK),
+        ("finish_resize", "host-b", "active", "host-a", ON_A, Outcome.ROLLED_BACK),
+    ],
+)
+def test_a_lost_hop_of_a_move_is_rolled_back_by_reconcile(
+    lost: str,
+    host: str | None,
+    vm_state: str,
+    where: str,
+    usage: dict[str, tuple[int, int, int]],
+    outcome: Outcome,
+) -> None:
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.lose_next(lost, host)
+    move = cloud.migrate("vm1")
+    assert move.wait().outcome is Outcome.PENDING
+    assert snapshot(cloud)["task_state"] is not None
+    recovered = cloud.reconcile()
+    assert [i.name for i in recovered] == ["vm1"]
+    cloud.run()
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"], snap["host"], snap["usage"]) == (
+        vm_state,
+        None,
+        where,
+        usage,
+    )
+    assert snap["domains"] == {"host-a": ["vm1"], "host-b": []}
+    assert snap["power_state"] == "running"
+    result = move.result
+    assert result is not None and (result.outcome, result.error_type) == (
+        outcome,
+        "MoveInterrupted",
+    )
+    assert [a.action for a in cloud.actions("vm1")] == ["migrate", "recover"]
+    assert violations(cloud) == []
+
+
+def test_a_lost_confirm_is_sent_again_on_restart() -> None:
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.migrate("vm1").wait()
+    cloud.lose_next("confirm_resize")
+    confirm = cloud.confirm_resize("vm1")
+    assert confirm.wait().outcome is Outcome.PENDING
+    cloud.restart_compute("host-a")
+    assert confirm.wait().ok
+    assert snapshot(cloud)["usage"] == ON_B
+    assert violations(cloud) == []
+
+
+def test_messages_wait_for_a_crashed_host_and_go_on_after_restart() -> None:
+    from coldmig_fsm import FakeFault  # noqa: PLC0415
+    from coldmig_fsm.drivers.fake import FaultMode  # noqa: PLC0415
+
+    cloud = make_cloud(3)
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.boot("vm2", "m1.tiny", "host-c")
+    assert cloud.hypervisor is not None
+    cloud.hypervisor.arm(FakeFault("host-a", "power_off", mode=FaultMode.CRASH))
+    assert cloud.stop("vm1").wait().outcome is Outcome.PENDING
+    # host-a is down: a move to it is not scheduled there, and one from it waits.
+    assert cloud.migrate("vm2").wait().ok
+    assert snapshot(cloud, "vm2")["host"] == "host-b"
+    cloud.restart_compute("host-a")
+    cloud.run()
+    assert (snapshot(cloud)["vm_state"], snapshot(cloud)["task_state"]) == ("stopped", None)
+    assert violations(cloud) == []
+
+
+def test_recovery_of_a_state_this_library_never_sets() -> None:
+    cloud = make_cloud()
+    cloud.boot(
+        "vm1", "m1.tiny", "host-a", vm_state=VmState.RESIZED, task_state=TaskState.RESIZE_CONFIRMING
+    )
+    cloud.restart_compute("host-a")
+    assert (snapshot(cloud)["vm_state"], snapshot(cloud)["task_state"]) == ("error", None)
+    assert [f.exception_type for f in cloud.faults("vm1")] == [MoveInterrupted.__name__]
+
+
+def test_a_restart_leaves_moves_with_queued_messages_alone(cloud: Cloud) -> None:
+    move = cloud.migrate("vm1")
+    cloud.step()  # conductor: prep_resize queued for host-b
+    assert cloud.restart_compute("host-a") == []
+    assert move.wait().ok
