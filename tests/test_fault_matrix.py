@@ -216,7 +216,7 @@ CASES = [
         ON_A,
         Outcome.FAILED,
         "error",
-        "host-b",
+        "host-a",
         "error",
         ON_A,
         Outcome.FAILED,

@@ -164,3 +164,9 @@ def test_mermaid_lists_the_happy_path_edges() -> None:
     assert "active__resize_migrating --> active__resize_migrated: resize_migrated" in text
     assert "errored" not in text
     assert "errored" in mermaid(include_failures=True)
+
+
+def test_committed_failure_table_is_not_stale() -> None:
+    from coldmig_fsm.failure_table import failures_markdown  # noqa: PLC0415 - slowish
+
+    assert (DOCS / "failures.md").read_text() == failures_markdown(), "run `make docs`"

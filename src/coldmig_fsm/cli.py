@@ -22,6 +22,7 @@ from rich.table import Table
 from .cloud import Cloud, Operation
 from .conformance import compare, run_nova
 from .exceptions import ColdmigError, ScenarioError
+from .failure_table import failures_markdown
 from .introspect import mermaid, states_markdown
 from .records import CloudConfig, Flavor, Host, Instance, Resources
 from .scenario import load_scenario, match_expectations, run_scenario
@@ -50,6 +51,18 @@ def states(
 ) -> None:
     """Print the allowed (vm_state, task_state) pairs and every transition."""
     text = states_markdown()
+    if markdown or not out.is_terminal:
+        sys.stdout.write(text)
+    else:
+        out.print(Markdown(text))
+
+
+@app.command()
+def failures(
+    markdown: Annotated[bool, typer.Option(help="Print the raw Markdown.")] = False,
+) -> None:
+    """Run every failure on a fake cloud and print what each leaves (docs/failures.md)."""
+    text = failures_markdown()
     if markdown or not out.is_terminal:
         sys.stdout.write(text)
     else:

@@ -503,7 +503,10 @@ class ComputeService:
             node=migration.source_compute,
         )
         with store.atomic():
+            # Claim and record move back together, before the driver call, so that a
+            # crash in it leaves an instance whose host is where its claim is.
             claims.move_allocations(store, migration.uuid, instance.uuid)
+            store.save_instance(restored, expected_task_state=[TaskState.RESIZE_REVERTING])
         try:
             reverted, _ = rt.transition(
                 trigger,

@@ -12,7 +12,7 @@ Invariants (from the spec):
    once) or after a failed step left it in ``error`` (then at most those two, as the
    step left them, until it is deleted); nothing is claimed for a deleted instance; a
    migration that has ended holds nothing, unless it ended in ``error`` with its
-   instance in ``error``.
+   instance in ``error``; the instance's own host is always one of the claimed hosts.
 3. At most one host runs the guest; an instance that is ``active`` with no task runs on
    its own host; a ``stopped`` instance's guest is not running anywhere.
 4. A migration is ``finished`` only while its instance is ``resized``, and at most one
@@ -81,6 +81,8 @@ def violations(cloud: Cloud, machine: Machine = MACHINE, *, idle: bool = True) -
             found.append(f"{name}: claims {dict(held)} with no move under way")
         elif moving and sum(held.values()) > 2:
             found.append(f"{name}: claims {dict(held)}: more than source and destination")
+        elif instance.host not in held:
+            found.append(f"{name}: on {instance.host} but claims only {sorted(held)}")
         if cloud.hypervisor is not None and instance.vm_state is not VmState.DELETED:
             running = [
                 host
