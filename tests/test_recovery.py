@@ -53,6 +53,15 @@ def test_a_lost_hop_of_a_move_is_rolled_back_by_reconcile(
         "MoveInterrupted",
     )
     assert [a.action for a in cloud.actions("vm1")] == ["migrate", "recover"]
+    migrate_action, recover_action = cloud.actions("vm1")
+    assert (migrate_action.events[-1].event, migrate_action.events[-1].result.value) == (
+        "compute_recover",
+        "Error",
+    )
+    assert migrate_action.message == "Error"
+    assert [(e.event, e.result.value) for e in recover_action.events] == [
+        ("compute_recover", "Success")
+    ]
     assert violations(cloud) == []
 
 

@@ -736,7 +736,13 @@ class ComputeService:
             outcome = Outcome.FAILED
         rt.settle(request_id, outcome, None if outcome is Outcome.SUCCEEDED else interrupted)
         for other in pending:
-            rt.settle(other, outcome, None if outcome is Outcome.SUCCEEDED else interrupted)
+            request = store.get_request(other)
+            if request is None or request.outcome is not Outcome.PENDING:
+                continue
+            # The interrupted request's own history says how it ended.
+            error = None if outcome is Outcome.SUCCEEDED else interrupted
+            rt.event(other, "compute_recover", self.host, error)
+            rt.settle(other, outcome, error)
 
     def unconfirmed_resizes(self) -> list[tuple[Migration, str | None]]:
         """Nova's ``_poll_unconfirmed_resizes`` for this (destination) host.
@@ -947,6 +953,10 @@ def roll_back_move(
             rt.fault(rolled, error, service.host)
         rt.event(request_id, event, service.host)
         if move_request is not None:
+            settled = store.get_request(move_request)
+            if settled is not None and settled.outcome is Outcome.PENDING:
+                # The move's own history says how it ended.
+                rt.event(move_request, event, service.host, error)
             rt.settle(move_request, Outcome.ROLLED_BACK, error)
     return rolled
 
