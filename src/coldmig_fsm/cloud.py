@@ -381,11 +381,6 @@ class Cloud:
         """Messages queued and not yet delivered, oldest first."""
         return self.store.pending_messages()
 
-    def _deliverable(self, message: Message) -> bool:
-        if message.destination == CONDUCTOR:
-            return True
-        return message.destination.partition(":")[2] not in self._down
-
     def step(self) -> Message | None:
         """Deliver the oldest deliverable message to its role; return it (``None``: idle).
 
@@ -393,7 +388,7 @@ class Cloud:
         A message armed to be lost (:meth:`lose_next`) is taken and dropped. A simulated
         crash in a driver call marks that host's compute service down.
         """
-        message = self.store.take_message(self._deliverable)
+        message = self.store.take_message([f"compute:{host}" for host in self._down])
         if message is None:
             return None
         for index, loss in enumerate(self._losses):

@@ -17,7 +17,7 @@ import contextlib
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS allocation (
     vcpus INTEGER NOT NULL, ram_mb INTEGER NOT NULL, disk_gb INTEGER NOT NULL,
     PRIMARY KEY (consumer, host));
 CREATE INDEX IF NOT EXISTS allocation_host ON allocation (host);
-CREATE TABLE IF NOT EXISTS queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL, data TEXT NOT NULL);
 """
 
 _TYPES: dict[str, type[Any]] = {
@@ -167,17 +168,16 @@ class SqliteStore(Store):
     ) -> str | None:
         wanted = list(expected)
         marks = ", ".join("?" for _ in wanted)
-        with self._atomic():
-            cursor = self._db.execute(
-                f"UPDATE record SET idx = ?, data = ? WHERE kind = ? AND key = ? "
-                f"AND idx IN ({marks})",
-                (index, self._dump(value), kind, key, *wanted),
-            )
-            if cursor.rowcount == 1:
-                return None
-            row = self._db.execute(
-                "SELECT idx FROM record WHERE kind = ? AND key = ?", (kind, key)
-            ).fetchone()
+        # One UPDATE is the whole compare-and-swap; the SELECT only explains a refusal.
+        cursor = self._db.execute(
+            f"UPDATE record SET idx = ?, data = ? WHERE kind = ? AND key = ? AND idx IN ({marks})",
+            (index, self._dump(value), kind, key, *wanted),
+        )
+        if cursor.rowcount == 1:
+            return None
+        row = self._db.execute(
+            "SELECT idx FROM record WHERE kind = ? AND key = ?", (kind, key)
+        ).fetchone()
         if row is None:
             raise KeyError(key)
         return str(row[0])
@@ -236,29 +236,23 @@ class SqliteStore(Store):
 
     def push_message(self, message: messages.Message) -> None:
         self._db.execute(
-            "INSERT INTO queue (data) VALUES (?)", (json.dumps(messages.to_dict(message)),)
+            "INSERT INTO queue (destination, data) VALUES (?, ?)",
+            (message.destination, json.dumps(messages.to_dict(message))),
         )
 
     def pop_message(self) -> messages.Message | None:
-        with self._atomic():
-            row = self._db.execute("SELECT seq, data FROM queue ORDER BY seq LIMIT 1").fetchone()
-            if row is None:
-                return None
-            self._db.execute("DELETE FROM queue WHERE seq = ?", (row[0],))
-        return messages.from_dict(json.loads(row[1]))
+        return self.take_message()
 
-    def take_message(
-        self, deliverable: Callable[[messages.Message], bool]
-    ) -> messages.Message | None:
-        with self._atomic():
-            for seq, data in self._db.execute(
-                "SELECT seq, data FROM queue ORDER BY seq"
-            ).fetchall():
-                message = messages.from_dict(json.loads(data))
-                if deliverable(message):
-                    self._db.execute("DELETE FROM queue WHERE seq = ?", (seq,))
-                    return message
-        return None
+    def take_message(self, held: Collection[str] = ()) -> messages.Message | None:
+        waiting = list(held)
+        marks = ", ".join("?" for _ in waiting)
+        # One statement, so taking a message is atomic without a transaction of its own.
+        row = self._db.execute(
+            "DELETE FROM queue WHERE seq = (SELECT MIN(seq) FROM queue "
+            f"WHERE destination NOT IN ({marks})) RETURNING data",
+            waiting,
+        ).fetchone()
+        return None if row is None else messages.from_dict(json.loads(row[0]))
 
     def pending_messages(self) -> list[messages.Message]:
         rows = self._db.execute("SELECT data FROM queue ORDER BY seq").fetchall()

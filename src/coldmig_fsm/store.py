@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -138,8 +138,11 @@ class Store(abc.ABC):
     def pending_messages(self) -> list[Message]: ...
 
     @abc.abstractmethod
-    def take_message(self, deliverable: Callable[[Message], bool]) -> Message | None:
-        """Remove and return the oldest queued message for which ``deliverable`` is true."""
+    def take_message(self, held: Collection[str] = ()) -> Message | None:
+        """Remove and return the oldest queued message whose destination is not in ``held``.
+
+        ``held`` lists destinations (``"compute:<host>"``) whose messages must wait.
+        """
 
     @abc.abstractmethod
     def atomic(self) -> contextlib.AbstractContextManager[None]:
@@ -486,10 +489,10 @@ class MemoryStore(Store):
     def pending_messages(self) -> list[Message]:
         return self._queue[self._queue_head :]
 
-    def take_message(self, deliverable: Callable[[Message], bool]) -> Message | None:
+    def take_message(self, held: Collection[str] = ()) -> Message | None:
         for position in range(self._queue_head, len(self._queue)):
             message = self._queue[position]
-            if deliverable(message):
+            if message.destination not in held:
                 if position == self._queue_head:
                     return self.pop_message()
                 del self._queue[position]
