@@ -1,0 +1,211 @@
+"""The libvirt driver on real QEMU/TCG hosts (``scripts/libvirt-hosts.sh start``).
+
+Guests have no operating system, so a clean shutdown never completes: the 1 s timeout then
+a hard power-off is the path that runs. Disks are tiny sparse qcow2 images.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import libvirt
+import pytest
+
+from coldmig_fsm import Cloud, CloudConfig, Flavor, Instance, Outcome, PowerState, VmState
+from coldmig_fsm.drivers.libvirt import (
+    DiskTransport,
+    LibvirtDriver,
+    LibvirtFabric,
+    LocalCopyTransport,
+    VolumeStreamTransport,
+)
+from coldmig_fsm.exceptions import InstanceFaultRollback
+from coldmig_fsm.records import Resources
+
+pytestmark = pytest.mark.libvirt_hosts
+
+TINY = Flavor("t.tiny", vcpus=1, ram_mb=64, root_gb=1)
+BIG = Flavor("t.big", vcpus=2, ram_mb=128, root_gb=2)
+FAST = CloudConfig(shutdown_timeout=1, shutdown_retry_interval=1)
+UUID = "0f3c9a55-6e1d-4c0b-8d7e-2a9b5c4d3e21"
+
+
+@attrs.define
+class Real:
+    fabric: LibvirtFabric
+    a: LibvirtDriver
+    b: LibvirtDriver
+
+    def cloud(self) -> Cloud:
+        return self.fabric.cloud([TINY, BIG], capacity=Resources(8, 16384, 100), config=FAST)
+
+
+def _fabric(hosts: dict[str, tuple[str, str]], transport: DiskTransport) -> Real:
+    fabric = LibvirtFabric()
+    (ua, ia), (ub, ib) = hosts["host1"], hosts["host2"]
+    return Real(
+        fabric,
+        fabric.add_host("host1", ua, ia, transport),
+        fabric.add_host("host2", ub, ib, transport),
+    )
+
+
+@pytest.fixture
+def real(real_hosts: dict[str, tuple[str, str]]) -> Iterator[Real]:
+    hosts = _fabric(real_hosts, LocalCopyTransport())
+    yield hosts
+    hosts.fabric.close()
+
+
+def domain_size(driver: LibvirtDriver, uuid: str) -> tuple[int, int]:
+    root = ET.fromstring(driver.domain_xml(uuid))
+    return int(root.findtext("vcpu") or 0), int(root.findtext("memory") or 0)
+
+
+def instance() -> Instance:
+    return Instance(uuid=UUID, name="vm1", project_id="demo", host="host1", flavor=TINY.id)
+
+
+def test_running_guest_migrates_runs_on_dest_and_confirm_leaves_nothing(real: Real) -> None:
+    cloud = real.cloud()
+    vm = cloud.boot("vm1", TINY.id, "host1", uuid=UUID)
+    assert real.a.get_info(vm).power_state is PowerState.RUNNING
+    result = cloud.migrate("vm1").wait()
+    assert result.outcome is Outcome.SUCCEEDED
+    moved = cloud.instance("vm1")
+    assert (moved.vm_state, moved.host, moved.power_state) == (
+        VmState.RESIZED,
+        "host2",
+        PowerState.RUNNING,
+    )
+    assert real.b.get_info(vm).power_state is PowerState.RUNNING
+    assert real.a.get_info(vm).power_state is PowerState.SHUTDOWN
+    assert real.b.volumes() == [f"{UUID}-disk0.qcow2"]
+    assert cloud.confirm_resize("vm1").wait().outcome is Outcome.SUCCEEDED
+    assert cloud.domains() == {"host1": [], "host2": ["vm1"]}
+    assert real.a.volumes() == []
+    assert not (Path(str(real.a.image_dir)) / f"{UUID}-disk0.qcow2").exists()
+    assert cloud.instance("vm1").vm_state is VmState.ACTIVE
+
+
+def test_stopped_guest_stays_stopped(real: Real) -> None:
+    cloud = real.cloud()
+    vm = cloud.boot("vm1", TINY.id, "host1", uuid=UUID, vm_state=VmState.STOPPED)
+    assert cloud.migrate("vm1").wait().outcome is Outcome.SUCCEEDED
+    assert real.b.get_info(vm).power_state is PowerState.SHUTDOWN
+    assert cloud.confirm_resize("vm1").wait().outcome is Outcome.SUCCEEDED
+    assert cloud.instance("vm1").vm_state is VmState.STOPPED
+    assert real.b.get_info(vm).power_state is PowerState.SHUTDOWN
+    assert cloud.domains() == {"host1": [], "host2": ["vm1"]}
+
+
+def test_resize_up_then_revert_brings_back_the_source(real: Real) -> None:
+    cloud = real.cloud()
+    vm = cloud.boot("vm1", TINY.id, "host1", uuid=UUID)
+    assert cloud.resize("vm1", BIG.id).wait().outcome is Outcome.SUCCEEDED
+    assert domain_size(real.b, UUID) == (2, 128 * 1024)
+    pool = real.b.pool()
+    grown = pool.storageVolLookupByName(f"{UUID}-disk0.qcow2")
+    assert grown.info()[1] == 2 * 1024**3
+    assert real.b.get_info(vm).power_state is PowerState.RUNNING
+    assert cloud.revert_resize("vm1").wait().outcome is Outcome.SUCCEEDED
+    assert cloud.domains() == {"host1": ["vm1"], "host2": []}
+    assert real.b.volumes() == []
+    assert real.a.get_info(vm).power_state is PowerState.RUNNING
+    assert domain_size(real.a, UUID) == (1, 64 * 1024)
+    back = cloud.instance("vm1")
+    assert (back.vm_state, back.host, back.flavor) == (VmState.ACTIVE, "host1", TINY.id)
+
+
+@pytest.fixture
+def read_only_dest(real: Real) -> Iterator[Path]:
+    """host2's image directory on a read-only file system (seen by its libvirtd too)."""
+    path = Path(str(real.b.image_dir))
+    real.b.pool()  # the pool exists before its directory turns read-only
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "coldmig-ro", str(path)], check=True
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def test_dest_image_dir_not_writable_rolls_back(real: Real, read_only_dest: Path) -> None:
+    cloud = real.cloud()
+    vm = cloud.boot("vm1", TINY.id, "host1", uuid=UUID)
+    result = cloud.migrate("vm1").wait()
+    assert (result.outcome, result.error_type) == (Outcome.ROLLED_BACK, "HypervisorError")
+    assert "Read-only file system" in (result.error_message or "")
+    back = cloud.instance("vm1")
+    assert (back.vm_state, back.task_state, back.host) == (VmState.ACTIVE, None, "host1")
+    assert real.a.get_info(vm).power_state is PowerState.RUNNING
+    assert cloud.domains() == {"host1": ["vm1"], "host2": []}
+    assert [m.status.value for m in cloud.migrations("vm1")] == ["error"]
+    assert list(read_only_dest.iterdir()) == []
+
+
+def test_dest_host_down_rolls_back(real_hosts: dict[str, tuple[str, str]], tmp_path: Path) -> None:
+    fabric = LibvirtFabric()
+    uri, images = real_hosts["host1"]
+    a = fabric.add_host("host1", uri, images, LocalCopyTransport())
+    fabric.add_host(
+        "host2", f"qemu+unix:///system?socket={tmp_path}/down", tmp_path, LocalCopyTransport()
+    )
+    cloud = fabric.cloud([TINY], capacity=Resources(8, 16384, 100), config=FAST)
+    vm = cloud.boot("vm1", TINY.id, "host1", uuid=UUID)
+    result = cloud.migrate("vm1").wait()
+    assert result.outcome is Outcome.ROLLED_BACK
+    assert "host2: cannot connect to" in (result.error_message or "")
+    assert a.get_info(vm).power_state is PowerState.RUNNING
+    assert cloud.instance("vm1").vm_state is VmState.ACTIVE
+    fabric.close()
+
+
+def test_copy_failure_cleans_up_and_restarts_the_guest(real: Real, tmp_path: Path) -> None:
+    failing = tmp_path / "qemu-img"
+    failing.write_text("#!/bin/sh\necho 'no space left' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    real.a.transport = LocalCopyTransport(qemu_img=str(failing))
+    real.a.spawn(instance(), TINY, power_on=True)
+    with pytest.raises(InstanceFaultRollback, match=r"qemu-img exit 1.*no space left"):
+        real.a.migrate_disk_and_power_off(instance(), "host2", TINY, 1, 1)
+    assert real.a.get_info(instance()).power_state is PowerState.RUNNING
+    assert real.b.volumes() == []
+    assert real.b.list_instances() == []
+
+
+@pytest.mark.parametrize("transport", [LocalCopyTransport(), VolumeStreamTransport()])
+def test_transports_copy_the_image_exactly(
+    real_hosts: dict[str, tuple[str, str]], transport: DiskTransport
+) -> None:
+    real = _fabric(real_hosts, transport)
+    real.a.spawn(instance(), TINY, power_on=False)
+    source = Path(str(real.a.image_dir)) / f"{UUID}-disk0.qcow2"
+    # Put data in the image so that the copy has something to get wrong.
+    subprocess.run(
+        ["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 1M 3M", str(source)],
+        check=True,
+        capture_output=True,
+    )
+    info = real.a.migrate_disk_and_power_off(instance(), "host2", TINY, 1, 1)
+    assert info.disks == (f"{UUID}-disk0.qcow2",)
+    assert info.bytes_copied > 3 * 1024**2
+    target = Path(str(real.b.image_dir)) / f"{UUID}-disk0.qcow2"
+    compare = subprocess.run(
+        ["qemu-img", "compare", str(source), str(target)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert compare.returncode == 0, compare.stdout + compare.stderr
+    real.fabric.close()
+
+
+def test_connection_is_kept(real: Real) -> None:
+    assert real.a.connection() is real.a.connection()
+    assert isinstance(real.a.connection(), libvirt.virConnect)
