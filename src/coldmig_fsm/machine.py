@@ -467,7 +467,11 @@ class Machine:
         }
         self._state_names = frozenset(self._by_name)
         self._validate()
-        self._machine = self._build()
+        # Two runners of the same table: one whose transitions call the role's effect as
+        # their ``before`` callback, one without (API triggers and steps with no driver
+        # call skip the callback machinery entirely).
+        self._machine = self._build(with_effect=True)
+        self._plain = self._build(with_effect=False)
 
     # -- definition -------------------------------------------------------------------
 
@@ -505,7 +509,7 @@ class Machine:
             names = ", ".join(sorted(s.name for s in unreachable))
             raise MachineDefinitionError(f"states unreachable from a stable state: {names}")
 
-    def _build(self) -> Any:
+    def _build(self, *, with_effect: bool) -> Any:
         transitions: list[dict[str, Any]] = []
         for rule in self._rules:
             conditions = [_Condition(g) for g in rule.guards]
@@ -520,7 +524,7 @@ class Machine:
                         "source": state.name,
                         "dest": dest.name,
                         "conditions": conditions,
-                        "before": [_run_effect],
+                        "before": [_run_effect] if with_effect else [],
                     }
                 )
         return _TransitionsMachine(
@@ -605,7 +609,8 @@ class Machine:
                 "outside this workflow"
             )
         cursor = _Cursor(name, ctx, effect)
-        if not self._machine.events[trigger].trigger(cursor):
+        runner = self._machine if effect is not None else self._plain
+        if not runner.events[trigger].trigger(cursor):
             assert cursor.failure is not None
             raise cursor.failure.to_exception()
         return self._by_name[cursor.state], cursor.result
