@@ -13,7 +13,15 @@ from __future__ import annotations
 from .records import Host, Resources
 from .store import Store
 
-__all__ = ["ClaimError", "claim", "fits", "free", "move_allocations", "release"]
+__all__ = [
+    "ClaimError",
+    "back_on_source",
+    "claim",
+    "fits",
+    "free",
+    "move_allocations",
+    "release",
+]
 
 
 class ClaimError(RuntimeError):
@@ -67,3 +75,10 @@ def move_allocations(store: Store, source: str, target: str) -> None:
     held.update(moving)
     store.set_allocations(target, held)
     store.set_allocations(source, {})
+
+
+def back_on_source(store: Store, instance: str, migration: str) -> None:
+    """A move undone: drop the instance's destination claim (if prep made one) and give
+    the source side, held by the migration, back to the instance."""
+    release(store, instance)
+    move_allocations(store, migration, instance)

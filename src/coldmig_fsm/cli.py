@@ -45,16 +45,20 @@ def main() -> None:
     app()
 
 
+def _show_markdown(text: str, *, raw: bool) -> None:
+    """Raw Markdown when asked or piped (what ``make docs`` writes), rendered otherwise."""
+    if raw or not out.is_terminal:
+        sys.stdout.write(text)
+    else:
+        out.print(Markdown(text))
+
+
 @app.command()
 def states(
     markdown: Annotated[bool, typer.Option(help="Print the raw Markdown.")] = False,
 ) -> None:
     """Print the allowed (vm_state, task_state) pairs and every transition."""
-    text = states_markdown()
-    if markdown or not out.is_terminal:
-        sys.stdout.write(text)
-    else:
-        out.print(Markdown(text))
+    _show_markdown(states_markdown(), raw=markdown)
 
 
 @app.command()
@@ -62,11 +66,7 @@ def failures(
     markdown: Annotated[bool, typer.Option(help="Print the raw Markdown.")] = False,
 ) -> None:
     """Run every failure on a fake cloud and print what each leaves (docs/failures.md)."""
-    text = failures_markdown()
-    if markdown or not out.is_terminal:
-        sys.stdout.write(text)
-    else:
-        out.print(Markdown(text))
+    _show_markdown(failures_markdown(), raw=markdown)
 
 
 @app.command()

@@ -193,13 +193,7 @@ class ComputeService:
         self, instance: Instance, migration: Migration
     ) -> Callable[[], None]:
         """Drop the destination claim and give the source claim back to the instance."""
-
-        def fix() -> None:
-            store = self._rt.store
-            claims.release(store, instance.uuid)
-            claims.move_allocations(store, migration.uuid, instance.uuid)
-
-        return fix
+        return lambda: claims.back_on_source(self._rt.store, instance.uuid, migration.uuid)
 
     # -- prep_resize (destination) ------------------------------------------------------
 
@@ -915,10 +909,8 @@ def roll_back_move(
     move_request = migration.request_id if migration is not None else None
 
     def fix_claims() -> None:
-        if migration is None:
-            return
-        claims.release(store, instance.uuid)  # the destination's claim, if prep made one
-        claims.move_allocations(store, migration.uuid, instance.uuid)
+        if migration is not None:
+            claims.back_on_source(store, instance.uuid, migration.uuid)
 
     try:
         rolled, _ = rt.transition("rolled_back", at_source, effect=restore)
