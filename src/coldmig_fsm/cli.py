@@ -228,8 +228,8 @@ def demo(
     _follow(cloud, "resize web-1 to m1.medium", cloud.resize("web-1", "m1.medium"))
     _follow(cloud, "confirm web-1", cloud.confirm_resize("web-1"))
     _tables(cloud)
+    store.close()  # checkpoints the write-ahead log into the file
     out.print(f"\nDatabase left in [bold]{db}[/] ({db.stat().st_size} bytes).")
-    store.close()
 
 
 def _tables(cloud: Cloud) -> None:
