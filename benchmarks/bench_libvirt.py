@@ -87,8 +87,10 @@ def run_once(
         source = Path(ia) / f"{UUID}-disk0.qcow2"
         _fill(source, full)
         size = source.stat().st_blocks * 512
+        os.sync()  # neither copy pays for the other's (or the fill's) writeback
         baseline = _baseline(source, Path(ib))  # before the guest starts and locks the image
         a.power_on(vm)
+        os.sync()
         migration = Migration(
             1, "m", UUID, MigrationType.MIGRATION, MigrationStatus.MIGRATING, "host1",
             FLAVOR.id, FLAVOR.id, "host2",
