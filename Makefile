@@ -49,6 +49,11 @@ conformance-check: $(STAMP)
 		echo "conformance: no Nova environment here (make conformance-env creates it)"; \
 	fi
 
+## explore: the long Hypothesis run of the verification kit (make test runs the CI profile)
+.PHONY: explore
+explore: $(STAMP)
+	COLDMIG_HYPOTHESIS_PROFILE=coldmig-explore $(BIN)/pytest -q tests/testing/test_stateful.py
+
 ## bench: run the benchmarks and write docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --output docs/benchmarks.md

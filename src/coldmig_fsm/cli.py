@@ -28,6 +28,7 @@ from .records import CloudConfig, Flavor, Host, Instance, Resources
 from .scenario import load_scenario, match_expectations, run_scenario
 from .sqlite_store import SqliteStore
 from .states import VmState
+from .verify import KNOWN_ISSUES, Bounds, initial_cloud, model_check
 
 app = typer.Typer(
     help="OpenStack Nova's cold migration and resize as an explicit state machine.",
@@ -524,3 +525,53 @@ def _demo_libvirt(db: Path, hosts_env: Path) -> None:
                 driver.destroy(instance)
         fabric.close()
     out.print("\nGuests removed from the hosts; the store is left in " + str(db))
+
+
+@app.command()
+def verify(
+    instances: Annotated[int, typer.Option(help="Instances (active, stopped, ...).")] = 2,
+    hosts: Annotated[int, typer.Option(help="Fake compute hosts.")] = 3,
+    faults: Annotated[
+        bool, typer.Option(help="Also inject driver faults, crashes and lost messages.")
+    ] = False,
+    operations: Annotated[int, typer.Option(help="API requests per trace.")] = 2,
+    fault_budget: Annotated[int, typer.Option(help="Faults per trace (with --faults).")] = 1,
+    ignore_known: Annotated[
+        bool, typer.Option(help="Skip the known core issues (coldmig_fsm.verify.KNOWN_ISSUES).")
+    ] = False,
+) -> None:
+    """Model-check a small cloud exhaustively; exit 1 with the shortest counterexample."""
+    bounds = Bounds(operations=operations, faults=fault_budget)
+    result = model_check(
+        lambda: initial_cloud(instances, hosts),
+        bounds,
+        faults=faults,
+        ignore=KNOWN_ISSUES if ignore_known else (),
+    )
+    table = Table(title=f"model check: {instances} instances x {hosts} hosts")
+    table.add_column("bounds")
+    table.add_column("states", justify="right")
+    table.add_column("transitions", justify="right")
+    table.add_column("depth", justify="right")
+    table.add_column("seconds", justify="right")
+    shown = f"{operations} requests, " + (f"{fault_budget} fault(s)" if faults else "no faults")
+    table.add_row(
+        shown,
+        f"{result.states:,}",
+        f"{result.transitions:,}",
+        str(result.depth),
+        f"{result.seconds:.2f}",
+    )
+    out.print(table)
+    if result.ok:
+        out.print("[bold green]no invariant violated[/] in any reachable state", highlight=False)
+        return
+    out.print(
+        f"[bold red]counterexample[/] ({len(result.counterexample or ())} actions):",
+        highlight=False,
+    )
+    for index, action in enumerate(result.counterexample or (), 1):
+        out.print(f"  {index}. {action}", highlight=False)
+    for violation in result.violations:
+        out.print(f"  [red]violates[/]: {violation}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)

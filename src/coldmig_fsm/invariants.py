@@ -14,11 +14,16 @@ Invariants (from the spec):
    migration that has ended holds nothing, unless it ended in ``error`` with its
    instance in ``error``; the instance's own host is always one of the claimed hosts.
 3. At most one host runs the guest; an instance that is ``active`` with no task runs on
-   its own host; a ``stopped`` instance's guest is not running anywhere.
+   its own host; a ``stopped`` instance's guest is not running anywhere; a deleted
+   instance's guest is defined nowhere (added by the verification kit).
 4. A migration is ``finished`` only while its instance is ``resized``, and at most one
    migration per instance is open.
 5. Every request was recorded as an instance action, and none is left pending while the
    cloud is idle.
+6. A migration in progress (``pre-migrating``, ``migrating``, ``post-migrating``,
+   ``reverting``) belongs to a busy instance (task_state not null); a ``confirming`` one
+   to a ``resized`` instance (added by the verification kit: a step that fires in the
+   wrong state leaves exactly this behind).
 """
 
 from __future__ import annotations
@@ -42,6 +47,15 @@ _MOVING = frozenset(
         TaskState.RESIZE_MIGRATED,
         TaskState.RESIZE_FINISH,
         TaskState.RESIZE_REVERTING,
+    }
+)
+
+_IN_PROGRESS = frozenset(
+    {
+        MigrationStatus.PRE_MIGRATING,
+        MigrationStatus.MIGRATING,
+        MigrationStatus.POST_MIGRATING,
+        MigrationStatus.REVERTING,
     }
 )
 
@@ -83,6 +97,10 @@ def violations(cloud: Cloud, machine: Machine = MACHINE, *, idle: bool = True) -
             found.append(f"{name}: claims {dict(held)}: more than source and destination")
         elif instance.host not in held:
             found.append(f"{name}: on {instance.host} but claims only {sorted(held)}")
+        if cloud.hypervisor is not None and instance.vm_state is VmState.DELETED:
+            left = [host for host, uuids in guests.items() if instance.uuid in uuids]
+            if left:
+                found.append(f"{name}: deleted but its guest is still defined on {left}")
         if cloud.hypervisor is not None and instance.vm_state is not VmState.DELETED:
             running = [
                 host
@@ -116,6 +134,21 @@ def violations(cloud: Cloud, machine: Machine = MACHINE, *, idle: bool = True) -
                 f"migration {migration.id}: {migration.status.value} but still holds "
                 f"{sorted(store.allocations(migration.uuid))}"
             )
+    for migration in migrations:
+        if migration.status in _IN_PROGRESS:
+            instance = store.get_instance(migration.instance_uuid)
+            if instance.task_state is None:
+                found.append(
+                    f"migration {migration.id}: {migration.status.value} but its instance is "
+                    f"{instance.vm_state.value} with no task"
+                )
+        elif migration.status is MigrationStatus.CONFIRMING:
+            instance = store.get_instance(migration.instance_uuid)
+            if instance.vm_state is not VmState.RESIZED:
+                found.append(
+                    f"migration {migration.id}: confirming but its instance is "
+                    f"{instance.vm_state.value}"
+                )
     for uuid, count in open_moves.items():
         if count > 1:
             found.append(f"instance {uuid}: {count} migrations open at once")

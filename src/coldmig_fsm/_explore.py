@@ -1,0 +1,638 @@
+"""What the verification tools share: actions on a cloud, its abstraction, the step checks.
+
+Both explorers (the exhaustive model checker in :mod:`coldmig_fsm.verify` and the
+Hypothesis machine in :mod:`coldmig_fsm.testing.stateful`) drive a :class:`~coldmig_fsm.Cloud`
+through the same :class:`Action` values and judge every step with the same checks:
+
+* :func:`coldmig_fsm.invariants.violations` on the cloud after the step (the spec's state
+  invariants, always against the *shipped* machine's allowed states, so that a mutated
+  machine cannot widen what is allowed);
+* :func:`step_violations`, the invariants about a *change*: a stopped instance is never
+  powered on by a move, a confirm or a revert; every state change belongs to a request
+  recorded in the instance-action history;
+* for a race of two requests on one instance (:func:`apply`), exactly one wins and the
+  loser changes nothing.
+
+:func:`abstract` maps a cloud to a hashable canonical value: two clouds with the same
+abstraction behave the same from then on (ids, uuids, timestamps and append-only logs
+are left out; references between records are renumbered in order).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Hashable, Iterable, Iterator
+from typing import Any, Final
+
+import attrs
+
+from . import invariants
+from .cloud import Cloud
+from .drivers.fake import FakeFault, FakeGuest, FaultMode
+from .exceptions import (
+    ColdmigError,
+    InstanceInvalidState,
+    MigrationNotFoundByStatus,
+    UnexpectedTaskStateError,
+)
+from .machine import MACHINE, Machine
+from .messages import CONDUCTOR, Message
+from .records import Caller, Instance, Outcome
+from .states import MigrationStatus, PowerState, TaskState, VmState
+
+__all__ = [
+    "API_OPS",
+    "FAULT_MODES",
+    "RACES",
+    "Action",
+    "Observation",
+    "RaceLost",
+    "abstract",
+    "apply",
+    "clone",
+    "next_message",
+    "observe",
+    "prepare",
+    "step_violations",
+]
+
+API_OPS: Final = (
+    "migrate",
+    "resize",
+    "confirm_resize",
+    "revert_resize",
+    "stop",
+    "start",
+    "lock",
+    "unlock",
+    "delete",
+    "abort_migration",
+)
+"""Every public operation on one instance (``migrate`` also takes a target host)."""
+
+ADMIN_ONLY: Final = frozenset({"migrate", "abort_migration"})
+"""Operations that only an admin may run; the explorers run every other one as the owner,
+so that a lock (taken by the admin) refuses them."""
+
+RACES: Final = (
+    ("migrate", "migrate"),
+    ("migrate", "resize"),
+    ("migrate", "stop"),
+    ("confirm_resize", "revert_resize"),
+    ("revert_resize", "confirm_resize"),
+    ("confirm_resize", "delete"),
+    ("stop", "delete"),
+    ("abort_migration", "abort_migration"),
+)
+"""Pairs of requests raced on one instance: both prepared on the same read, then submitted."""
+
+FAULT_MODES: Final = ("raise", "rollback", "hang", "crash")
+"""How an injected driver fault behaves (``rollback``: raises ``InstanceFaultRollback``)."""
+
+_RACE_LOSSES: Final = (UnexpectedTaskStateError, MigrationNotFoundByStatus, InstanceInvalidState)
+
+
+@attrs.frozen
+class Action:
+    """One move of an explorer.
+
+    ``op`` is an API operation (:data:`API_OPS`), ``race``, ``step`` (deliver the next
+    message), ``restart_compute``, ``reconcile`` or ``advance_clock``. A step may carry a
+    ``fault``: ``(host, call, mode)`` armed for this step only, or ``"lose"`` to drop the
+    message instead of delivering it.
+    """
+
+    op: str
+    instance: str | None = None
+    arg: str | None = None
+    second: str | None = None
+    fault: tuple[str, str, str] | str | None = None
+
+    def __str__(self) -> str:
+        if self.op == "race":
+            return f"race {self.arg} / {self.second} on {self.instance}"
+        if self.op == "step":
+            if self.fault == "lose":
+                return "step (message lost)"
+            if isinstance(self.fault, tuple):
+                host, call, mode = self.fault
+                return f"step ({call} on {host}: {mode})"
+            return "step"
+        text = self.op
+        if self.instance is not None:
+            text += f" {self.instance}"
+        if self.arg is not None:
+            text += f" {self.arg}"
+        if isinstance(self.fault, tuple):
+            host, call, mode = self.fault
+            text += f" ({call} on {host}: {mode})"
+        return text
+
+    @property
+    def is_fault(self) -> bool:
+        return self.fault is not None
+
+
+class RaceLost(AssertionError):
+    """Both requests of a race won, or the loser changed something."""
+
+
+def caller_for(op: str, cloud: Cloud, name: str) -> Caller:
+    """The caller an explorer uses for ``op``: the admin for admin-only operations and
+    for lock/unlock, else the instance's owner."""
+    if op in ADMIN_ONLY or op in ("lock", "unlock"):
+        return Caller.admin()
+    return Caller.owner(cloud.instance(name).project_id)
+
+
+def prepare(cloud: Cloud, op: str, name: str, arg: str | None = None) -> Any:
+    """Run ``op``'s guards without writing anything (lock/unlock: ``None``).
+
+    Raises:
+        ColdmigError: the guard error the operation would raise.
+    """
+    api, uuid, caller = cloud.api, cloud.instance(name).uuid, caller_for(op, cloud, name)
+    if op == "migrate":
+        return api.prepare_migrate(uuid, caller, arg)
+    if op == "resize":
+        assert arg is not None
+        return api.prepare_resize(uuid, arg, caller)
+    if op == "confirm_resize":
+        return api.prepare_confirm_resize(uuid, caller)
+    if op == "revert_resize":
+        return api.prepare_revert_resize(uuid, caller)
+    if op == "abort_migration":
+        return api.prepare_abort_migration(uuid, caller)
+    if op in ("stop", "start", "delete"):
+        return api.prepare_power(op, uuid, caller)
+    if op in ("lock", "unlock"):
+        instance = api.get_instance(uuid, caller)
+        if instance.locked == (op == "lock"):
+            raise InstanceInvalidState(f"{name} is already {op}ed")
+        return None
+    raise ValueError(f"unknown operation {op!r}")
+
+
+def _run_api(cloud: Cloud, op: str, name: str, arg: str | None) -> None:
+    caller = caller_for(op, cloud, name)
+    if op == "lock":
+        cloud.lock(name, caller)
+    elif op == "unlock":
+        cloud.unlock(name, caller)
+    else:
+        cloud.api.submit(prepare(cloud, op, name, arg))
+
+
+def next_message(cloud: Cloud) -> Message | None:
+    """The message :meth:`Cloud.step` would deliver next (``None``: nothing deliverable)."""
+    for message in cloud.pending():
+        if message.destination == CONDUCTOR or cloud.is_up(message.destination.partition(":")[2]):
+            return message
+    return None
+
+
+def _arm(cloud: Cloud, fault: tuple[str, str, str], uuid: str | None) -> None:
+    assert cloud.hypervisor is not None
+    host, call, mode = fault
+    rollback = mode == "rollback"
+    cloud.hypervisor.arm(
+        FakeFault(
+            host,
+            call,
+            FaultMode.RAISE if rollback else FaultMode(mode),
+            rollback=rollback,
+            instance=uuid,
+        )
+    )
+
+
+def apply(cloud: Cloud, action: Action) -> Message | None:
+    """Do ``action`` on ``cloud`` (which changes); return the message delivered, if any.
+
+    Raises:
+        ColdmigError: an API operation's guard refused it (nothing changed).
+        RaceLost: both requests of a race were accepted, or the loser changed something.
+    """
+    op = action.op
+    if op in API_OPS:
+        assert action.instance is not None
+        _run_api(cloud, op, action.instance, action.arg)
+        return None
+    if op == "race":
+        assert action.instance is not None and action.arg is not None
+        assert action.second is not None
+        first = prepare(
+            cloud, action.arg, action.instance, _race_arg(cloud, action.arg, action.instance)
+        )
+        second = prepare(
+            cloud, action.second, action.instance, _race_arg(cloud, action.second, action.instance)
+        )
+        cloud.api.submit(first)
+        before = abstract(cloud)
+        try:
+            cloud.api.submit(second)
+        except _RACE_LOSSES:
+            if abstract(cloud) != before:
+                raise RaceLost(f"the losing {action.second} changed the cloud") from None
+            return None
+        raise RaceLost(f"both {action.arg} and {action.second} were accepted")
+    if op == "step":
+        message = next_message(cloud)
+        if message is None:
+            return None
+        if action.fault == "lose":
+            host = message.destination.partition(":")[2] or None
+            cloud.lose_next(message.kind, host)
+        elif isinstance(action.fault, tuple):
+            _arm(cloud, action.fault, message.instance_uuid)
+        return cloud.step()
+    if isinstance(action.fault, tuple):
+        _arm(cloud, action.fault, None)
+    if op == "restart_compute":
+        assert action.arg is not None
+        cloud.restart_compute(action.arg)
+    elif op == "reconcile":
+        cloud.reconcile()
+    elif op == "advance_clock":
+        cloud.advance_clock(float(action.arg or cloud.config.resize_confirm_window))
+    else:
+        raise ValueError(f"unknown action {op!r}")
+    return None
+
+
+def other_flavor(cloud: Cloud, name: str) -> str | None:
+    """The first enabled flavor (by id) that ``name`` does not have: what explorers resize to."""
+    current = cloud.instance(name).flavor
+    for flavor in sorted(cloud.store.list_flavors(), key=lambda f: f.id):
+        if flavor.id != current and not flavor.disabled:
+            return flavor.id
+    return None
+
+
+def _race_arg(cloud: Cloud, op: str, name: str) -> str | None:
+    return other_flavor(cloud, name) if op == "resize" else None
+
+
+def clone(cloud: Cloud) -> Cloud:
+    """A deep copy of ``cloud`` (store, fake hypervisor, clock) that shares what is immutable.
+
+    The machine and every frozen record (instances, migrations, actions, requests,
+    notifications, faults, messages, hosts, flavors, guests) never change in place, so
+    the copy shares them and copies only the containers that hold them: about 5 times
+    faster than a plain ``deepcopy``.
+    """
+    store = cloud.store
+    shared: list[object] = [cloud.runtime.machine, cloud.config]
+    shared += store.list_instances()
+    shared += store.list_migrations()
+    shared += store.list_actions()
+    shared += store.list_requests()
+    shared += store.list_notifications()
+    shared += store.list_faults()
+    shared += store.list_hosts()
+    shared += store.list_flavors()
+    shared += cloud.pending()
+    if cloud.hypervisor is not None:
+        hv = cloud.hypervisor
+        shared += hv.calls
+        shared += hv.armed
+        for host, uuids in hv.domains().items():
+            shared += [hv.guest(host, uuid) for uuid in uuids]
+    memo: dict[int, Any] = {id(item): item for item in shared}
+    return copy.deepcopy(cloud, memo)
+
+
+# --- the abstraction -------------------------------------------------------------------
+
+
+def _guest(guest: FakeGuest | None, names: dict[str, str]) -> Hashable:
+    if guest is None:
+        return None
+    return (
+        names.get(guest.uuid, guest.uuid),
+        guest.power_state.value,
+        guest.vcpus,
+        guest.ram_mb,
+        guest.disk_gb,
+        _guest(guest.backup, names),
+    )
+
+
+def _rename(text: str, names: dict[str, str]) -> str:
+    for uuid, name in names.items():
+        text = text.replace(uuid, name)
+    return text
+
+
+def abstract(cloud: Cloud) -> Hashable:
+    """A canonical, hashable picture of everything in ``cloud`` that decides its future.
+
+    Kept: every instance's record (states, host, flavors, lock, stashed old_vm_state,
+    migration context), the migrations that can still matter (open, holding a claim,
+    named by a message or an instance, or the latest open-or-cancelled one of an
+    instance), whether a ``finished`` one is due for auto-confirm, every claim, the
+    queue, the pending requests in order, which compute services are down, the guests
+    on each host and the armed faults. Left out: uuids and ids (renumbered), timestamps,
+    notifications, faults, settled requests and closed migrations nothing refers to.
+    """
+    store = cloud.store
+    instances = sorted(store.list_instances(), key=lambda i: i.name)
+    names = {i.uuid: i.name for i in instances}
+    migrations = sorted(store.list_migrations(), key=lambda m: m.id)
+    queue = cloud.pending()
+    referenced = {getattr(m, "migration_id", None) for m in queue}
+    referenced.update(i.migration_id for i in instances)
+    latest: dict[str, int] = {}
+    for migration in migrations:
+        if not migration.status.is_final or migration.status is MigrationStatus.CANCELLED:
+            latest[migration.instance_uuid] = migration.id
+    kept = [
+        m
+        for m in migrations
+        if not m.status.is_final
+        or m.id in referenced
+        or latest.get(m.instance_uuid) == m.id
+        or store.allocations(m.uuid)
+    ]
+    mig_ref = {m.id: index for index, m in enumerate(kept)}
+    consumer = {m.uuid: f"migration#{mig_ref[m.id]}" for m in kept}
+    consumer.update(names)
+    pending = [r for r in store.list_requests() if r.outcome is Outcome.PENDING]
+    req_ref = {r.request_id: index for index, r in enumerate(pending)}
+
+    def ref(value: Any, field: str) -> Any:
+        if field in ("request_id", "confirm_request_id"):
+            return None if value is None else req_ref.get(value, "settled")
+        if field == "migration_id":
+            return None if value is None else mig_ref.get(value, "gone")
+        if field == "instance_uuid":
+            return names.get(value, value)
+        if isinstance(value, tuple):
+            return tuple(_rename(str(v), names) for v in value)
+        return value
+
+    now = cloud.clock.now()
+    window = cloud.config.resize_confirm_window
+    mig_part = tuple(
+        (
+            names.get(m.instance_uuid, m.instance_uuid),
+            m.migration_type.value,
+            m.status.value,
+            m.source_compute,
+            m.dest_compute,
+            m.old_flavor,
+            m.new_flavor,
+            None if m.request_id is None else req_ref.get(m.request_id, "settled"),
+            m.status is MigrationStatus.FINISHED
+            and window > 0
+            and m.updated_at is not None
+            and (now - m.updated_at).total_seconds() >= window,
+        )
+        for m in kept
+    )
+    inst_part = tuple(
+        (
+            i.name,
+            i.vm_state.value,
+            None if i.task_state is None else i.task_state.value,
+            i.power_state.value,
+            i.host,
+            i.node,
+            i.flavor,
+            i.old_flavor,
+            i.new_flavor,
+            i.locked,
+            i.locked_by,
+            i.progress,
+            tuple(sorted(i.system_metadata.items())),
+            None if i.migration_id is None else mig_ref.get(i.migration_id, "gone"),
+        )
+        for i in instances
+    )
+    alloc_part = tuple(
+        sorted(
+            (consumer.get(a.consumer, "?"), a.host, a.resources.vcpus, a.resources.ram_mb)
+            for a in store.all_allocations()
+        )
+    )
+    queue_part = tuple(
+        (
+            message.kind,
+            message.destination,
+            *(
+                ref(getattr(message, f.name), f.name)
+                for f in attrs.fields(type(message))
+                if f.name != "host"
+            ),
+        )
+        for message in queue
+    )
+    req_part = tuple((r.action, names.get(r.instance_uuid, r.instance_uuid)) for r in pending)
+    hosts = tuple((h.name, h.up, cloud.is_up(h.name)) for h in store.list_hosts())
+    guests: Hashable = ()
+    armed: Hashable = ()
+    if cloud.hypervisor is not None:
+        hv = cloud.hypervisor
+        guests = tuple(
+            (host, tuple(_guest(hv.guest(host, uuid), names) for uuid in uuids))
+            for host, uuids in hv.domains().items()
+        )
+        armed = tuple(
+            (f.host, f.call, f.mode.value, f.rollback, f.times, names.get(f.instance or "", ""))
+            for f in hv.armed
+        )
+    return (inst_part, mig_part, alloc_part, queue_part, req_part, hosts, guests, armed)
+
+
+# --- the step checks -------------------------------------------------------------------
+
+
+@attrs.frozen
+class Observation:
+    """What the step checks need to know about a cloud before a step."""
+
+    states: dict[str, tuple[Any, ...]]
+    stopped_origin: frozenset[str]
+    running: frozenset[str]
+    events: dict[str, int]
+    queued: frozenset[str]
+
+
+_MOVE_TASKS: Final = frozenset(
+    {
+        TaskState.RESIZE_PREP,
+        TaskState.RESIZE_MIGRATING,
+        TaskState.RESIZE_MIGRATED,
+        TaskState.RESIZE_FINISH,
+        TaskState.RESIZE_REVERTING,
+    }
+)
+
+
+def _stopped_origin(instance: Instance) -> bool:
+    """Is this a stopped instance, or the move (or revert) of one, not being started?"""
+    if instance.task_state is TaskState.POWERING_ON:
+        return False
+    if instance.vm_state is VmState.STOPPED:
+        return True
+    moving = instance.vm_state is VmState.RESIZED or instance.task_state in _MOVE_TASKS
+    return moving and instance.old_vm_state is VmState.STOPPED
+
+
+def _running_somewhere(cloud: Cloud, instance: Instance) -> bool:
+    for host in cloud.hosts:
+        try:
+            info = cloud.driver(host).get_info(instance)
+        except ColdmigError:
+            continue
+        if info.power_state is PowerState.RUNNING:
+            return True
+    return False
+
+
+def observe(cloud: Cloud) -> Observation:
+    """Take what :func:`step_violations` compares, before a step."""
+    states: dict[str, tuple[Any, ...]] = {}
+    origin: set[str] = set()
+    running: set[str] = set()
+    for instance in cloud.store.list_instances():
+        states[instance.uuid] = _state_of(instance)
+        if _stopped_origin(instance):
+            origin.add(instance.uuid)
+        if instance.vm_state is not VmState.DELETED and _running_somewhere(cloud, instance):
+            running.add(instance.uuid)
+    queued = {m.request_id for m in cloud.pending()}
+    queued.update(
+        c for m in cloud.pending() if (c := getattr(m, "confirm_request_id", None)) is not None
+    )
+    return Observation(
+        states, frozenset(origin), frozenset(running), _events(cloud), frozenset(queued)
+    )
+
+
+def _state_of(instance: Instance) -> tuple[Any, ...]:
+    return (instance.vm_state, instance.task_state, instance.host, instance.flavor)
+
+
+def _events(cloud: Cloud) -> dict[str, int]:
+    return {a.request_id: len(a.events) for a in cloud.store.list_actions()}
+
+
+def step_violations(
+    before: Observation, cloud: Cloud, action: Action, delivered: Message | None = None
+) -> list[str]:
+    """The invariants about one step, from ``before`` to ``cloud`` as it is now.
+
+    * a stopped instance (or the move or revert of one) that was not being started is
+      not running anywhere after the step, unless it already was;
+    * every instance whose ``(vm_state, task_state, host, flavor)`` changed has an
+      instance action touched by this step: recorded by it, given an event by it, or the
+      request of a message it delivered.
+    """
+    found: list[str] = []
+    after = _events(cloud)
+    touched = {rid for rid, count in after.items() if count != before.events.get(rid)}
+    if action.op in ("advance_clock", "reconcile", "restart_compute"):
+        # These deliver (or resume) any number of the queued messages.
+        touched |= before.queued
+    if delivered is not None:
+        touched.add(delivered.request_id)
+        confirm = getattr(delivered, "confirm_request_id", None)
+        if confirm is not None:
+            touched.add(confirm)
+    owners = set()
+    for rid in touched:
+        recorded = cloud.store.get_action(rid)
+        if recorded is not None:
+            owners.add(recorded.instance_uuid)
+    for instance in cloud.store.list_instances():
+        uuid = instance.uuid
+        name = instance.describe()
+        if (
+            uuid in before.stopped_origin
+            and uuid not in before.running
+            and instance.vm_state is not VmState.DELETED
+            and _running_somewhere(cloud, instance)
+        ):
+            found.append(f"{name}: stopped, but powered on by `{action}`")
+        old = before.states.get(uuid)
+        if old is not None and old != _state_of(instance) and uuid not in owners:
+            found.append(
+                f"{name}: changed {_show(old)} -> {_show(_state_of(instance))} by `{action}` "
+                "with no instance action recording it"
+            )
+    return found
+
+
+def _show(state: tuple[Any, ...]) -> str:
+    vm, task, host, flavor = state
+    return f"{vm.value}/{'null' if task is None else task.value} on {host} ({flavor})"
+
+
+def tolerated(cloud: Cloud, violation: str) -> bool:
+    """Is ``violation`` one of the three between-hop reports (both filed with the lead)?
+
+    * ``abort_migration`` marks the migration ``cancelled`` at the API and the compute
+      service moves its claim back one hop later: while that message is on its way
+      (queued, or lost and not yet reconciled), "cancelled but still holds";
+    * a revert: ``revert_resize`` on the destination releases the destination claim
+      and marks the migration ``reverted``; ``finish_revert_resize`` on the source gives
+      the migration's claim back to the instance and moves it home one hop later: in
+      between, "on <dest> but claims only [<source>]" and "reverted but still holds";
+    * ``delete`` of an instance with a move under way sets task_state ``deleting``; its
+      source and destination claims are released together by ``terminate_instance``:
+      until then, "claims ... with no move under way".
+    """
+    for migration in cloud.store.list_migrations():
+        if migration.status is MigrationStatus.CANCELLED and violation.startswith(
+            f"migration {migration.id}: cancelled but still holds"
+        ):
+            instance = cloud.store.get_instance(migration.instance_uuid)
+            return instance.task_state in _MOVE_TASKS
+    for instance in cloud.store.list_instances():
+        in_flight = instance.task_state in (TaskState.RESIZE_REVERTING, TaskState.DELETING)
+        if in_flight and instance.migration_id:
+            reverted = cloud.store.get_migration(instance.migration_id)
+            if reverted.status is MigrationStatus.REVERTED and violation in (
+                f"{instance.describe()}: on {instance.host} but claims only "
+                f"{[reverted.source_compute]}",
+                f"migration {reverted.id}: reverted but still holds {[reverted.source_compute]}",
+            ):
+                return True
+        if (
+            instance.task_state is TaskState.DELETING
+            and violation.startswith(f"{instance.describe()}: claims ")
+            and violation.endswith("with no move under way")
+        ):
+            return True
+    return False
+
+
+def check_step(
+    before: Observation,
+    cloud: Cloud,
+    action: Action,
+    delivered: Message | None,
+    *,
+    idle: bool,
+    machine: Machine = MACHINE,
+) -> list[str]:
+    """Every invariant after ``action``: the spec's (on the cloud) and the step's.
+
+    :func:`coldmig_fsm.invariants.violations` is written for a settled cloud; between
+    two hops it reports two states that are a hop in flight, not a leak, and
+    :func:`tolerated` drops exactly those (see its docstring).
+    """
+    spec = [v for v in invariants.violations(cloud, machine, idle=idle) if not tolerated(cloud, v)]
+    return spec + step_violations(before, cloud, action, delivered)
+
+
+def deliverable_faults(calls: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str, str]]:
+    """Each distinct driver call seen, with every fault mode, in a fixed order."""
+    seen: list[tuple[str, str]] = []
+    for made in calls:
+        if made not in seen:
+            seen.append(made)
+    for host, verb in seen:
+        for mode in FAULT_MODES:
+            yield (host, verb, mode)

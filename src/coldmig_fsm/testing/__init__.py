@@ -1,0 +1,20 @@
+"""Verification kit: test your driver, your configuration, or the machine itself.
+
+* :class:`ColdMigrationMachine`: a Hypothesis ``RuleBasedStateMachine`` over every
+  operation, fault and restart, checking the spec's invariants after every step;
+  ``ColdMigrationMachine.for_cloud(factory).TestCase`` runs it on your cloud.
+* :func:`check_driver`: plain-assert contract checks for a
+  :class:`~coldmig_fsm.HypervisorDriver` implementation.
+* :class:`DriverComparisonMachine`: a stateful test running your driver beside the fake
+  driver (the model) and comparing them after every call.
+* :mod:`coldmig_fsm.testing.strategies`: Hypothesis strategies for clouds, flavors,
+  instances in any state and fault plans.
+
+Needs Hypothesis at run time: ``pip install coldmig_fsm[testing]``. The exhaustive model
+checker is :mod:`coldmig_fsm.verify` (no Hypothesis needed).
+"""
+
+from .driver_check import DriverComparisonMachine, DriverPair, check_driver
+from .stateful import ColdMigrationMachine
+
+__all__ = ["ColdMigrationMachine", "DriverComparisonMachine", "DriverPair", "check_driver"]
