@@ -588,7 +588,8 @@ def tolerated(cloud: Cloud, violation: str) -> bool:
             f"migration {migration.id}: cancelled but still holds"
         ):
             instance = cloud.store.get_instance(migration.instance_uuid)
-            return instance.task_state in _MOVE_TASKS
+            # Until the abort's hop runs (or a delete that overtook it releases everything).
+            return instance.task_state in _MOVE_TASKS or instance.task_state is TaskState.DELETING
     for instance in cloud.store.list_instances():
         in_flight = instance.task_state in (TaskState.RESIZE_REVERTING, TaskState.DELETING)
         if in_flight and instance.migration_id:

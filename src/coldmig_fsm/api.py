@@ -258,8 +258,16 @@ class ComputeAPI:
         store = self._rt.store
         candidates = [m for m in store.list_migrations(instance.uuid) if not m.status.is_final]
         if not candidates:
-            # The conductor has not run yet: nothing to undo but the task_state.
             move = self._pending_move(instance)
+            if any(
+                m.request_id == move and m.status is MigrationStatus.CANCELLED
+                for m in store.list_migrations(instance.uuid)
+            ):
+                raise InstanceInvalidState(
+                    f"Cannot 'abort_migration' instance {instance.describe()}: its move is "
+                    "already being aborted"
+                )
+            # The conductor has not run yet: nothing to undo but the task_state.
             updated, _ = self._rt.transition("rolled_back", instance, caller=caller)
             return PreparedRequest("abort_migration", caller, instance, updated, None, cancels=move)
         migration = candidates[-1]

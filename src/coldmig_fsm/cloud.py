@@ -460,7 +460,10 @@ class Cloud:
         recovered: list[Instance] = []
         for host in self.hosts:
             if host in self._computes and host not in self._down:
-                recovered += self._recover(self.compute(host), host)
+                try:
+                    recovered += self._recover(self.compute(host), host)
+                except SimulatedCrash as crash:
+                    self._mark_down(crash.host)
         return recovered
 
     def _involved(self, instance: Instance) -> set[str]:

@@ -26,6 +26,7 @@ from .exceptions import (
     ColdmigError,
     ComputeResourcesUnavailable,
     InstanceFaultRollback,
+    InstanceNotFound,
     MigrationCancelled,
     MoveInterrupted,
     RequestRefused,
@@ -130,6 +131,19 @@ class ComputeService:
             return None
         return moved
 
+    def _settle_stranded(self, instance_uuid: str, event: str, error: BaseException) -> None:
+        """Fail every other open request of the instance that has no message on its way.
+
+        After a step ends an instance's task (error, delete), such a request (its message
+        lost, or overtaken) could never settle otherwise.
+        """
+        rt, store = self._rt, self._rt.store
+        travelling = {m.request_id for m in store.pending_messages()}
+        for request in store.list_requests(instance_uuid):
+            if request.outcome is Outcome.PENDING and request.request_id not in travelling:
+                rt.event(request.request_id, event, self.host, error)
+                rt.settle(request.request_id, Outcome.FAILED, error)
+
     def _cancelled(self, message: messages.Message) -> bool:
         """Was this message's migration cancelled by ``abort_migration``?"""
         migration_id = getattr(message, "migration_id", None)
@@ -177,6 +191,7 @@ class ComputeService:
             rt.event(message.request_id, event, self.host, reported)
             outcome = Outcome.ROLLED_BACK if rollback else Outcome.FAILED
             rt.settle(message.request_id, outcome, reported)
+            self._settle_stranded(instance.uuid, event, reported)
 
     def _refused(self, message: messages.Message, trigger: str, instance: Instance) -> bool:
         """Check ``trigger``'s guards first; a refusal settles the request as failed."""
@@ -685,25 +700,39 @@ class ComputeService:
         migration = _open_migration(store, instance)
         marker = messages.StopInstance(request_id, instance.uuid, self.host)
         if task in _ROLLBACK_TASKS:
+            cancelled = migration is not None and migration.status is MigrationStatus.CANCELLED
             done = roll_back_move(
                 self,
                 instance,
                 migration,
                 interrupted,
-                final_status=MigrationStatus.ERROR,
+                final_status=MigrationStatus.CANCELLED if cancelled else MigrationStatus.ERROR,
                 request_id=request_id,
                 event="compute_recover",
             )
             outcome = Outcome.ROLLED_BACK if done is not None else Outcome.FAILED
         elif task in (TaskState.RESIZE_FINISH, TaskState.RESIZE_REVERTING):
-            fix = None
-            if task is TaskState.RESIZE_FINISH and migration is not None:
+            fix: Callable[[], None] | None = None
+            changes: dict[str, Any] = {}
+            if migration is not None and task is TaskState.RESIZE_FINISH:
+                # As a failed finish_migration: the destination keeps its claim.
                 source_side = migration
 
                 def fix() -> None:
                     claims.release(store, source_side.uuid)
 
-            self.fail_step(marker, instance, migration, interrupted, "compute_recover", fix)
+            elif migration is not None and migration.status is MigrationStatus.REVERTED:
+                # The destination side of the revert was done: the instance belongs at
+                # the source, and so does its claim.
+                back = migration
+
+                def fix() -> None:
+                    claims.move_allocations(store, back.uuid, instance.uuid)
+
+                changes = {"host": back.source_compute, "node": back.source_compute}
+            self.fail_step(
+                marker, instance, migration, interrupted, "compute_recover", fix, changes=changes
+            )
             outcome = Outcome.FAILED
         elif task is TaskState.POWERING_OFF:
             outcome = Outcome.SUCCEEDED if self._power_off(marker, instance) else Outcome.FAILED
@@ -792,10 +821,23 @@ class ComputeService:
             return
         rt.notify("instance.delete.start", instance, self.host)
         rt.notify("instance.shutdown.start", instance, self.host)
-        open_moves = [m for m in store.list_migrations(instance.uuid) if not m.status.is_final]
+        # Open moves, and an abort whose own hop never ran (cancelled, still holding).
+        open_moves = [
+            m
+            for m in store.list_migrations(instance.uuid)
+            if not m.status.is_final
+            or (m.status is MigrationStatus.CANCELLED and store.allocations(m.uuid))
+        ]
         hosts = {instance.host}
-        for migration in open_moves:
-            hosts.update(h for h in (migration.source_compute, migration.dest_compute) if h)
+        for migration in store.list_migrations(instance.uuid):
+            # A move still open, failed, or that the instance still refers to may have left
+            # a guest on either host; a confirmed, cancelled or finished-revert one has not.
+            current = migration.id == instance.migration_id
+            clean = migration.status in _CLEAN_ENDS and not (
+                current and migration.status is MigrationStatus.REVERTED
+            )
+            if not clean:
+                hosts.update(h for h in (migration.source_compute, migration.dest_compute) if h)
 
         def destroy_everywhere() -> None:
             for host in sorted(hosts):
@@ -809,11 +851,16 @@ class ComputeService:
             rt.settle(message.request_id, Outcome.FAILED, refusal)
             return
         except Exception as error:
-            self.fail_step(message, instance, None, error, "compute_terminate_instance")
+            move = open_moves[-1] if open_moves else None  # it ends in error with the instance
+            if move is not None and move.status is MigrationStatus.CANCELLED:
+                # Its abort never completed: what it holds is a failed move's leftover.
+                move = self._save_migration(move, MigrationStatus.ERROR)
+            self.fail_step(message, instance, move, error, "compute_terminate_instance")
             return
         with store.atomic():
             for migration in open_moves:
-                self._save_migration(migration, MigrationStatus.ERROR)
+                if migration.status is not MigrationStatus.CANCELLED:
+                    self._save_migration(migration, MigrationStatus.ERROR)
             # An errored move may still hold what its failed step left: release it too.
             for migration in store.list_migrations(instance.uuid):
                 claims.release(store, migration.uuid)
@@ -824,6 +871,9 @@ class ComputeService:
             rt.notify("instance.delete.end", gone, self.host)
             rt.event(message.request_id, "compute_terminate_instance", self.host)
             rt.settle(message.request_id, Outcome.SUCCEEDED)
+            # Whatever else was still under way on this instance ends with it.
+            gone_error = InstanceNotFound(f"Instance {instance.uuid} was deleted meanwhile.")
+            self._settle_stranded(instance.uuid, "compute_terminate_instance", gone_error)
 
     def _confirm_on_delete(self, message: messages.TerminateInstance, instance: Instance) -> bool:
         """Confirm the move of a ``resized`` instance being deleted (source guest removed)."""
@@ -859,6 +909,9 @@ class ComputeService:
 # --- recovery and abort (methods of ComputeService, kept together here) ------------------
 
 
+_CLEAN_ENDS: Final = frozenset(
+    {MigrationStatus.CONFIRMED, MigrationStatus.REVERTED, MigrationStatus.CANCELLED}
+)
 _ROLLBACK_TASKS: Final = frozenset(
     {TaskState.RESIZE_PREP, TaskState.RESIZE_MIGRATING, TaskState.RESIZE_MIGRATED}
 )
@@ -918,7 +971,9 @@ def roll_back_move(
         return None
     except Exception as failure:  # the guest could not be brought back: error, not stuck
         marker = messages.StopInstance(request_id, instance.uuid, service.host)
-        service.fail_step(marker, instance, migration, failure, event, fix_claims)
+        # Its claims go back to the source, so the record says the source too.
+        at = {"host": source, "node": source}
+        service.fail_step(marker, instance, migration, failure, event, fix_claims, changes=at)
         if move_request is not None:
             rt.settle(move_request, Outcome.FAILED, error)
         return None

@@ -61,6 +61,9 @@ class Conductor:
 
     def migrate_server(self, message: messages.MigrateServer) -> None:
         rt, store = self._rt, self._rt.store
+        request = store.get_request(message.request_id)
+        if request is not None and request.outcome is not Outcome.PENDING:
+            return  # settled already (aborted before it got here): a stale message
         try:
             instance = store.get_instance(message.instance_uuid)
             rt.transition("migrate_server", instance)

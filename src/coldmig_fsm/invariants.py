@@ -11,8 +11,9 @@ Invariants (from the spec):
    move is under way or ``resized`` (then on its source and its destination, each at most
    once) or after a failed step left it in ``error`` (then at most those two, as the
    step left them, until it is deleted); nothing is claimed for a deleted instance; a
-   migration that has ended holds nothing, unless it ended in ``error`` with its
-   instance in ``error``; the instance's own host is always one of the claimed hosts.
+   migration that has ended holds nothing, unless it ended in ``error`` (what the failed
+   step left is kept, as Nova keeps it, until the instance is deleted, and counts as a
+   move under way); the instance's own host is always one of the claimed hosts.
 3. At most one host runs the guest; an instance that is ``active`` with no task runs on
    its own host; a ``stopped`` instance's guest is not running anywhere; a deleted
    instance's guest is defined nowhere (added by the verification kit).
@@ -82,9 +83,16 @@ def violations(cloud: Cloud, machine: Machine = MACHINE, *, idle: bool = True) -
             for consumer in (instance.uuid, *by_instance.get(instance.uuid, ()))
             for host in store.allocations(consumer)
         )
-        moving = instance.task_state in _MOVING or instance.vm_state in (
-            VmState.RESIZED,
-            VmState.ERROR,
+        # What a failed move left (its migration in error still holding a claim) stays
+        # until the instance is deleted, as in Nova: it counts like a move under way.
+        left_over = any(
+            m.status is MigrationStatus.ERROR and store.allocations(m.uuid)
+            for m in store.list_migrations(instance.uuid)
+        )
+        moving = (
+            instance.task_state in _MOVING
+            or instance.vm_state in (VmState.RESIZED, VmState.ERROR)
+            or left_over
         )
         if instance.vm_state is VmState.DELETED:
             if held:
@@ -126,10 +134,7 @@ def violations(cloud: Cloud, machine: Machine = MACHINE, *, idle: bool = True) -
                         f"migration {migration.id}: finished but its instance is "
                         f"{instance.vm_state.value}"
                     )
-        elif store.allocations(migration.uuid) and not (
-            migration.status is MigrationStatus.ERROR
-            and store.get_instance(migration.instance_uuid).vm_state is VmState.ERROR
-        ):
+        elif store.allocations(migration.uuid) and migration.status is not MigrationStatus.ERROR:
             found.append(
                 f"migration {migration.id}: {migration.status.value} but still holds "
                 f"{sorted(store.allocations(migration.uuid))}"

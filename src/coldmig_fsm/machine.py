@@ -392,7 +392,7 @@ TABLE: Final[tuple[Rule, ...]] = (
     _step(
         "errored",
         Role.COMPUTE,
-        _DELETE_SOURCES,
+        (*_DELETE_SOURCES, *_pairs(_DELETABLE_VM, TaskState.DELETING)),
         Target(_E, _NO_TASK),
         "a step failed with the guest's state unknown: vm_state `error`, fault recorded",
     ),
