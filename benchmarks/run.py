@@ -11,7 +11,8 @@ Three benchmarks, each against a baseline measured in the same run:
     and a hand-written dict table;
 (b) tracking 100,000 instances: the shared machine vs ``add_model`` per instance;
 (c) migrate+confirm cycles per second on the fake cloud, in memory and on SQLite;
-(d) one migrate+confirm cycle on Nova 34's own harness next to ours (needs .nova-venv).
+(d) one migrate+confirm cycle on Nova 34's own harness next to ours (needs .nova-venv);
+(e) the exhaustive model check at 2 instances x 3 hosts with faults (target < 10 s).
 
 The report (Markdown) has one section per benchmark with the raw numbers, the ratios, the
 issue's targets and PASS/MISS; a summary is printed on stdout. The exit status is 0 even
@@ -32,12 +33,12 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from . import bench_cycles, bench_nova, bench_step, bench_tracking
+from . import bench_cycles, bench_nova, bench_step, bench_tracking, bench_verify
 from ._common import FULL, QUICK, BenchmarkError, Section, Settings, Table
 
 __all__ = ["main"]
 
-BENCHMARKS = ("step", "tracking", "cycles", "nova")
+BENCHMARKS = ("step", "tracking", "cycles", "nova", "verify")
 
 
 def _version(package: str) -> str:
@@ -165,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "nova" in args.only:
             print("(d) a cycle on Nova's harness ...", flush=True)
             sections.append(bench_nova.run(settings))
+        if "verify" in args.only:
+            print("(e) the exhaustive model check ...", flush=True)
+            gc.collect()
+            sections.append(bench_verify.run(settings))
     except BenchmarkError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 1
