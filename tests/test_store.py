@@ -14,6 +14,7 @@ from coldmig_fsm import (
     Migration,
     MigrationStatus,
     MigrationType,
+    Outcome,
     Resources,
     SqliteStore,
     Store,
@@ -149,3 +150,15 @@ def test_lookups_by_group_follow_undo(store: Store) -> None:
     found = store.find_instance("vm1")
     assert found is not None and found.uuid == "u1"
     assert store.find_instance("nope") is None
+
+
+def test_a_request_settles_once(store: Store) -> None:
+    from coldmig_fsm.records import RequestRecord  # noqa: PLC0415
+
+    store.put_request(RequestRecord("r1", "migrate", "u1"))
+    first = RequestRecord("r1", "migrate", "u1", Outcome.SUCCEEDED)
+    second = RequestRecord("r1", "migrate", "u1", Outcome.FAILED, "NoValidHost", "none")
+    assert store.settle_request(first) is True
+    assert store.settle_request(second) is False
+    assert store.get_request("r1") == first
+    assert store.settle_request(RequestRecord("nope", "stop", "u1", Outcome.FAILED)) is False

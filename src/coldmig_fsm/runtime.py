@@ -118,18 +118,17 @@ class Runtime:
         )
 
     def settle(self, request_id: str, outcome: Outcome, error: BaseException | None = None) -> None:
-        """Record how request ``request_id`` ended (once; later calls are ignored)."""
+        """Record how request ``request_id`` ended (once: a compare-and-swap on pending)."""
         request = self.store.get_request(request_id)
         if request is None or request.outcome is not Outcome.PENDING:
             return
-        self.store.put_request(
-            attrs.evolve(
-                request,
-                outcome=outcome,
-                error_type=None if error is None else type(error).__name__,
-                error_message=None if error is None else str(error),
-            )
+        settled = attrs.evolve(
+            request,
+            outcome=outcome,
+            error_type=None if error is None else type(error).__name__,
+            error_message=None if error is None else str(error),
         )
+        self.store.settle_request(settled)  # False: another writer settled it first
 
     def open_request(self, request: RequestRecord) -> None:
         self.store.put_request(request)

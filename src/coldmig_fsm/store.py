@@ -303,6 +303,21 @@ class Store(abc.ABC):
             REQUEST, request.request_id, request, request.outcome.value, request.instance_uuid
         )
 
+    def settle_request(self, request: RequestRecord) -> bool:
+        """Save ``request`` (now settled) only if it is still pending; False otherwise.
+
+        A compare-and-swap, so that a request settles once even with several writers.
+        """
+        try:
+            return (
+                self._swap(
+                    REQUEST, request.request_id, request, request.outcome.value, ("pending",)
+                )
+                is None
+            )
+        except KeyError:
+            return False
+
     def get_request(self, request_id: str) -> RequestRecord | None:
         found: RequestRecord | None = self._get(REQUEST, request_id)
         return found
