@@ -12,7 +12,7 @@ from coldmig_fsm import FakeFault, FaultMode, InstanceInvalidState, Outcome, VmS
 from coldmig_fsm.cli import app
 from coldmig_fsm.invariants import violations
 from coldmig_fsm.verify import KNOWN_ISSUES, Bounds, initial_cloud, model_check
-from tests.conftest import make_cloud
+from tests.conftest import make_cloud, usage
 
 
 def test_two_instances_three_hosts_with_faults_fully_explored_in_time() -> None:
@@ -126,6 +126,34 @@ def test_issue_delete_during_revert_removes_every_guest() -> None:
     cloud.delete("vm1")
     cloud.run()
     assert cloud.domains() == {"host-a": [], "host-b": []}
+
+
+def test_issue_recovery_after_an_earlier_abort_keeps_the_instance_claim() -> None:
+    # Found by the Hypothesis machine: the recovery of a move whose migrate_server was
+    # lost took the earlier, already rolled-back cancelled migration for this move and
+    # rolled it back again, releasing the instance's own claim.
+    cloud = make_cloud(3)
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.migrate("vm1")
+    cloud.step()  # migrate_server: migration 1 made, prep_resize queued
+    assert cloud.abort_migration("vm1").wait().ok
+    resize = cloud.resize("vm1", "m1.small")
+    cloud.lose_next("migrate_server")
+    cloud.step()
+    cloud.reconcile()
+    vm = cloud.instance("vm1")
+    assert (vm.vm_state, vm.task_state, vm.host, vm.flavor) == (
+        VmState.ACTIVE,
+        None,
+        "host-a",
+        "m1.tiny",
+    )
+    assert usage(cloud) == {"host-a": (1, 512, 1), "host-b": (0, 0, 0), "host-c": (0, 0, 0)}
+    assert [m.status.value for m in cloud.migrations("vm1")] == ["cancelled"]
+    result = resize.result
+    assert result is not None
+    assert (result.outcome, result.error_type) == (Outcome.ROLLED_BACK, "MoveInterrupted")
+    assert violations(cloud) == []
 
 
 # --- the command line ------------------------------------------------------------------

@@ -919,13 +919,28 @@ _GUEST_TOUCHED: Final = frozenset({TaskState.RESIZE_MIGRATING, TaskState.RESIZE_
 
 
 def _open_migration(store: Store, instance: Instance) -> Migration | None:
-    """The instance's move in progress: its migration context, else its last open record."""
+    """The instance's move in progress: its migration context, else its last open record.
+
+    A ``cancelled`` record counts only while its move's request is open (the abort's
+    rollback has not run yet): an earlier move, aborted and rolled back, must not be
+    rolled back a second time by the recovery of a later one, which would release the
+    instance's own claim.
+    """
     if instance.migration_id is not None:
         return store.get_migration(instance.migration_id)
     for migration in reversed(store.list_migrations(instance.uuid)):
-        if not migration.status.is_final or migration.status is MigrationStatus.CANCELLED:
+        if not migration.status.is_final:
+            return migration
+        if migration.status is MigrationStatus.CANCELLED and _request_open(store, migration):
             return migration
     return None
+
+
+def _request_open(store: Store, migration: Migration) -> bool:
+    if migration.request_id is None:
+        return True  # a record from before requests were tracked: as before
+    request = store.get_request(migration.request_id)
+    return request is None or request.outcome is Outcome.PENDING
 
 
 def roll_back_move(
