@@ -303,8 +303,24 @@ class ScenarioRunner:
             drv = svc.manager.driver
             for k, v in caps.items():
                 setattr(drv, k, v)
+            if h.get('disk_available_least_gb') is not None:
+                # what the hypervisor reports as really free (the fake reports 0)
+                drv.host_status_base['disk_available_least'] = int(
+                    h['disk_available_least_gb'])
+                with self.cell_ctx() as cctxt:
+                    svc.manager.update_available_resource(cctxt)
             self.hosts[name] = svc
             self.instrument_driver(name, drv)
+
+    def disable_hosts(self):
+        """Hosts with `enabled: false`: their compute service is disabled through
+        Nova's os-services API, as an operator would (after the instances booted,
+        since a disabled host takes no new instance)."""
+        api = self.tc.admin_api
+        for h in self.sc.get('hosts') or []:
+            if h.get('enabled', True) is False:
+                svc = api.get_services(binary='nova-compute', host=h['name'])[0]
+                api.put_service(svc['id'], {'status': 'disabled'})
 
     def instrument_driver(self, host, drv):
         for call in RECORDED_DRIVER_CALLS + ('spawn',):
@@ -671,6 +687,7 @@ class ScenarioRunner:
         self.make_flavors()
         self.set_quotas()
         self.boot_instances()
+        self.disable_hosts()
         self.wait_quiet()
         baseline = self.existing_action_ids()
         self.tc.notifier.reset()

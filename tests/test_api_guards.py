@@ -16,6 +16,7 @@ from coldmig_fsm import (
     ColdmigError,
     ComputeHostNotFound,
     Flavor,
+    FlavorDiskSmallerThanMinDisk,
     FlavorNotFound,
     InstanceInvalidState,
     InstanceIsLocked,
@@ -135,11 +136,54 @@ def test_resize_to_unknown_or_disabled_flavor(cloud: Cloud) -> None:
     refused(cloud, lambda: cloud.resize("vm1", "m1.old"), FlavorNotFound)
 
 
-def test_resize_to_smaller_disk() -> None:
+def test_resize_below_the_image_minimum_disk() -> None:
+    # Nova records the image minimum at boot: max(image min_disk, boot flavor root_gb).
     cloud = make_cloud()
     cloud.boot("vm1", "m1.small", "host-a")
-    message = refused(cloud, lambda: cloud.resize("vm1", "m1.tiny"), CannotResizeDisk)
-    assert "20 GB to 1 GB" in message
+    message = refused(cloud, lambda: cloud.resize("vm1", "m1.tiny"), FlavorDiskSmallerThanMinDisk)
+    assert message == (
+        "Flavor's disk is smaller than the minimum size specified in image metadata. "
+        "Flavor disk is 1 GB, minimum size is 20 GB."
+    )
+    cloud.boot("vm2", "m1.tiny", "host-b", image_min_disk_gb=30)
+    refused(cloud, lambda: cloud.resize("vm2", "m1.small"), FlavorDiskSmallerThanMinDisk)
+
+
+def test_resize_back_down_to_the_boot_size_is_accepted() -> None:
+    cloud = make_cloud(3)
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.resize("vm1", "m1.medium").wait().ok
+    assert cloud.confirm_resize("vm1").wait().ok
+    # 1 GB < 40 GB, but not below the boot minimum (1 GB): the API accepts it and the
+    # fake driver shrinks the disk.
+    assert cloud.resize("vm1", "m1.tiny").wait().ok
+    resized = cloud.instance("vm1")
+    assert (resized.vm_state, resized.flavor, resized.old_flavor) == (
+        VmState.RESIZED,
+        "m1.tiny",
+        "m1.medium",
+    )
+
+
+def test_resize_to_a_zero_disk_flavor() -> None:
+    cloud = make_cloud()
+    cloud.store.put_flavor(Flavor("m1.nodisk", vcpus=1, ram_mb=512, root_gb=0))
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    message = refused(cloud, lambda: cloud.resize("vm1", "m1.nodisk"), CannotResizeDisk)
+    assert message == (
+        "Server disk was unable to be resized because: Resize to zero disk flavor is not allowed."
+    )
+    # From a zero disk to a zero disk is not a shrink.
+    cloud.store.put_flavor(Flavor("m2.nodisk", vcpus=2, ram_mb=512, root_gb=0))
+    cloud.boot("vm2", "m1.nodisk", "host-b")
+    assert cloud.resize("vm2", "m2.nodisk").wait().ok
+
+
+def test_zero_disk_is_checked_before_a_disabled_flavor() -> None:
+    cloud = make_cloud()
+    cloud.store.put_flavor(Flavor("m1.gone", vcpus=1, ram_mb=512, root_gb=0, disabled=True))
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    refused(cloud, lambda: cloud.resize("vm1", "m1.gone"), CannotResizeDisk)
 
 
 def test_resize_up_over_quota() -> None:

@@ -15,7 +15,14 @@ from coldmig_fsm import (
     Outcome,
     Resources,
 )
-from coldmig_fsm.scheduler import Candidate, rank_hosts
+from coldmig_fsm.scheduler import (
+    DEFAULT_WEIGHERS,
+    HostState,
+    Weigher,
+    placement_candidates,
+    rank_hosts,
+    weigh_hosts,
+)
 from tests.conftest import FLAVORS, events, make_cloud, notifications, snapshot
 
 
@@ -132,13 +139,110 @@ def test_alternates_are_kept_up_to_max_attempts() -> None:
 def test_ranking_spreads_by_free_resources_and_breaks_ties_by_name() -> None:
     wanted = Resources(1, 512, 1)
     candidates = [
-        Candidate("b", Resources(4, 4096, 50)),
-        Candidate("a", Resources(4, 4096, 50)),
-        Candidate("c", Resources(8, 8192, 100)),
-        Candidate("d", Resources(0, 8192, 100)),  # no vCPU left: filtered
+        HostState("b", Resources(4, 4096, 50)),
+        HostState("a", Resources(4, 4096, 50)),
+        HostState("c", Resources(8, 8192, 100)),
+        HostState("d", Resources(0, 8192, 100)),  # no vCPU left: placement offers it not
     ]
     assert rank_hosts(candidates, wanted) == ["c", "a", "b"]
     assert rank_hosts([], wanted) == []
+
+
+def test_weighers_normalise_from_zero_not_from_the_minimum() -> None:
+    # Free RAM 16384 vs 4096, free vCPUs 7 vs 8. Normalised from 0 (Nova's minval):
+    # big = 1 + 7/8 = 1.875, small = 0.25 + 1 = 1.25, so big wins. A min..max
+    # normalisation would give big 1 + 0 and small 0 + 1: a tie broken by name.
+    hosts = [HostState("small", Resources(8, 4096, 100)), HostState("big", Resources(7, 16384, 90))]
+    assert weigh_hosts(hosts) == [("big", 1.0 + 7 / 8 + 90 / 100), ("small", 0.25 + 1.0 + 1.0)]
+
+
+def test_disk_weigher_reads_the_hypervisors_report_when_it_has_one() -> None:
+    # Nova's fake driver reports disk_available_least 0: the disk weigher then gives every
+    # host 0 and the RAM difference alone decides.
+    reported = [
+        HostState("a", Resources(8, 8192, 200), disk_available_least_gb=0),
+        HostState("b", Resources(8, 8000, 10), disk_available_least_gb=0),
+    ]
+    assert weigh_hosts(reported) == [("a", 2.0), ("b", 8000 / 8192 + 1.0)]
+    # Without a report the claims decide: b's 10 GB against a's 200.
+    unreported = [HostState("a", Resources(8, 8192, 200)), HostState("b", Resources(8, 8000, 10))]
+    assert weigh_hosts(unreported) == [("a", 3.0), ("b", 8000 / 8192 + 1.0 + 10 / 200)]
+    # The smaller of the report and the claims counts.
+    assert HostState("c", Resources(1, 1, 5), disk_available_least_gb=50).free_disk_gb == 5
+
+
+def test_a_single_host_is_not_weighed_and_equal_values_weigh_nothing() -> None:
+    assert weigh_hosts([HostState("only", Resources(8, 8192, 100))]) == [("only", 0.0)]
+    equal = [HostState("x", Resources(0, 0, 0)), HostState("y", Resources(0, 0, 0))]
+    assert weigh_hosts(equal) == [("x", 0.0), ("y", 0.0)]
+
+
+def test_weigher_clamps_at_its_minimum_and_applies_its_multiplier() -> None:
+    # A measure below the floor (RAM beyond 1024 MB here) is raised to it.
+    stacking = Weigher("RAMWeigher", -2.0, lambda h: h.free.ram_mb - 1024)
+    hosts = [HostState("over", Resources(0, 512, 0)), HostState("free", Resources(0, 2048, 0))]
+    # -512 is clamped to 0; the multiplier -2 makes the fuller host win (stacking).
+    assert stacking.weights(hosts) == [0.0, -2.0]
+    assert weigh_hosts(hosts, [stacking]) == [("over", 0.0), ("free", -2.0)]
+    unbounded = Weigher("IoOpsLike", 1.0, lambda h: h.free.vcpus, minval=None)
+    spread = [HostState("p", Resources(2, 0, 0)), HostState("q", Resources(6, 0, 0))]
+    assert unbounded.weights(spread) == [0.0, 1.0]
+
+
+def test_default_weighers_are_novas_with_their_multipliers() -> None:
+    assert [(w.name, w.multiplier, w.minval) for w in DEFAULT_WEIGHERS] == [
+        ("RAMWeigher", 1.0, 0.0),
+        ("CPUWeigher", 1.0, 0.0),
+        ("DiskWeigher", 1.0, 0.0),
+    ]
+
+
+def test_placement_offers_enabled_hosts_that_fit_and_the_target_only() -> None:
+    wanted = Resources(2, 1024, 10)
+    states = [
+        HostState("fits", Resources(2, 1024, 10)),
+        HostState("small", Resources(1, 1024, 10)),
+        HostState("disabled", Resources(8, 8192, 100), enabled=False),
+        HostState("down", Resources(8, 8192, 100), up=False),
+    ]
+    assert [s.host for s in placement_candidates(states, wanted)] == ["fits", "down"]
+    assert [s.host for s in placement_candidates(states, wanted, target_host="down")] == ["down"]
+    assert placement_candidates(states, wanted, target_host="disabled") == []
+    # The filters then drop the down host and the ignored ones.
+    assert rank_hosts(states, wanted) == ["fits"]
+    assert rank_hosts(states, wanted, ignore_hosts=["fits"]) == []
+
+
+@pytest.mark.parametrize(
+    ("hosts", "target", "expected"),
+    [
+        # no host has the resources at all: placement offers nothing
+        ([Host("host-b", 8, 256, 200)], None, ["compute_task.migrate_server.error"]),
+        # the target host is too small, or disabled
+        ([Host("host-b", 8, 256, 200)], "host-b", ["compute_task.migrate_server.error"]),
+        (
+            [Host("host-b", 8, 16384, 200, enabled=False)],
+            "host-b",
+            ["compute_task.migrate_server.error"],
+        ),
+        # placement offers the down host, the ComputeFilter removes it
+        (
+            [Host("host-b", 8, 16384, 200, up=False)],
+            None,
+            ["scheduler.select_destinations.start", "compute_task.migrate_server.error"],
+        ),
+    ],
+)
+def test_no_valid_host_notifies_the_start_only_when_filters_removed_candidates(
+    hosts: list[Host], target: str | None, expected: list[str]
+) -> None:
+    # host-a is full after vm1, so placement cannot offer the source either.
+    cloud = Cloud.build([Host("host-a", 1, 512, 1), *hosts], FLAVORS)
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    result = cloud.migrate("vm1", host=target).wait()
+    assert (result.outcome, result.error_type) == (Outcome.ROLLED_BACK, "NoValidHost")
+    assert notifications(cloud) == expected
+    assert [f.exception_type for f in cloud.faults("vm1")] == ["NoValidHost"]
 
 
 def test_owner_resize_uses_same_scheduler() -> None:

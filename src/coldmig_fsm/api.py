@@ -29,6 +29,7 @@ from .exceptions import (
     CannotResizeDisk,
     CannotResizeToSameFlavor,
     ComputeHostNotFound,
+    FlavorDiskSmallerThanMinDisk,
     FlavorNotFound,
     InstanceInvalidState,
     InstanceNotFound,
@@ -143,20 +144,29 @@ class ComputeAPI:
 
     def prepare_resize(self, uuid: str, flavor_id: str, caller: Caller) -> PreparedRequest:
         instance, moved = self._guarded("resize", uuid, caller, progress=0)
+        # Nova's order: zero disk, disabled flavor, same flavor, quota, image minimum disk.
         new = self._rt.store.get_flavor(flavor_id)
-        if new is None or new.disabled:
+        if new is None:
+            raise FlavorNotFound(f"Flavor {flavor_id} could not be found.")
+        old = self._rt.flavor(instance.flavor)
+        if new.root_gb == 0 and old.root_gb != 0:
+            raise CannotResizeDisk(
+                "Server disk was unable to be resized because: "
+                "Resize to zero disk flavor is not allowed."
+            )
+        if new.disabled:
             raise FlavorNotFound(f"Flavor {flavor_id} could not be found.")
         if new.id == instance.flavor:
             raise CannotResizeToSameFlavor(
                 f"Instance {instance.describe()} already has flavor {new.id}"
             )
-        old = self._rt.flavor(instance.flavor)
-        if new.root_gb < old.root_gb:
-            raise CannotResizeDisk(
-                f"Resize of {instance.describe()} to {new.id} would shrink the root disk "
-                f"from {old.root_gb} GB to {new.root_gb} GB"
-            )
         self._check_quota(instance, old, new)
+        if new.root_gb < instance.image_min_disk_gb:
+            raise FlavorDiskSmallerThanMinDisk(
+                f"Flavor's disk is smaller than the minimum size specified in image "
+                f"metadata. Flavor disk is {new.root_gb} GB, minimum size is "
+                f"{instance.image_min_disk_gb} GB."
+            )
         return self._move("resize", instance, moved, caller, new.id, None)
 
     def _move(

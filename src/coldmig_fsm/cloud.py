@@ -37,6 +37,7 @@ from .exceptions import ColdmigError, InstanceNotFound, NoValidHost
 from .machine import MACHINE, Machine
 from .messages import CONDUCTOR, Message
 from .records import (
+    IMAGE_MIN_DISK,
     Caller,
     CloudConfig,
     Fault,
@@ -263,8 +264,13 @@ class Cloud:
         locked: bool = False,
         locked_by: str | None = None,
         uuid: str | None = None,
+        image_min_disk_gb: int = 0,
     ) -> Instance:
         """Create an instance on ``host`` in any state (its guest and claim included).
+
+        As Nova does at boot, the instance's system metadata records ``image_min_disk``:
+        the larger of the image's ``min_disk`` (``image_min_disk_gb``) and the boot
+        flavor's ``root_gb``. A resize below it is refused (``FlavorDiskSmallerThanMinDisk``).
 
         Raises:
             ValueError: unknown host or flavor, or the name is taken.
@@ -288,6 +294,7 @@ class Cloud:
             power_state=power,
             locked=locked,
             locked_by=(locked_by or "admin") if locked else None,
+            system_metadata={IMAGE_MIN_DISK: str(max(image_min_disk_gb, found.root_gb))},
         )
         driver = self._drivers[host]
         with self.store.atomic():

@@ -407,6 +407,9 @@ class ComputeService:
                 error,
                 "compute_finish_resize",
                 lambda: claims.release(store, migration.uuid),
+                # As Nova: the instance's flavor goes back to the old one; the stashed
+                # old_flavor and new_flavor stay set.
+                changes={"flavor": migration.old_flavor},
             )
             return
         try:

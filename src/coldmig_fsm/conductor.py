@@ -6,7 +6,10 @@ One step, :meth:`Conductor.migrate_server`:
 2. create a migration record (``pre-migrating``) and move the instance's source
    allocation to it (the migration now holds the source side);
 3. ask the scheduler for a host and alternates (notifications
-   ``scheduler.select_destinations.start/end``), unless this is a reschedule that already
+   ``scheduler.select_destinations.start/end``; the start only once placement has offered
+   candidates, as on Nova: when no host has the resources at all, or the target host is
+   too small or disabled, the only notification is ``compute_task.migrate_server.error``),
+   unless this is a reschedule that already
    carries its host list. The source host is a candidate only with
    ``allow_resize_to_same_host`` and, for a migrate (flavor unchanged), only when the
    source's driver supports a move to its own host (as Nova 34 does);
@@ -22,7 +25,7 @@ alternate left) the move ends at once: task_state back to ``null``, the migratio
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -118,15 +121,26 @@ class Conductor:
                 f"Exceeded maximum number of retries. Exhausted all hosts available for "
                 f"retrying build failures for instance {instance.uuid}."
             )
-        rt.notify("scheduler.select_destinations.start", None, None)
-        hosts = self.candidates(instance, message.flavor_id, message.target_host)
+        hosts = self.candidates(
+            instance,
+            message.flavor_id,
+            message.target_host,
+            on_filtering=lambda: rt.notify("scheduler.select_destinations.start", None, None),
+        )
         rt.notify("scheduler.select_destinations.end", None, None)
         return hosts
 
     def candidates(
-        self, instance: Instance, flavor_id: str, target_host: str | None = None
+        self,
+        instance: Instance,
+        flavor_id: str,
+        target_host: str | None = None,
+        on_filtering: Callable[[], None] | None = None,
     ) -> list[str]:
-        """The hosts the scheduler offers for this move, best first (writes nothing).
+        """The hosts the scheduler offers for this move, best first.
+
+        Writes nothing itself; ``on_filtering`` runs once placement has offered candidates
+        (where Nova notifies ``scheduler.select_destinations.start``).
 
         Raises:
             NoValidHost: none fits.
@@ -139,6 +153,7 @@ class Conductor:
             ignore_hosts=ignore,
             target_host=target_host,
             limit=rt.config.max_attempts,
+            on_filtering=on_filtering,
         )
 
     def _no_valid_host(

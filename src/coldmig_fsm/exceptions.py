@@ -18,7 +18,8 @@ Exception tree::
     │   │   └── MigrationNotFoundByStatus
     │   ├── Invalid                       (ValueError)
     │   │   ├── CannotResizeToSameFlavor
-    │   │   ├── CannotResizeDisk
+    │   │   ├── CannotResizeDisk          a root_gb 0 flavor for a non-zero disk
+    │   │   ├── FlavorDiskSmallerThanMinDisk  below the image's minimum disk
     │   │   └── CannotMigrateToSameHost
     │   └── Conflict                      (RuntimeError)
     │       ├── InstanceIsLocked
@@ -56,6 +57,7 @@ __all__ = [
     "ComputeResourcesUnavailable",
     "Conflict",
     "DriverTimeout",
+    "FlavorDiskSmallerThanMinDisk",
     "FlavorNotFound",
     "HypervisorError",
     "InstanceFaultRollback",
@@ -135,7 +137,15 @@ class CannotResizeToSameFlavor(Invalid):
 
 
 class CannotResizeDisk(Invalid):
-    pass
+    """A resize to a flavor with ``root_gb`` 0 for an instance whose root disk is not 0."""
+
+
+class FlavorDiskSmallerThanMinDisk(Invalid):
+    """The new flavor's ``root_gb`` is below the instance's image minimum disk.
+
+    The minimum is what Nova records at boot: the larger of the image's ``min_disk`` and
+    the boot flavor's ``root_gb``.
+    """
 
 
 class CannotMigrateToSameHost(Invalid):

@@ -10,13 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 from .states import MachineState, MigrationStatus, MigrationType, PowerState, TaskState, VmState
 
 __all__ = [
+    "IMAGE_MIN_DISK",
     "ActionEvent",
     "Allocation",
     "Caller",
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 _non_negative = attrs.validators.ge(0)
+
+IMAGE_MIN_DISK: Final = "image_min_disk"
+"""System-metadata key of the image's minimum disk in GB, as Nova records it at boot."""
 _name = attrs.validators.and_(attrs.validators.instance_of(str), attrs.validators.min_len(1))
 
 
@@ -85,6 +89,10 @@ class Host:
 
     The scheduler only picks a host that is ``up`` and ``enabled`` and whose free
     resources (inventory minus every claim on it) fit the requested flavor.
+    ``disk_available_least_gb`` is what the hypervisor reports as really free on disk
+    (Nova's ``disk_available_least``; ``None`` when it reports nothing): the disk weigher
+    uses the smaller of it and what the claims leave. Nova's fake driver reports 0, and so
+    does a scenario host unless it says otherwise.
     """
 
     name: str = attrs.field(validator=_name)
@@ -93,6 +101,9 @@ class Host:
     disk_gb: int = attrs.field(validator=_non_negative)
     up: bool = True
     enabled: bool = True
+    disk_available_least_gb: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_non_negative)
+    )
 
     @property
     def capacity(self) -> Resources:
@@ -193,6 +204,11 @@ class Instance:
         """The vm_state stashed by ``prep_resize`` for the way back."""
         value = self.system_metadata.get("old_vm_state")
         return VmState(value) if value is not None else None
+
+    @property
+    def image_min_disk_gb(self) -> int:
+        """The smallest root disk a resize may ask for (recorded at boot; 0 if not)."""
+        return int(self.system_metadata.get(IMAGE_MIN_DISK, "0"))
 
     def describe(self) -> str:
         return f"{self.name} ({self.uuid})"

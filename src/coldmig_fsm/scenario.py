@@ -341,7 +341,13 @@ def _check_fault(doc: _Document, at: Path_, item: dict[str, Any]) -> None:
 
 def build_cloud(scenario: Scenario) -> Cloud:
     """The fake cloud a scenario describes, with its instances in their start states."""
-    cloud = Cloud.build(scenario.hosts, scenario.flavors, scenario.projects, config=scenario.config)
+    # A scenario host is a host of Nova's fake driver, which reports no free disk of its own
+    # (disk_available_least 0) unless the file says otherwise.
+    hosts = [
+        h if h.disk_available_least_gb is not None else attrs.evolve(h, disk_available_least_gb=0)
+        for h in scenario.hosts
+    ]
+    cloud = Cloud.build(hosts, scenario.flavors, scenario.projects, config=scenario.config)
     for spec in scenario.instances:
         cloud.boot(
             spec["name"],
