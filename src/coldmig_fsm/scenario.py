@@ -534,4 +534,5 @@ def match_expectations(expected: Any, actual: Any, at: str = "") -> list[str]:
 
 
 def _numeric(a: Any, b: Any) -> bool:
-    return isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool)
+    # A bool is an int to Python, not to an expectation: 1 must not match True.
+    return all(isinstance(x, int | float) and not isinstance(x, bool) for x in (a, b))
