@@ -31,7 +31,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	scripts/with-libvirt-hosts.sh $(BIN)/pytest -q
 
 ## conformance-env: a separate virtualenv with Nova 34.0.0 and its functional-test harness
 conformance-env:
@@ -68,25 +68,30 @@ clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis coldmig-demo.sqlite*
 
 # --- libvirt driver (issue 6): real QEMU/TCG hosts for the tests, demo and benchmark ---
-.PHONY: libvirt-hosts libvirt-hosts-stop demo-libvirt bench-libvirt
-# The unit tests include the driver's tests on real hosts: start them first.
-unit: libvirt-hosts
+.PHONY: libvirt-hosts libvirt-hosts-deps libvirt-hosts-stop demo-libvirt bench-libvirt
+# The unit tests include the driver's tests on real hosts: `unit` runs pytest through
+# scripts/with-libvirt-hosts.sh, which starts two fresh hosts first and stops them (by pid,
+# their state removed) when pytest ends, passed or failed; KEEP_HOSTS=1 keeps them.
+unit: libvirt-hosts-deps
 
-## libvirt-hosts: as root, install libvirt/QEMU when missing and start two local libvirtd hosts;
-## then build libvirt-python into .venv. Elsewhere it says why the real-host tests will skip.
-libvirt-hosts: $(STAMP)
-	@if [ "$$(id -u)" = 0 ]; then scripts/libvirt-hosts.sh start 2; \
+## libvirt-hosts-deps: as root, install libvirt/QEMU when missing; build libvirt-python into .venv
+libvirt-hosts-deps: $(STAMP)
+	@if [ "$$(id -u)" = 0 ]; then scripts/libvirt-hosts.sh install; \
 	elif [ "$$CI" = "true" ]; then echo "libvirt-hosts: CI must run as root" >&2; exit 1; \
-	else echo "libvirt-hosts: not root, no real hosts started (their tests skip)"; fi
+	else echo "libvirt-hosts: not root, no real hosts here (their tests skip)"; fi
 	@$(BIN)/python -c 'import libvirt' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[test,libvirt]' \
 		|| [ "$$CI" != "true" ]
+
+## libvirt-hosts: start two local libvirtd hosts that stay up until `make libvirt-hosts-stop`
+libvirt-hosts: libvirt-hosts-deps
+	@if [ "$$(id -u)" = 0 ]; then scripts/libvirt-hosts.sh start 2; fi
 
 libvirt-hosts-stop:
 	scripts/libvirt-hosts.sh stop
 
-## demo-libvirt: the demo on two local QEMU hosts
-demo-libvirt: libvirt-hosts
-	$(BIN)/coldmig demo --driver libvirt
+## demo-libvirt: the demo on two local QEMU hosts (started for it, stopped after it)
+demo-libvirt: libvirt-hosts-deps
+	scripts/with-libvirt-hosts.sh sh -c '$(BIN)/coldmig demo --driver libvirt --hosts-env "$$COLDMIG_LIBVIRT_ENV"'
 
-bench-libvirt: libvirt-hosts
-	$(BIN)/python -m benchmarks.bench_libvirt --output docs/benchmarks-libvirt.md
+bench-libvirt: libvirt-hosts-deps
+	scripts/with-libvirt-hosts.sh $(BIN)/python -m benchmarks.bench_libvirt --output docs/benchmarks-libvirt.md

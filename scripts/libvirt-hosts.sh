@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Real libvirt/QEMU hosts on one machine, for the libvirt driver's tests, demo and benchmark.
 #
+#   scripts/libvirt-hosts.sh install     install the packages and the libvirt-qemu user (root)
 #   scripts/libvirt-hosts.sh start [N]   install what is missing (root), start N hosts (default 2)
 #   scripts/libvirt-hosts.sh stop        stop every host started here and remove their state
 #   scripts/libvirt-hosts.sh status      print the hosts and whether each answers
 #
+# Hosts started with `start` run until `stop`. A test run uses scripts/with-libvirt-hosts.sh
+# instead, which starts fresh hosts under a root of its own and always stops them.
+#
 # Each host is one libvirtd in its own mount namespace (unshare -m) whose /etc/libvirt,
 # /run/libvirt, /var/lib/libvirt, /var/log/libvirt and /var/cache/libvirt are that host's
-# own directories under $COLDMIG_LIBVIRT_ROOT (default /tmp/coldmig-libvirt). Guests are
-# QEMU/TCG (no KVM needed). The hosts are reached as
+# own directories under $COLDMIG_LIBVIRT_ROOT (default /tmp/coldmig-libvirt). It listens on
+# unix sockets in those directories only (no TCP). Guests are QEMU/TCG (no KVM needed). The hosts are reached as
 #   qemu+unix:///system?socket=$ROOT/hostN/run/libvirt-sock
 # and written to $ROOT/hosts.env (read by the tests, `coldmig demo --driver libvirt` and the
 # benchmark):
@@ -54,7 +58,9 @@ host_names() {
 socket_of() { printf '%s/%s/run/libvirt-sock' "$ROOT" "$1"; }
 uri_of() { printf 'qemu+unix:///system?socket=%s' "$(socket_of "$1")"; }
 
-answers() { virsh -c "$(uri_of "$1")" uri >/dev/null 2>&1; }
+# A wedged daemon must not hang a start or a stop: every virsh call has a time limit.
+vsh() { timeout 10 virsh -c "$(uri_of "$1")" "${@:2}"; }
+answers() { vsh "$1" uri >/dev/null 2>&1; }
 
 start_host() {
     local name=$1 dir="$ROOT/$1"
@@ -80,8 +86,11 @@ cgroup_controllers = [ ]
 namespaces = [ ]
 EOF
     : >"$dir/log/libvirtd.log"
-    # One mount namespace per host: the libvirt directories are this host's own.
-    unshare -m --propagation slave sh -c '
+    # One mount namespace per host: the libvirt directories are this host's own. setsid: a
+    # session of its own, so that a Ctrl-C on the terminal of a test run does not reach the
+    # daemon (the run's cleanup stops it, after the tests' own cleanup). Neither setsid nor
+    # unshare forks here, and sh execs libvirtd: $! is the daemon's pid.
+    setsid unshare -m --propagation slave sh -c '
         set -e
         d=$1
         mount --bind "$d/etc" /etc/libvirt
@@ -92,7 +101,7 @@ EOF
         mount --bind "$d/cache" /var/cache/libvirt
         exec libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
     ' sh "$dir" >"$dir/libvirtd.out" 2>&1 </dev/null &
-    echo $! >"$dir/unshare.pid"
+    echo $! >"$dir/libvirtd.pid"
 }
 
 cmd_start() {
@@ -138,32 +147,85 @@ cmd_start() {
     log "hosts up; environment in $ENV_FILE"
 }
 
+# is_pid_of PID NAME: PID is a live process whose command name is NAME (a pid file can
+# outlive its process, and the pid be reused by another one).
+is_pid_of() {
+    local pid=$1 name=$2 comm
+    [[ "$pid" =~ ^[1-9][0-9]*$ ]] || return 1
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+    [[ "$comm" == "$name"* ]]
+}
+
+# alive PID: the process exists and is not a zombie (an exited daemon is reparented to
+# pid 1, which may be slow to reap it, or never reap it in a container).
+alive() {
+    local state
+    state=$(sed -n 's/^.*) \(.\).*$/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# kill_pids SECONDS PID...: SIGTERM to all, wait up to SECONDS for them, then SIGKILL the rest.
+kill_pids() {
+    local wait=$1 pid left
+    shift
+    [ $# -gt 0 ] || return 0
+    kill "$@" 2>/dev/null || true
+    local deadline=$((SECONDS + wait))
+    while :; do
+        left=()
+        for pid in "$@"; do if alive "$pid"; then left+=("$pid"); fi; done
+        [ ${#left[@]} -gt 0 ] || return 0
+        [ $SECONDS -lt $deadline ] || break
+        sleep 0.1
+    done
+    log "killing ${left[*]} (still running after ${wait} s)"
+    kill -9 "${left[@]}" 2>/dev/null || true
+}
+
 cmd_stop() {
     [ -d "$ROOT" ] || { log "nothing to stop"; return 0; }
     rm -f "$ENV_FILE"
-    local dir name pid
+    local dir name pid file daemons=() guests=()
     for dir in "$ROOT"/host*/; do
         [ -d "$dir" ] || continue
         name=$(basename "$dir")
         if answers "$name"; then
             # Guests first, so that no qemu process outlives its host.
-            for dom in $(virsh -c "$(uri_of "$name")" list --all --uuid 2>/dev/null); do
-                virsh -c "$(uri_of "$name")" destroy "$dom" >/dev/null 2>&1 || true
-                virsh -c "$(uri_of "$name")" undefine "$dom" >/dev/null 2>&1 || true
+            for dom in $(vsh "$name" list --all --uuid 2>/dev/null); do
+                vsh "$name" destroy "$dom" >/dev/null 2>&1 || true
+                vsh "$name" undefine "$dom" >/dev/null 2>&1 || true
             done
         fi
-        if [ -f "$dir/unshare.pid" ]; then
-            pid=$(cat "$dir/unshare.pid")
-            kill "$pid" 2>/dev/null || true
-            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-        # A read-only bind mount left by an interrupted test would block the removal.
-        umount "$dir/images" 2>/dev/null || true
+        # (unshare.pid: the name of that file before the hosts were stopped by pid.)
+        for file in "$dir/libvirtd.pid" "$dir/unshare.pid"; do
+            pid=$(cat "$file" 2>/dev/null || true)
+            if is_pid_of "$pid" libvirtd; then daemons+=("$pid"); fi
+        done
+    done
+    # Every daemon at once, so that their shutdowns (a second or two each) overlap.
+    kill_pids 10 "${daemons[@]}"
+    for dir in "$ROOT"/host*/; do
+        [ -d "$dir" ] || continue
+        # A guest whose daemon died before it could be destroyed (libvirt's pid files).
+        for file in "$dir"/run/qemu/*.pid; do
+            [ -f "$file" ] || continue
+            pid=$(cat "$file" 2>/dev/null || true)
+            if is_pid_of "$pid" qemu-system; then guests+=("$pid"); fi
+        done
+    done
+    kill_pids 5 "${guests[@]}"
+    for dir in "$ROOT"/host*/; do
+        [ -d "$dir" ] || continue
+        # A read-only mount left by an interrupted test would block the removal.
+        for _ in 1 2 3; do
+            mountpoint -q "$dir/images" || break
+            umount "$dir/images" || umount -l "$dir/images" || true
+        done
         rm -rf "$dir"
-        log "$name stopped"
+        log "$(basename "$dir") stopped"
     done
     if mountpoint -q "$ROOT"; then umount "$ROOT" || umount -l "$ROOT"; fi
+    rmdir "$ROOT" 2>/dev/null || log "$ROOT holds other files; left in place"
 }
 
 cmd_status() {
@@ -180,9 +242,16 @@ cmd_status() {
     return $rc
 }
 
-case ${1:-} in
-start) cmd_start "${2:-2}" ;;
-stop) cmd_stop ;;
-status) cmd_status ;;
-*) die "usage: $0 start [N] | stop | status" ;;
-esac
+main() {
+    case ${1:-} in
+    install) install_packages ;;
+    start) cmd_start "${2:-2}" ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    *) die "usage: $0 install | start [N] | stop | status" ;;
+    esac
+}
+
+# Sourced (by scripts/with-libvirt-hosts.sh), it only defines the functions: the daemons
+# that shell starts are its children, so it reaps them once they are stopped.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi
