@@ -15,7 +15,8 @@ Three benchmarks, each against a baseline measured in the same run:
 (e) the exhaustive model check at 2 instances x 3 hosts with faults (target < 10 s).
 
 The report (Markdown) has one section per benchmark with the raw numbers, the ratios, the
-issue's targets and PASS/MISS; a summary is printed on stdout. The exit status is 0 even
+issue's targets and PASS/MISS where there is a target ((d) has none: it is reported
+without a verdict); a summary is printed on stdout. The exit status is 0 even
 when a target is missed (a benchmark is a measurement, not a test); it is 1 when a
 benchmark saw a wrong result.
 """
@@ -111,11 +112,16 @@ def render(
     load: str,
 ) -> str:
     parts = [_intro(settings, started, seconds, load), "## Summary", _summary(sections).markdown()]
+    untargeted = [s for s in sections if not s.verdicts and s.summary]
+    if untargeted:
+        items = [f"- {s.title}: " + " ".join(x.strip() for x in s.summary) for s in untargeted]
+        parts.append("Measured without a target (no verdict):\n\n" + "\n".join(items))
     for section in sections:
         parts.append(f"## {section.title}")
         parts.append(f"**How measured.** {section.how}")
         parts += [table.markdown() for table in section.tables]
-        parts.append(section.verdict_table().markdown())
+        if section.verdicts:
+            parts.append(section.verdict_table().markdown())
         parts += section.notes
         for summary, body in section.details:
             parts.append(f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>")

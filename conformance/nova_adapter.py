@@ -54,6 +54,7 @@ from nova.compute import utils as compute_utils  # noqa: E402
 from nova import context as nova_context  # noqa: E402
 from nova import exception as nova_exc  # noqa: E402
 from nova import objects  # noqa: E402
+from nova.tests.fixtures import notifications as nova_notifications  # noqa: E402
 from nova.tests.functional.api import client as api_client  # noqa: E402
 from nova.tests.functional import integrated_helpers  # noqa: E402
 from nova.virt import fake as fake_virt  # noqa: E402
@@ -98,9 +99,28 @@ class _Probe:
     # confirm_migration calls its own destroy(): only the outer call is
     # recorded, as that is what the compute manager asked for)
     depth = threading.local()
+    # Timing hooks (read by benchmarks/bench_nova.py): (time.monotonic(),
+    # time.process_time()) when a step's request is sent, after each versioned
+    # notification, and around each of wait_quiet's checks (sleeps excluded).
+    step_started = None
+    notified_at = []
+    poll_checks = []      # (end monotonic, wall s, cpu s) of one check
+
+
+def _clocks():
+    return time.monotonic(), time.process_time()
 
 
 def _install_probes():
+    orig_notify = nova_notifications.FakeVersionedNotifier._notify
+
+    def _notify(self, *args, **kwargs):
+        res = orig_notify(self, *args, **kwargs)
+        _Probe.notified_at.append(_clocks())
+        return res
+
+    nova_notifications.FakeVersionedNotifier._notify = _notify
+
     orig_poll = impl_fake.FakeExchange.poll
 
     def poll(self, target, pool):
@@ -269,8 +289,12 @@ class ScenarioRunner:
         quiet = 0
         while time.monotonic() < deadline:
             time.sleep(interval)
-            if _Probe.inflight <= 0 and _pending_messages() == 0 and (
-                    cond is None or cond()):
+            wall0, cpu0 = _clocks()
+            idle = _Probe.inflight <= 0 and _pending_messages() == 0 and (
+                cond is None or cond())
+            wall1, cpu1 = _clocks()
+            _Probe.poll_checks.append((wall1, wall1 - wall0, cpu1 - cpu0))
+            if idle:
                 quiet += 1
                 if quiet >= stable:
                     return True
@@ -512,6 +536,7 @@ class ScenarioRunner:
         before = self.existing_action_ids()
         _Probe.api_errors = []
         n_ev = len(_Probe.event_errors)
+        _Probe.step_started = _clocks()
         try:
             if op == 'migrate':
                 body = {'host': st['host']} if st.get('host') else None
@@ -681,6 +706,25 @@ class ScenarioRunner:
         res['faults'] = faults
         return res
 
+    def step_timing(self, first_notification, first_check):
+        """How long the step took until its last versioned notification, from
+        the moment its request was sent, and how much of that was this
+        adapter's own polling (the checks of wait_quiet; its sleeps yield to
+        Nova's green threads).  None for a step that sent no request or
+        emitted no notification."""
+        notified = _Probe.notified_at[first_notification:]
+        if _Probe.step_started is None or not notified:
+            return None
+        (wall0, cpu0), (wall1, cpu1) = _Probe.step_started, notified[-1]
+        checks = [c for c in _Probe.poll_checks[first_check:]
+                  if wall0 <= c[0] <= wall1]
+        return {'to_last_notification_s': wall1 - wall0,
+                'cpu_to_last_notification_s': cpu1 - cpu0,
+                'notifications': len(notified),
+                'adapter_poll_checks': len(checks),
+                'adapter_poll_check_s': sum(c[1] for c in checks),
+                'adapter_poll_check_cpu_s': sum(c[2] for c in checks)}
+
     def run(self):
         t0 = time.monotonic()
         self.start_hosts()
@@ -694,10 +738,14 @@ class ScenarioRunner:
         self.recording = True
         t1 = time.monotonic()
         steps = []
+        timings = []
         for st in self.sc.get('steps') or []:
             n0 = len(self.tc.notifier.versioned_notifications)
             d0 = len(self.driver_calls)
+            _Probe.step_started = None
+            k0, p0 = len(_Probe.notified_at), len(_Probe.poll_checks)
             out = self.do_step(st)
+            timings.append(self.step_timing(k0, p0))
             # extra, for reading: what this step emitted / called
             out['step_notifications'] = [
                 n['event_type'] for n in
@@ -711,6 +759,7 @@ class ScenarioRunner:
         res.update(self.snapshot(baseline))
         meta = {'cloud_setup_s': round(t1 - t0, 3),
                 'steps_s': round(t2 - t1, 3),
+                'step_timings': timings,
                 'actions_include_boot': False,
                 'unsupported': self.unsupported}
         res['nova_adapter'] = meta
