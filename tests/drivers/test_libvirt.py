@@ -291,6 +291,48 @@ def test_migrate_disk_errors_are_typed(hosts: Hosts) -> None:
     assert hosts.a.get_info(instance()).power_state is PowerState.RUNNING
 
 
+@pytest.mark.parametrize(
+    ("disk_gb", "flavor_gb", "refused"),
+    [(2, 1, True), (1, 0, True), (0, 0, False), (1, 1, False), (1, 2, False)],
+)
+def test_a_resize_is_refused_only_when_the_root_disk_would_shrink(
+    hosts: Hosts, disk_gb: int, flavor_gb: int, refused: bool
+) -> None:
+    old = Flavor("t.old", vcpus=1, ram_mb=64, root_gb=disk_gb)
+    new = Flavor("t.new", vcpus=2, ram_mb=128, root_gb=flavor_gb)
+    vm = attrs.evolve(instance(), flavor=old.id)
+    hosts.a.spawn(vm, old, power_on=True)
+    if not refused:
+        hosts.a.migrate_disk_and_power_off(vm, "host-b", new, 1, 1)
+        assert hosts.transport.copies == [(f"{UUID}-disk0.qcow2", f"{UUID}-disk0.qcow2")]
+        return
+    sizes = {0: "0.0625 GiB", 1: "1 GiB", 2: "2 GiB"}
+    message = (
+        f"host-a: Unable to resize disk down: the root disk of {UUID} (vda) is "
+        f"{sizes[disk_gb]}, flavor t.new has {sizes[flavor_gb]}; a disk image cannot be shrunk"
+    )
+    with pytest.raises(InstanceFaultRollback) as refusal:
+        hosts.a.migrate_disk_and_power_off(vm, "host-b", new, 1, 1)
+    assert str(refusal.value) == message
+    assert type(refusal.value.inner) is HypervisorError
+    # Refused before anything was touched: no shutdown, no copy, nothing on host-b.
+    assert hosts.a.get_info(vm).power_state is PowerState.RUNNING
+    assert [e.phase for e in hosts.events if e.host == "host-a"] == ["start", "start"]
+    assert [e for e in hosts.events if e.host == "host-b"] == []
+    assert hosts.transport.copies == []
+    assert (hosts.b.list_instances(), hosts.b.volumes()) == ([], [])
+    assert hosts.a.volumes() == [f"{UUID}-disk0.qcow2"]
+
+
+def test_a_move_that_keeps_the_flavor_copies_a_disk_bigger_than_the_flavor(hosts: Hosts) -> None:
+    """An adopted guest's disk may exceed its flavor: moving it resizes nothing."""
+    hosts.a.spawn(instance(), Flavor("t.was", vcpus=1, ram_mb=64, root_gb=2), power_on=False)
+    info = hosts.a.migrate_disk_and_power_off(instance(), "host-b", TINY, 1, 1)
+    assert info.disks == (f"{UUID}-disk0.qcow2",)
+    pool = hosts.b.pool()
+    assert pool.storageVolLookupByName(f"{UUID}-disk0.qcow2").info()[1] == 2 * 1024**3
+
+
 def test_a_disk_outside_the_image_dir_is_never_moved(hosts: Hosts) -> None:
     conn = hosts.a.connection()
     xml = (

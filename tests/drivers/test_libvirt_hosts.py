@@ -15,7 +15,16 @@ import attrs
 import libvirt
 import pytest
 
-from coldmig_fsm import Cloud, CloudConfig, Flavor, Instance, Outcome, PowerState, VmState
+from coldmig_fsm import (
+    Cloud,
+    CloudConfig,
+    Flavor,
+    Instance,
+    OperationResult,
+    Outcome,
+    PowerState,
+    VmState,
+)
 from coldmig_fsm.drivers.libvirt import (
     DiskTransport,
     LibvirtDriver,
@@ -30,6 +39,7 @@ pytestmark = pytest.mark.libvirt_hosts
 
 TINY = Flavor("t.tiny", vcpus=1, ram_mb=64, root_gb=1)
 BIG = Flavor("t.big", vcpus=2, ram_mb=128, root_gb=2)
+WIDE = Flavor("t.wide", vcpus=2, ram_mb=96, root_gb=1)
 FAST = CloudConfig(shutdown_timeout=1, shutdown_retry_interval=1)
 UUID = "0f3c9a55-6e1d-4c0b-8d7e-2a9b5c4d3e21"
 
@@ -41,7 +51,7 @@ class Real:
     b: LibvirtDriver
 
     def cloud(self) -> Cloud:
-        return self.fabric.cloud([TINY, BIG], capacity=Resources(8, 16384, 100), config=FAST)
+        return self.fabric.cloud([TINY, BIG, WIDE], capacity=Resources(8, 16384, 100), config=FAST)
 
 
 def _fabric(hosts: dict[str, tuple[str, str]], transport: DiskTransport) -> Real:
@@ -119,6 +129,58 @@ def test_resize_up_then_revert_brings_back_the_source(real: Real) -> None:
     assert domain_size(real.a, UUID) == (1, 64 * 1024)
     back = cloud.instance("vm1")
     assert (back.vm_state, back.host, back.flavor) == (VmState.ACTIVE, "host1", TINY.id)
+
+
+def assert_shrink_rolled_back(
+    real: Real, cloud: Cloud, result: OperationResult, was: Flavor, asked: Flavor, guest_xml: str
+) -> None:
+    """The resize that would shrink the root disk is rolled back as if never tried.
+
+    ``guest_xml`` is the source guest's definition before the resize: unchanged after.
+    """
+    disk_gb = 2
+    message = (
+        f"host1: Unable to resize disk down: the root disk of {UUID} (vda) is {disk_gb} GiB, "
+        f"flavor {asked.id} has {asked.root_gb} GiB; a disk image cannot be shrunk"
+    )
+    assert (result.outcome, result.error_type, result.error_message) == (
+        Outcome.ROLLED_BACK,
+        "HypervisorError",
+        message,
+    )
+    back = cloud.instance("vm1")
+    assert (back.vm_state, back.task_state, back.host, back.node) == (
+        VmState.ACTIVE,
+        None,
+        "host1",
+        "host1",
+    )
+    assert (back.flavor, back.power_state) == (was.id, PowerState.RUNNING)
+    (migration,) = cloud.migrations("vm1")
+    assert (migration.status.value, migration.dest_compute) == ("error", "host2")
+    faults = [(f.code, f.exception_type, f.message, f.host) for f in cloud.faults("vm1")]
+    assert faults == [(500, "HypervisorError", message, "host1")]
+    assert cloud.store.allocations(UUID) == {"host1": was.resources}
+    assert cloud.store.allocations(migration.uuid) == {}
+    assert cloud.usage() == {"host1": was.resources, "host2": Resources(0, 0, 0)}
+    # The guest was never stopped nor copied: it runs on host1 only, its disk as it was.
+    assert cloud.domains() == {"host1": ["vm1"], "host2": []}
+    assert real.a.get_info(back).power_state is PowerState.RUNNING
+    assert real.a.domain_xml(UUID) == guest_xml
+    root = real.a.pool().storageVolLookupByName(f"{UUID}-disk0.qcow2")
+    assert root.info()[1] == disk_gb * 1024**3
+    assert (real.b.list_instances(), real.b.volumes()) == ([], [])
+
+
+def test_resize_that_would_shrink_an_adopted_guests_disk_rolls_back(real: Real) -> None:
+    """The guest's real disk (2 GiB) is bigger than its flavor says (1 GiB): a resize to
+    another 1 GiB flavor passes the API, and the driver refuses to shrink the disk."""
+    cloud = real.cloud()
+    real.a.spawn(instance(), BIG, power_on=True)
+    cloud.boot("vm1", TINY.id, "host1", uuid=UUID)  # adopts the guest as it is
+    guest_xml = real.a.domain_xml(UUID)
+    result = cloud.resize("vm1", WIDE.id).wait()
+    assert_shrink_rolled_back(real, cloud, result, TINY, WIDE, guest_xml)
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ only copied or deleted when it lies directly in the image directory; no shell is
 
 Errors: every libvirt failure becomes a :class:`~coldmig_fsm.exceptions.HypervisorError`
 naming the host and the step. ``migrate_disk_and_power_off`` raises
-:class:`~coldmig_fsm.exceptions.InstanceFaultRollback` when the guest is as it was: the
-destination is unreachable or cannot take the disks (checked *before* the guest is
-stopped), or the copy failed and the guest was brought back to its power state (the
-half-written copy is removed first).
+:class:`~coldmig_fsm.exceptions.InstanceFaultRollback` when the guest is as it was: a resize
+would shrink the root disk, or the destination is unreachable or cannot take the disks (all
+checked *before* the guest is stopped), or the copy failed and the guest was brought back
+to its power state (the half-written copy is removed first).
 
 Importing this module installs a silent libvirt error handler: libvirt would otherwise
 print every error to stderr, and this driver reports each one as an exception.
@@ -85,6 +85,16 @@ libvirt.registerErrorHandler(_ignore_libvirt_error, None)
 _GIB = 1024**3
 _EMPTY_ROOT_BYTES = 64 * 1024**2
 """Virtual size of the root disk of a flavor with ``root_gb = 0``."""
+
+
+def _root_bytes(flavor: Flavor) -> int:
+    """The virtual size of a root disk created for ``flavor``."""
+    return flavor.root_gb * _GIB or _EMPTY_ROOT_BYTES
+
+
+def _gib(size: int) -> str:
+    return f"{size / _GIB:g} GiB"
+
 
 POOL_NAME = "coldmig"
 
@@ -555,7 +565,7 @@ class LibvirtDriver:
         conn = self.connection()
         pool = self.pool()
         name = disk_name(uuid, 0)
-        size = flavor.root_gb * _GIB or _EMPTY_ROOT_BYTES
+        size = _root_bytes(flavor)
         volume = None
         try:
             with self._step("create root disk"):
@@ -588,12 +598,16 @@ class LibvirtDriver:
         timeout: float,
         retry_interval: float,
     ) -> DiskInfo:
-        """Check the destination, stop the guest, copy its disks there; return their names.
+        """Check the move, stop the guest, copy its disks to ``dest``; return their names.
+
+        ``flavor`` is the flavor the guest will have there; when it is not the instance's
+        current flavor (a resize), its root disk must not be smaller than the guest's.
 
         Raises:
-            InstanceFaultRollback: nothing changed on this host (destination unreachable,
-                not writable, a disk outside the image directory), or the copy failed, was
-                cleaned up and the guest is back in its power state.
+            InstanceFaultRollback: nothing changed on either host: the resize would shrink
+                the root disk, the destination is unreachable or not writable, a disk lies
+                outside the image directory; or the copy failed, was cleaned up and the
+                guest is back in its power state.
             HypervisorError: the guest could not be stopped or brought back.
         """
         uuid = _checked_uuid(instance.uuid)
@@ -601,11 +615,14 @@ class LibvirtDriver:
             raise UnableToMigrateToSelf(f"{self._host}: cannot migrate {uuid} to its own host")
         domain = self._require(uuid, "migrate_disk_and_power_off")
         try:
-            target = self.fabric.driver(dest)
             with self._step("read guest"):
                 was_running = bool(domain.isActive())
                 disks = self._disks(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-            copies = self._prepare_copies(target, uuid, disks)
+            sources = self._source_volumes(disks)
+            if flavor.id != instance.flavor:
+                self._refuse_shrink(uuid, flavor, sources)
+            target = self.fabric.driver(dest)
+            copies = self._prepare_copies(target, uuid, sources)
         except HypervisorError as error:
             raise InstanceFaultRollback(error) from error
         try:
@@ -624,14 +641,8 @@ class LibvirtDriver:
             target.pool()
         return DiskInfo(disks=tuple(str(c.target.name()) for c in copies), bytes_copied=moved)
 
-    def _prepare_copies(
-        self, target: LibvirtDriver, uuid: str, disks: list[_Disk]
-    ) -> list[DiskCopy]:
-        """Find the source volumes, create empty target volumes on ``target``.
-
-        Everything here happens before the guest is touched; on failure what was created
-        on the destination is removed again.
-        """
+    def _source_volumes(self, disks: list[_Disk]) -> list[tuple[_Disk, Any]]:
+        """The volume of each disk of the guest (the root disk first), read only."""
         source_pool = self.pool()
         sources = []
         with self._step("find source disks"):
@@ -645,6 +656,41 @@ class LibvirtDriver:
                 if volume is None:
                     raise HypervisorError(f"{self._host}: disk {disk.path} does not exist")
                 sources.append((disk, volume))
+        return sources
+
+    def _refuse_shrink(self, uuid: str, flavor: Flavor, sources: list[tuple[_Disk, Any]]) -> None:
+        """A resize must not make the root disk smaller than it is (as in Nova's driver).
+
+        A disk image cannot be shrunk without losing what lies past its new end, so Nova's
+        libvirt driver refuses before it touches the guest ("Unable to resize disk down.").
+        The guest's real root disk is compared, not its flavor: an adopted guest's disk may
+        be bigger than its flavor says. Only a resize is checked: a move that keeps the
+        flavor never resizes the disk.
+
+        Raises:
+            HypervisorError: the flavor's root disk is smaller than the guest's.
+        """
+        if not sources:
+            return
+        disk, root = sources[0]
+        with self._step("size root disk"):
+            current = int(root.info()[1])
+        wanted = _root_bytes(flavor)
+        if wanted < current:
+            raise HypervisorError(
+                f"{self._host}: Unable to resize disk down: the root disk of {uuid} "
+                f"({disk.target or disk.path}) is {_gib(current)}, flavor {flavor.id} has "
+                f"{_gib(wanted)}; a disk image cannot be shrunk"
+            )
+
+    def _prepare_copies(
+        self, target: LibvirtDriver, uuid: str, sources: list[tuple[_Disk, Any]]
+    ) -> list[DiskCopy]:
+        """Create an empty target volume on ``target`` for each source volume.
+
+        Everything here happens before the guest is touched; on failure what was created
+        on the destination is removed again.
+        """
         if target._domain(uuid) is not None:
             raise HypervisorError(f"{target.host}: a guest {uuid} is already defined there")
         target_pool = target.pool()
