@@ -1,6 +1,10 @@
-"""Every driver call of every operation x raise / crash / hang: the exact end state.
+"""Every driver call of every operation x raise / rollback / crash / hang: the exact end state.
 
 Raise and hang (``DriverTimeout``) end the step at once in the spec's documented state.
+A rollback fault (``InstanceFaultRollback``) on a call with a rollback path puts the
+instance back as it was before the move (no migration context, no stashed
+``old_vm_state``; ``new_flavor`` stays, as in Nova); on any other call it is a failure
+like a raise.
 Crash leaves the request pending with the host's compute service down; restarting it
 runs the recovery, and the end state is the documented safe one. After each case the
 spec's invariants hold (``coldmig_fsm.invariants``).
@@ -285,6 +289,7 @@ def test_raise_and_hang(case: Case, mode: FaultMode) -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_crash_then_restart(case: Case) -> None:
     cloud, _ = start(case)
+    before = move_state(cloud)
     assert cloud.hypervisor is not None
     cloud.hypervisor.arm(FakeFault(case.host, case.call, mode=FaultMode.CRASH))
     operation = case.operation(cloud)
@@ -304,18 +309,109 @@ def test_crash_then_restart(case: Case) -> None:
     )
     result = operation.result
     assert result is not None and result.outcome is case.crash_outcome
+    if case.crash_outcome is Outcome.ROLLED_BACK:
+        # The recovery rolled the move back: no migration context or stash is left.
+        target = "m1.small" if case.operation is resize else "m1.tiny"
+        assert move_state(cloud) == {**before, "new_flavor": target}
     assert violations(cloud) == []
 
 
-def test_rollback_fault_leaves_the_instance_as_it_was() -> None:
+def move_state(cloud: Cloud) -> dict[str, Any]:
+    """What a move stashes on the instance, and what it must not leave behind."""
+    vm = cloud.instance("vm1")
+    return {
+        "flavor": vm.flavor,
+        "power_state": vm.power_state.label,
+        "migration_id": vm.migration_id,
+        "old_flavor": vm.old_flavor,
+        "new_flavor": vm.new_flavor,
+        "old_vm_state": vm.system_metadata.get("old_vm_state"),
+    }
+
+
+ROLLS_BACK = frozenset(
+    {
+        # The driver calls with a rollback path: the guest is left intact on the source,
+        # so InstanceFaultRollback puts the instance back as it was.
+        "migrate/migrate_disk_and_power_off",
+        "migrate-stopped/migrate_disk_and_power_off",
+        "resize/migrate_disk_and_power_off",
+    }
+)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_rollback_fault(case: Case) -> None:
+    """Where a call has a rollback path the instance ends exactly as before the move;
+    elsewhere ``InstanceFaultRollback`` is a failure like any other driver error."""
+    cloud, _ = start(case)
+    before = move_state(cloud)
+    assert cloud.hypervisor is not None
+    cloud.hypervisor.arm(FakeFault(case.host, case.call, rollback=True))
+    result = case.operation(cloud).wait()
+    cloud.run()
+    if case.name in ROLLS_BACK:
+        start_state = "stopped" if case.stopped else "active"
+        assert state(cloud) == (start_state, None, "host-a", "error", ON_A)
+        assert (result.outcome, result.error_type) == (Outcome.ROLLED_BACK, "HypervisorError")
+        # No migration context and no stashed old_vm_state are left; new_flavor keeps the
+        # move's flavor, as Nova's does (the recorded Nova runs in conformance/ agree).
+        target = "m1.small" if case.operation is resize else "m1.tiny"
+        assert move_state(cloud) == {**before, "new_flavor": target}
+        assert before == {
+            "flavor": "m1.tiny",
+            "power_state": "shutdown" if case.stopped else "running",
+            "migration_id": None,
+            "old_flavor": None,
+            "new_flavor": None,
+            "old_vm_state": None,
+        }
+        assert cloud.actions("vm1")[-1].message == "Error"
+    else:
+        assert state(cloud) == (case.vm_state, None, case.host_after, case.migration, case.usage)
+        assert (result.outcome, result.error_type) == (case.outcome, "HypervisorError")
+    assert violations(cloud) == []
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name in ROLLS_BACK], ids=lambda c: c.name)
+def test_after_a_rollback_the_instance_moves_again(case: Case) -> None:
+    cloud, _ = start(case)
+    assert cloud.hypervisor is not None
+    cloud.hypervisor.arm(FakeFault(case.host, case.call, rollback=True))
+    assert case.operation(cloud).wait().outcome is Outcome.ROLLED_BACK
+    # A later move whose first message is lost, then reconciled: the recovery must roll
+    # back that move only, not the one rolled back already (it released the claim).
+    again = cloud.migrate("vm1")
+    cloud.lose_next("migrate_server")
+    cloud.step()
+    cloud.reconcile()
+    result = again.result
+    assert result is not None
+    assert (result.outcome, result.error_type) == (Outcome.ROLLED_BACK, "MoveInterrupted")
+    start_state = "stopped" if case.stopped else "active"
+    assert state(cloud)[:3] == (start_state, None, "host-a")
+    assert snapshot(cloud)["usage"] == ON_A
+    assert move_state(cloud)["migration_id"] is None
+    assert violations(cloud) == []
+    assert cloud.migrate("vm1").wait().ok
+    assert snapshot(cloud)["host"] == "host-b"
+
+
+@pytest.mark.parametrize(
+    ("steps", "task_state"),
+    [(1, "resize_prep"), (2, "resize_prep"), (3, "resize_migrated")],
+)
+def test_abort_rolls_the_move_state_back(steps: int, task_state: str) -> None:
     cloud = make_cloud()
     cloud.boot("vm1", "m1.tiny", "host-a")
-    assert cloud.hypervisor is not None
-    cloud.hypervisor.arm(FakeFault("host-a", "migrate_disk_and_power_off", rollback=True))
-    result = cloud.migrate("vm1").wait()
-    assert result.outcome is Outcome.ROLLED_BACK
-    assert state(cloud) == ("active", None, "host-a", "error", ON_A)
-    assert snapshot(cloud)["power_state"] == "running"
+    before = move_state(cloud)
+    cloud.resize("vm1", "m1.small")
+    for _ in range(steps):
+        cloud.step()
+    assert snapshot(cloud)["task_state"] == task_state
+    assert cloud.abort_migration("vm1").wait().ok
+    assert state(cloud) == ("active", None, "host-a", "cancelled", ON_A)
+    assert move_state(cloud) == {**before, "new_flavor": None if steps == 1 else "m1.small"}
     assert violations(cloud) == []
 
 

@@ -178,7 +178,16 @@ class ComputeService:
             ended, _ = rt.transition(trigger, current)
             ended = attrs.evolve(ended, **dict(changes or {}))
             if rollback:
-                ended = attrs.evolve(ended, power_state=self._power_state(ended))
+                # As before the move, with no migration context or stashed old_vm_state
+                # left for a later recovery to roll back a second time (new_flavor stays,
+                # as in Nova).
+                metadata = {k: v for k, v in ended.system_metadata.items() if k != "old_vm_state"}
+                ended = attrs.evolve(
+                    ended,
+                    power_state=self._power_state(ended),
+                    migration_id=None,
+                    system_metadata=metadata,
+                )
             store.save_instance(ended, expected_task_state=[current.task_state])
             if migration is not None:
                 latest = store.get_migration(migration.id)
