@@ -156,6 +156,34 @@ def test_issue_recovery_after_an_earlier_abort_keeps_the_instance_claim() -> Non
     assert violations(cloud) == []
 
 
+def test_issue_delete_crashing_on_an_earlier_moves_host_is_recovered_by_its_restart() -> None:
+    # Found by the model checker with two faults: after a rolled-back move, a delete also
+    # destroys the guest the move may have left on the destination; a crash there left
+    # the delete pending after that host's restart (the rolled-back move is no longer
+    # the instance's migration context, so the host was not seen as involved).
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.hypervisor is not None
+    cloud.hypervisor.arm(FakeFault("host-a", "migrate_disk_and_power_off", rollback=True))
+    assert cloud.migrate("vm1").wait().outcome is Outcome.ROLLED_BACK
+    cloud.hypervisor.arm(FakeFault("host-b", "destroy", FaultMode.CRASH))
+    delete = cloud.delete("vm1")
+    assert delete.wait().outcome is Outcome.PENDING
+    assert not cloud.is_up("host-b")
+    cloud.restart_compute("host-b")
+    cloud.run()
+    result = delete.result
+    # Settled by the restart's recovery, which finishes the delete under its own request
+    # and settles the interrupted one as it settles every other open request of a
+    # deleted instance (as it is today: "deleted meanwhile").
+    assert result is not None
+    assert (result.outcome, result.error_type) == (Outcome.FAILED, "InstanceNotFound")
+    vm = cloud.instance("vm1")
+    assert (vm.vm_state, vm.task_state) == (VmState.DELETED, None)
+    assert cloud.domains() == {"host-a": [], "host-b": []}
+    assert violations(cloud, idle=True) == []
+
+
 # --- the command line ------------------------------------------------------------------
 
 

@@ -478,6 +478,11 @@ class Cloud:
         if instance.migration_id is not None:
             migration = self.store.get_migration(instance.migration_id)
             hosts.update(h for h in (migration.source_compute, migration.dest_compute) if h)
+        if instance.task_state is TaskState.DELETING:
+            # A delete also destroys what earlier moves left behind, on their hosts: a
+            # crash there (after a rolled-back move, say) is recovered by their restart.
+            for earlier in self.store.list_migrations(instance.uuid):
+                hosts.update(h for h in (earlier.source_compute, earlier.dest_compute) if h)
         return hosts
 
     def _recover(self, service: ComputeService, host: str) -> list[Instance]:
