@@ -60,6 +60,11 @@ __all__ = ["Cloud", "LostMessage", "Operation", "OperationResult", "Preflight"]
 
 ADMIN = Caller.admin()
 
+MAX_STEPS = 1_000
+"""Default cap on the messages :meth:`Operation.wait` and :meth:`Cloud.run` deliver: far
+more than any request needs (a move is six hops), so that a step that loops fails in about
+a second, naming the request, instead of spinning for minutes."""
+
 
 @attrs.frozen
 class OperationResult:
@@ -115,16 +120,21 @@ class Operation:
             return None
         return _result(record)
 
-    def wait(self, max_steps: int = 10_000) -> OperationResult:
+    def wait(self, max_steps: int = MAX_STEPS) -> OperationResult:
         """Deliver messages until this request settles; return how it ended.
 
         When nothing more can be delivered and the request is still open (its next hop
         waits for a crashed compute service, or its message was lost) the result's
         outcome is ``pending`` with the error ``OperationPending``.
+
+        Raises:
+            RuntimeError: ``max_steps`` messages were delivered and the request has not
+                settled (a step that loops); the message names the request.
         """
         result = self.result
         if result is not None:
             return result
+        delivered: Message | None = None
         for _ in range(max_steps):
             delivered = self.cloud.step()
             if delivered is None:
@@ -134,6 +144,9 @@ class Operation:
                 result = self.result
                 if result is not None:
                     return result
+        else:
+            if self.result is None:
+                raise self.cloud._still_busy(max_steps, delivered, self.request_id)
         result = self.result
         if result is not None:
             return result
@@ -543,12 +556,39 @@ class Cloud:
         self.clock.advance(seconds)
         self.run_periodic_tasks()
 
-    def run(self, max_steps: int = 100_000) -> int:
-        """Deliver messages until none is left; return how many were delivered."""
+    def run(self, max_steps: int = MAX_STEPS) -> int:
+        """Deliver messages until none is left; return how many were delivered.
+
+        Raises:
+            RuntimeError: still busy after ``max_steps`` messages (a step that loops, or a
+                backlog bigger than the cap: pass a larger ``max_steps``); the message
+                names the request of the last message delivered.
+        """
+        delivered: Message | None = None
         for count in range(max_steps):
-            if self.step() is None:
+            delivered = self.step()
+            if delivered is None:
                 return count
-        raise RuntimeError(f"still busy after {max_steps} messages")
+        raise self._still_busy(max_steps, delivered)
+
+    def _still_busy(
+        self, delivered: int, last: Message | None, request_id: str | None = None
+    ) -> RuntimeError:
+        """The error of a delivery loop that hit its cap: which request did not settle."""
+        subject = request_id or (last.request_id if last is not None else None)
+        what = "a request"
+        if subject is not None:
+            record = self.store.get_request(subject)
+            what = f"request {subject}"
+            if record is not None:
+                what += f" ({record.action} of instance {record.instance_uuid})"
+        text = f"still busy after {delivered} messages: {what} did not settle"
+        if last is not None:
+            text += (
+                f"; the last message delivered: {last.kind} to {last.destination}"
+                f" for request {last.request_id}"
+            )
+        return RuntimeError(text)
 
     # -- views ----------------------------------------------------------------------------
 
