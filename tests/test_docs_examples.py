@@ -180,7 +180,10 @@ def _check_data(block: Block, workdir: Path) -> None:
     first = block.code.splitlines()[0] if block.code.strip() else ""
     header = _FILE_HEADER.match(first)
     if header is not None:
-        (workdir / header.group("name")).write_text(block.code, encoding="utf-8")
+        target = workdir / header.group("name")
+        if target.is_symlink():  # a file of the repository: write beside it, never into it
+            target.unlink()
+        target.write_text(block.code, encoding="utf-8")
 
 
 def _workdir(tmp_path: Path) -> Path:
