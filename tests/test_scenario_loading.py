@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from coldmig_fsm import Host, ScenarioError, load_scenario, run_scenario
-from coldmig_fsm.scenario import LIMITS, MAX_INT, OUTPUT_SHAPE, limits_markdown
+from coldmig_fsm.scenario import LIMITS, MAX_INT, OUTPUT_SHAPE, limits_markdown, parse_scenario
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = sorted((HERE / "scenarios").glob("*.yaml"))
@@ -73,6 +73,16 @@ def test_bytes_that_are_not_utf8_name_the_line_and_the_byte(tmp_path: Path) -> N
         f"line 9: not UTF-8 text (byte 0xff at offset {offset});"
         " a scenario is a UTF-8 YAML or JSON file"
     )
+
+
+def test_bytes_read_elsewhere_are_named_as_the_caller_says() -> None:
+    assert [i["name"] for i in parse_scenario(CLOUD.encode()).instances] == ["vm1"]
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(b"hosts: [\xff]\n")
+    assert str(caught.value).startswith("<stdin>: line 1: not UTF-8 text (byte 0xff at offset 8)")
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(b"bogus: 1\n", "pasted")
+    assert str(caught.value).startswith("pasted: bogus, line 1: unknown key 'bogus'")
 
 
 def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
@@ -331,6 +341,7 @@ def test_values_of_the_cloud(tmp_path: Path, old: str, new: str, expected: str |
         ("steps: [{op: advance_clock, seconds: .nan}]", "steps[0].seconds, line 8: must be a n"),
         ("steps: [{op: advance_clock, seconds: .inf}]", "steps[0].seconds, line 8: must be a n"),
         ("steps: [{op: advance_clock, seconds: true}]", "steps[0].seconds, line 8: must be a n"),
+        (f"steps: [{{op: advance_clock, seconds: {10**400}}}]", "steps[0].seconds, line 8: must"),
         ("steps: [{op: fault, host: host-a, call: power_off, times: 1000}]", None),
         ("steps: [{op: fault, host: host-a, call: power_off, times: 1001}]", "steps[0].times"),
         ("steps: [{op: fault, host: host-a, call: power_off, times: 0}]", "steps[0].times"),

@@ -1,9 +1,10 @@
 """Scenario files: a small cloud, a list of operations, what must hold afterwards.
 
-The contract is ``spec/scenario-format.md``: YAML (or JSON) in, JSON out, an optional
-``expect`` block that is a partial copy of the output. :func:`load_scenario` validates a
-file and raises :class:`~coldmig_fsm.exceptions.ScenarioError` naming the file, the key
-and the line; :func:`run_scenario` runs it on the fake cloud and returns the output;
+The format is documented in full in ``docs/scenarios.md``: YAML (or JSON) in, JSON out,
+an optional ``expect`` block that is a partial copy of the output. :func:`load_scenario`
+validates a file (:func:`parse_scenario` the bytes of one, read from stdin for example)
+and raises :class:`~coldmig_fsm.exceptions.ScenarioError` naming the file, the key and
+the line; :func:`run_scenario` runs it on the fake cloud and returns the output;
 :func:`match_expectations` compares an output with an ``expect`` block.
 
 Validation refuses, before anything runs: a file over :data:`LIMITS` (size, nesting,
@@ -43,6 +44,7 @@ __all__ = [
     "limits_markdown",
     "load_scenario",
     "match_expectations",
+    "parse_scenario",
     "run_scenario",
 ]
 
@@ -147,13 +149,17 @@ _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 _COLLECTION_TAGS: Final = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
-def _read_text(name: str, path: str | Path) -> str:
-    """The file's text; refuses a file over the size limit or that is not UTF-8."""
+def _read_bytes(name: str, path: str | Path) -> bytes:
+    """The file's bytes, up to one more than the size limit."""
     try:
         with open(path, "rb") as file:
-            raw = file.read(LIMITS.file_bytes + 1)
+            return file.read(LIMITS.file_bytes + 1)
     except OSError as error:
         raise ScenarioError(f"{name}: cannot read: {error.strerror}") from None
+
+
+def _decode(name: str, raw: bytes) -> str:
+    """The text of ``raw``; refuses more bytes than the limit, or bytes that are not UTF-8."""
     if len(raw) > LIMITS.file_bytes:
         raise ScenarioError(f"{name}: larger than the limit of {LIMITS.file_bytes:,} bytes")
     try:
@@ -371,7 +377,7 @@ def _number(high: int) -> _Check:
         "a number",
         f"a number from 0 to {high}",
         lambda v: type(v) in (int, float),
-        lambda v: math.isfinite(v) and 0 <= v <= high,
+        lambda v: 0 <= v <= high and math.isfinite(v),  # in range first: isfinite(10**400) raises
     )
 
 
@@ -614,15 +620,23 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file, within :data:`LIMITS`.
 
     Raises:
-        ScenarioError: an unreadable or oversized file, bytes that are not UTF-8, invalid
-            YAML, a value, list or alias expansion beyond the limits, an unknown or
-            missing key (with a did-you-mean), a value of the wrong type or out of range,
-            an unknown reference (flavor, host, instance), a duplicate name, or an
-            ``expect`` key that the output never has. The message names the file and,
+        ScenarioError: an unreadable file, or any reason of :func:`parse_scenario`.
+    """
+    return parse_scenario(_read_bytes(str(path), path), str(path))
+
+
+def parse_scenario(content: bytes, name: str = "<stdin>") -> Scenario:
+    """Validate the bytes of a scenario file (read from ``name``), within :data:`LIMITS`.
+
+    Raises:
+        ScenarioError: more bytes than the limit, bytes that are not UTF-8, invalid YAML,
+            nesting, values or alias expansion beyond the limits, an unknown or missing
+            key (with a did-you-mean), a value of the wrong type or out of range, an
+            unknown reference (flavor, host, instance), a duplicate name, or an
+            ``expect`` key that the output never has. The message names ``name`` and,
             where there is one, the key and the line.
     """
-    name = str(path)
-    doc = _Document(name, _read_text(name, path))
+    doc = _Document(name, _decode(name, content))
     data = doc.data
     if not isinstance(data, dict):
         raise doc.error((), "a scenario is a mapping with hosts, flavors, instances, steps")
