@@ -17,7 +17,7 @@ def test_demo_leaves_a_database_with_the_final_states(tmp_path: Path) -> None:
     db = tmp_path / "demo.sqlite"
     result = runner.invoke(app, ["demo", "--db", str(db)])
     assert result.exit_code == 0, result.output
-    assert "refused at once, nothing changed: CannotResizeDisk" in result.output
+    assert "refused at once, nothing changed: FlavorDiskSmallerThanMinDisk" in result.output
     assert "Instance actions" in result.output
     with sqlite3.connect(db) as conn:
         rows = dict(

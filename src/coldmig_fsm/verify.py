@@ -103,13 +103,18 @@ class Bounds:
             or a lost message (0 when the check runs without faults).
         races: also race two requests on one instance (:data:`RACES`).
         max_states: stop (reporting ``complete=False``) after this many states.
+
+    Raises:
+        ValueError: a negative budget, or ``max_states`` below 1.
     """
 
-    operations: int = 2
-    ops_per_instance: int = 2
-    faults: int = 1
+    operations: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    ops_per_instance: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    faults: int = attrs.field(default=1, validator=attrs.validators.ge(0))
     races: bool = True
-    max_states: int | None = None
+    max_states: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
+    )
 
 
 @attrs.frozen
@@ -302,9 +307,9 @@ def model_check(
     frontier: deque[tuple[Hashable, _Node]] = deque([(root_key, root)])
     while frontier:
         key, node = frontier.popleft()
-        depth = max(depth, node.depth)
         if progress is not None and node.depth > depth:
-            progress(len(parents), transitions)
+            progress(len(parents), transitions)  # the layer above is fully expanded
+        depth = max(depth, node.depth)
         before = observe(node.cloud)
         for action, child in _expand(node, names, bounds):
             transitions += 1

@@ -1,0 +1,155 @@
+"""Every CLI error is one line on stderr (what, why, what to do) and exit 2, never a
+traceback; a file that is not a coldmig database is never overwritten."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from coldmig_fsm.cli import app
+
+URIS = ["--source", "test:///default", "--dest", "test:///default"]
+
+
+def _one_line_error(result: Result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {message}\n"
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["migrate", "vm", *URIS], "migrate"),
+        (["confirm", "vm", *URIS], "confirm"),
+        (["revert", "vm", *URIS], "revert"),
+        (["demo", "--driver", "libvirt"], "demo --driver libvirt"),
+    ],
+)
+def test_libvirt_commands_without_libvirt_python_say_what_to_install(
+    argv: list[str],
+    command: str,
+    runner: CliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Whether or not libvirt-python is installed here: make its import fail.
+    monkeypatch.setitem(sys.modules, "libvirt", None)
+    monkeypatch.delitem(sys.modules, "coldmig_fsm.drivers.libvirt", raising=False)
+    db = tmp_path / "kept.sqlite"
+    result = runner.invoke(app, [*argv, "--db", str(db)])
+    _one_line_error(
+        result,
+        f"coldmig {command} needs libvirt-python, which is not installed: install "
+        "coldmig_fsm[libvirt] (a source build: see docs/libvirt.md)",
+    )
+    assert not db.exists()
+
+
+def test_demo_db_is_a_directory(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--db", str(tmp_path)])
+    _one_line_error(
+        result,
+        f"--db {tmp_path} is a directory: give the path of a file, such as "
+        f"{tmp_path / 'coldmig.sqlite'}",
+    )
+
+
+def test_demo_db_in_a_missing_directory(runner: CliRunner, tmp_path: Path) -> None:
+    db = tmp_path / "nope" / "demo.sqlite"
+    result = runner.invoke(app, ["demo", "--db", str(db)])
+    _one_line_error(
+        result,
+        f"--db {db}: directory {db.parent} does not exist: create it first or choose another path",
+    )
+    assert not db.parent.exists()
+
+
+def test_demo_never_overwrites_a_text_file(runner: CliRunner, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    (tmp_path / "notes.txt-wal").write_text("not a log either\n")
+    result = runner.invoke(app, ["demo", "--db", str(notes)])
+    _one_line_error(
+        result,
+        f"--db {notes} is not a coldmig database (no SQLite header): it was left "
+        "untouched; choose another path",
+    )
+    assert notes.read_text() == "my notes\n"
+    assert (tmp_path / "notes.txt-wal").read_text() == "not a log either\n"
+
+
+def test_demo_never_overwrites_another_sqlite_database(runner: CliRunner, tmp_path: Path) -> None:
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE record (x)")
+        conn.execute("INSERT INTO record VALUES (1)")
+    conn.close()
+    before = other.read_bytes()
+    result = runner.invoke(app, ["demo", "--db", str(other)])
+    _one_line_error(
+        result,
+        f"--db {other} is not a coldmig database (an SQLite database without coldmig's "
+        "tables: no allocation, counter, log, queue): it was left untouched; choose another path",
+    )
+    assert other.read_bytes() == before
+
+
+def test_demo_refuses_an_empty_file(runner: CliRunner, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    result = runner.invoke(app, ["demo", "--db", str(empty)])
+    _one_line_error(
+        result,
+        f"--db {empty} is not a coldmig database (the file is empty): it was left "
+        "untouched; choose another path",
+    )
+
+
+def test_demo_replaces_its_own_database(runner: CliRunner, tmp_path: Path) -> None:
+    db = tmp_path / "demo.sqlite"
+    assert runner.invoke(app, ["demo", "--db", str(db)]).exit_code == 0
+    again = runner.invoke(app, ["demo", "--db", str(db), "--json"])
+    assert again.exit_code == 0, again.output
+    with sqlite3.connect(db) as conn:
+        # Replaced, not appended to: one run's five migrations.
+        assert conn.execute("SELECT COUNT(*) FROM record WHERE kind = 'migration'").fetchone() == (
+            5,
+        )
+    conn.close()
+
+
+def test_demo_unknown_driver(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--driver", "xen", "--db", str(tmp_path / "d")])
+    _one_line_error(result, "--driver 'xen' is not a driver: give fake or libvirt")
+
+
+def test_show_a_missing_file(runner: CliRunner, tmp_path: Path) -> None:
+    db = tmp_path / "gone.sqlite"
+    result = runner.invoke(app, ["show", "--db", str(db)])
+    _one_line_error(
+        result,
+        f"--db {db}: no such file: give a database a run left behind (`coldmig demo` "
+        "writes coldmig-demo.sqlite)",
+    )
+    assert not db.exists()
+
+
+def test_show_a_text_file(runner: CliRunner, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    result = runner.invoke(app, ["show", "--db", str(notes)])
+    _one_line_error(
+        result,
+        f"--db {notes} is not a coldmig database (no SQLite header): it was left "
+        "untouched; choose another path",
+    )
+
+
+def test_verbose_and_quiet_together(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["-v", "-q", "states", "--json"])
+    _one_line_error(result, "-v and -q contradict each other: give one of them")

@@ -1,0 +1,167 @@
+"""`coldmig verify`: validated options, every bound exposed, --max-states, --json."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from coldmig_fsm.cli import app
+from coldmig_fsm.verify import Bounds, initial_cloud, model_check
+
+SMALL = ["verify", "--instances", "1", "--hosts", "2"]
+
+
+def _explored(runner: CliRunner, *options: str) -> int:
+    """States explored; exit 1 (a counterexample) ends the search early but still counts."""
+    result = runner.invoke(app, [*SMALL, *options, "--json"])
+    data = json.loads(result.stdout)
+    assert (result.exit_code, data["result"]) in ((0, "ok"), (1, "counterexample"))
+    states: int = data["states"]
+    return states
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--instances", "0", "Invalid value for '--instances'"),
+        ("--instances", "-1", "Invalid value for '--instances'"),
+        ("--hosts", "0", "Invalid value for '--hosts'"),
+        ("--hosts", "27", "Invalid value for '--hosts'"),
+        ("--operations", "0", "Invalid value for '--operations'"),
+        ("--ops-per-instance", "0", "Invalid value for '--ops-per-instance'"),
+        ("--max-states", "0", "Invalid value for '--max-states'"),
+    ],
+)
+def test_out_of_range_options_are_refused(
+    option: str, value: str, message: str, runner: CliRunner
+) -> None:
+    result = runner.invoke(app, ["verify", option, value])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "no invariant violated" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_fault_budget_below_one_is_refused(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["verify", "--faults", "--fault-budget", "0"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--fault-budget'" in result.stderr
+
+
+def test_fault_budget_without_faults_is_an_error(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["verify", "--fault-budget", "2"])
+    assert result.exit_code == 2
+    assert (
+        result.stderr == "error: --fault-budget needs --faults: without it no fault is injected\n"
+    )
+    assert result.stdout == ""
+
+
+def test_more_operations_explore_more_states_unless_capped_per_instance(
+    runner: CliRunner,
+) -> None:
+    two = _explored(runner, "--operations", "2")
+    # The per-instance cap defaults to --operations, so three requests reach further ...
+    assert _explored(runner, "--operations", "3") > two
+    # ... and capping the one instance at two requests gives back the two-request space.
+    assert _explored(runner, "--operations", "3", "--ops-per-instance", "2") == two
+
+
+def test_no_races_explores_fewer_transitions(runner: CliRunner) -> None:
+    with_races = json.loads(runner.invoke(app, [*SMALL, "--json"]).stdout)
+    without = json.loads(runner.invoke(app, [*SMALL, "--no-races", "--json"]).stdout)
+    assert without["bounds"]["races"] is False
+    assert without["transitions"] < with_races["transitions"]
+
+
+def test_the_table_states_every_bound(runner: CliRunner) -> None:
+    result = runner.invoke(app, [*SMALL, "--operations", "3", "--ops-per-instance", "2"])
+    assert result.exit_code == 0, result.output
+    assert "│ 3 requests (2 per instance), races, │" in result.stdout
+    assert "│ no faults " in result.stdout
+    assert result.stdout.endswith("no invariant violated in any reachable state\n")
+    # An unreachable request budget is said, not hidden.
+    assert result.stderr == (
+        "WARNING coldmig_fsm.cli: at most 2 requests per trace are reachable: "
+        "1 instance(s) x 2 per instance\n"
+    )
+
+
+def test_max_states_reports_an_incomplete_search(runner: CliRunner) -> None:
+    result = runner.invoke(app, [*SMALL, "--max-states", "20"])
+    assert result.exit_code == 3, result.output
+    assert result.stdout.endswith(
+        "incomplete: bound reached: --max-states 20 stopped the search; no invariant "
+        "violated in the 20 states explored, the rest were not checked\n"
+    )
+    assert "no invariant violated in any reachable state" not in result.stdout
+
+
+def test_max_states_json(runner: CliRunner) -> None:
+    result = runner.invoke(app, [*SMALL, "--max-states", "20", "--json"])
+    assert result.exit_code == 3
+    data = json.loads(result.stdout)
+    assert (data["result"], data["complete"], data["states"]) == ("incomplete", False, 20)
+    assert data["bounds"] == {
+        "operations": 2,
+        "ops_per_instance": 2,
+        "faults": 0,
+        "races": True,
+        "max_states": 20,
+    }
+    assert (data["counterexample"], data["violations"]) == (None, [])
+
+
+def test_json_with_faults(runner: CliRunner) -> None:
+    result = runner.invoke(app, [*SMALL, "--faults", "--fault-budget", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["result"] == "ok"
+    assert data["bounds"]["faults"] == 1
+    assert data["states"] > _explored(runner)
+
+
+def test_verbose_logs_each_layer(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["-v", *SMALL, "--json"])
+    assert result.exit_code == 0
+    lines = result.stderr.splitlines()
+    # One line as each breadth-first layer is done: as many as the search is deep.
+    assert len(lines) == json.loads(result.stdout)["depth"]
+    assert all(
+        re.fullmatch(r"INFO coldmig_fsm.cli: explored \d+ states, \d+ transitions", line)
+        for line in lines
+    )
+
+
+def test_quiet_hides_warnings(runner: CliRunner) -> None:
+    argv = [*SMALL, "--operations", "3", "--ops-per-instance", "2", "--json"]
+    assert "WARNING" in runner.invoke(app, argv).stderr
+    assert runner.invoke(app, ["-q", *argv]).stderr == ""
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        {"operations": -1},
+        {"ops_per_instance": -1},
+        {"faults": -1},
+        {"max_states": 0},
+    ],
+)
+def test_bounds_refuse_negative_budgets(bounds: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match=f"'{next(iter(bounds))}' must be >= "):
+        Bounds(**bounds)  # type: ignore[arg-type]
+
+
+def test_progress_is_reported_once_per_layer() -> None:
+    seen: list[tuple[int, int]] = []
+    result = model_check(
+        lambda: initial_cloud(1, 2), Bounds(), faults=False, progress=lambda *a: seen.append(a)
+    )
+    # One call as each layer below the first starts; figures only grow; the last layer
+    # finds no new state (else there would be a deeper one).
+    assert len(seen) == result.depth
+    assert seen == sorted(seen) and seen[-1][0] == result.states
