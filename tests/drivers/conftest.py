@@ -74,11 +74,11 @@ def real_hosts() -> Iterator[dict[str, tuple[str, str]]]:
         yield hosts
     finally:
         for conn in connections:
-            _wipe(conn)
+            wipe(conn)
             conn.close()
 
 
-def _wipe(conn: Any) -> None:
+def wipe(conn: Any) -> None:
     """Remove every guest and every volume of the coldmig pool of one host."""
     for domain in conn.listAllDomains(0):
         if domain.isActive():

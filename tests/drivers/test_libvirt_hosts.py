@@ -34,6 +34,9 @@ from coldmig_fsm.drivers.libvirt import (
 )
 from coldmig_fsm.exceptions import InstanceFaultRollback
 from coldmig_fsm.records import Resources
+from coldmig_fsm.testing import DriverPair, check_driver
+
+from .conftest import wipe
 
 pytestmark = pytest.mark.libvirt_hosts
 
@@ -132,15 +135,22 @@ def test_resize_up_then_revert_brings_back_the_source(real: Real) -> None:
 
 
 def assert_shrink_rolled_back(
-    real: Real, cloud: Cloud, result: OperationResult, was: Flavor, asked: Flavor, guest_xml: str
+    cloud: Cloud,
+    result: OperationResult,
+    *,
+    source: LibvirtDriver,
+    dest: LibvirtDriver,
+    was: Flavor,
+    asked: Flavor,
+    vm_state: VmState,
+    guest_xml: str,
 ) -> None:
-    """The resize that would shrink the root disk is rolled back as if never tried.
+    """The resize that would shrink the 2 GiB root disk is rolled back as if never tried.
 
     ``guest_xml`` is the source guest's definition before the resize: unchanged after.
     """
-    disk_gb = 2
     message = (
-        f"host1: Unable to resize disk down: the root disk of {UUID} (vda) is {disk_gb} GiB, "
+        f"{source.host}: Unable to resize disk down: the root disk of {UUID} (vda) is 2 GiB, "
         f"flavor {asked.id} has {asked.root_gb} GiB; a disk image cannot be shrunk"
     )
     assert (result.outcome, result.error_type, result.error_message) == (
@@ -148,39 +158,75 @@ def assert_shrink_rolled_back(
         "HypervisorError",
         message,
     )
+    power = PowerState.RUNNING if vm_state is VmState.ACTIVE else PowerState.SHUTDOWN
     back = cloud.instance("vm1")
     assert (back.vm_state, back.task_state, back.host, back.node) == (
-        VmState.ACTIVE,
+        vm_state,
         None,
-        "host1",
-        "host1",
+        source.host,
+        source.host,
     )
-    assert (back.flavor, back.power_state) == (was.id, PowerState.RUNNING)
-    (migration,) = cloud.migrations("vm1")
-    assert (migration.status.value, migration.dest_compute) == ("error", "host2")
+    assert (back.flavor, back.power_state) == (was.id, power)
+    migration = cloud.migrations("vm1")[-1]
+    assert (migration.status.value, migration.source_compute, migration.dest_compute) == (
+        "error",
+        source.host,
+        dest.host,
+    )
     faults = [(f.code, f.exception_type, f.message, f.host) for f in cloud.faults("vm1")]
-    assert faults == [(500, "HypervisorError", message, "host1")]
-    assert cloud.store.allocations(UUID) == {"host1": was.resources}
+    assert faults == [(500, "HypervisorError", message, source.host)]
+    assert cloud.store.allocations(UUID) == {source.host: was.resources}
     assert cloud.store.allocations(migration.uuid) == {}
-    assert cloud.usage() == {"host1": was.resources, "host2": Resources(0, 0, 0)}
-    # The guest was never stopped nor copied: it runs on host1 only, its disk as it was.
-    assert cloud.domains() == {"host1": ["vm1"], "host2": []}
-    assert real.a.get_info(back).power_state is PowerState.RUNNING
-    assert real.a.domain_xml(UUID) == guest_xml
-    root = real.a.pool().storageVolLookupByName(f"{UUID}-disk0.qcow2")
-    assert root.info()[1] == disk_gb * 1024**3
-    assert (real.b.list_instances(), real.b.volumes()) == ([], [])
+    assert cloud.usage() == {source.host: was.resources, dest.host: Resources(0, 0, 0)}
+    # Never stopped nor copied: the guest is defined on the source only, its disk unchanged.
+    assert cloud.domains() == {source.host: ["vm1"], dest.host: []}
+    assert source.get_info(back).power_state is power
+    assert source.domain_xml(UUID) == guest_xml
+    root = source.pool().storageVolLookupByName(f"{UUID}-disk0.qcow2")
+    assert root.info()[1] == 2 * 1024**3
+    assert (dest.list_instances(), dest.volumes()) == ([], [])
+
+
+def test_resize_back_down_after_a_resize_up_is_refused_by_the_driver(real: Real) -> None:
+    """Booted with 1 GiB, resized up to 2 GiB and confirmed: the API lets the resize back
+    to 1 GiB through (the boot size is the minimum), and the driver cannot shrink the disk."""
+    cloud = real.cloud()
+    cloud.boot("vm1", TINY.id, "host1", uuid=UUID)
+    assert cloud.resize("vm1", BIG.id).wait().outcome is Outcome.SUCCEEDED
+    assert cloud.confirm_resize("vm1").wait().outcome is Outcome.SUCCEEDED
+    guest_xml = real.b.domain_xml(UUID)
+    result = cloud.resize("vm1", TINY.id).wait()
+    assert_shrink_rolled_back(
+        cloud,
+        result,
+        source=real.b,
+        dest=real.a,
+        was=BIG,
+        asked=TINY,
+        vm_state=VmState.ACTIVE,
+        guest_xml=guest_xml,
+    )
+    assert [m.status.value for m in cloud.migrations("vm1")] == ["confirmed", "error"]
 
 
 def test_resize_that_would_shrink_an_adopted_guests_disk_rolls_back(real: Real) -> None:
-    """The guest's real disk (2 GiB) is bigger than its flavor says (1 GiB): a resize to
-    another 1 GiB flavor passes the API, and the driver refuses to shrink the disk."""
+    """A stopped guest whose real disk (2 GiB) is bigger than its flavor says (1 GiB): a
+    resize to another 1 GiB flavor passes the API; the driver refuses to shrink the disk."""
     cloud = real.cloud()
-    real.a.spawn(instance(), BIG, power_on=True)
-    cloud.boot("vm1", TINY.id, "host1", uuid=UUID)  # adopts the guest as it is
+    real.a.spawn(instance(), BIG, power_on=False)
+    cloud.boot("vm1", TINY.id, "host1", uuid=UUID, vm_state=VmState.STOPPED)  # adopts it
     guest_xml = real.a.domain_xml(UUID)
     result = cloud.resize("vm1", WIDE.id).wait()
-    assert_shrink_rolled_back(real, cloud, result, TINY, WIDE, guest_xml)
+    assert_shrink_rolled_back(
+        cloud,
+        result,
+        source=real.a,
+        dest=real.b,
+        was=TINY,
+        asked=WIDE,
+        vm_state=VmState.STOPPED,
+        guest_xml=guest_xml,
+    )
 
 
 @pytest.fixture
@@ -271,3 +317,24 @@ def test_transports_copy_the_image_exactly(
 def test_connection_is_kept(real: Real) -> None:
     assert real.a.connection() is real.a.connection()
     assert isinstance(real.a.connection(), libvirt.virConnect)
+
+
+def test_the_driver_contract_holds_on_real_hosts(real_hosts: dict[str, tuple[str, str]]) -> None:
+    """coldmig_fsm.testing.check_driver, as every backend runs it (the real disk copy and
+    the root disk's growth included, which test:/// hosts cannot do)."""
+    fabrics: list[LibvirtFabric] = []
+
+    def fresh_pair() -> DriverPair:
+        for fabric in fabrics:  # each check starts from two empty hosts
+            for driver in fabric.drivers.values():
+                wipe(driver.connection())
+            fabric.close()
+        real = _fabric(real_hosts, LocalCopyTransport())
+        fabrics.append(real.fabric)
+        return real.a, real.b
+
+    try:
+        check_driver(fresh_pair)
+    finally:
+        for fabric in fabrics:
+            fabric.close()
