@@ -336,6 +336,18 @@ class ScenarioRunner:
             self.hosts[name] = svc
             self.instrument_driver(name, drv)
 
+    def resource_periodics(self):
+        """Run the resource tracker's periodic task on every compute service, as a
+        deployment does every 60 s. Nova's functional harness runs no periodic tasks,
+        so without this the compute-node records the scheduler weighs keep what the
+        first update wrote: the *initial* CPU allocation ratio (4.0, not the configured
+        one) and each instance's boot-time task counters (an instance still counted as
+        building gives its host an I/O-ops load that the IoOpsWeigher penalises).
+        Scenario steps are taken to be further apart than that period."""
+        with self.cell_ctx() as cctxt:
+            for svc in self.hosts.values():
+                svc.manager.update_available_resource(cctxt)
+
     def disable_hosts(self):
         """Hosts with `enabled: false`: their compute service is disabled through
         Nova's os-services API, as an operator would (after the instances booted,
@@ -740,6 +752,7 @@ class ScenarioRunner:
         steps = []
         timings = []
         for st in self.sc.get('steps') or []:
+            self.resource_periodics()
             n0 = len(self.tc.notifier.versioned_notifications)
             d0 = len(self.driver_calls)
             _Probe.step_started = None

@@ -145,14 +145,45 @@ def test_deliberate_deviations_are_marked(ours: dict[str, Any]) -> None:
     mine = copy.deepcopy(ours)
     mine["instances"]["vm1"]["vm_state"] = "paused"
     mine["instances"]["vm1"]["power_state"] = "paused"
-    mine["steps"][0] = {"op": "resize", "ok": False, "error": {"type": "CannotResizeDisk"}}
     nova = copy.deepcopy(mine)
     nova["instances"]["vm1"]["power_state"] = "running"
-    nova["steps"][0]["error"]["type"] = "FlavorDiskSmallerThanMinDisk"
     assert {(d.path, d.deliberate) for d in compare(mine, nova)} == {
         ("instances.vm1.power_state", "paused-power-state"),
-        ("steps[0].error", "resize-smaller-disk"),
     }
+
+
+def _deleted_after_failed_move(ours: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    mine = copy.deepcopy(ours)
+    mine["steps"].append({"op": "delete", "instance": "vm1", "ok": True, "error": None})
+    mine["instances"]["vm1"]["vm_state"] = "deleted"
+    mine["domains"] = {"host-a": [], "host-b": []}
+    destroy = [{"host": h, "call": "destroy", "instance": "vm1"} for h in ("host-b", "host-a")]
+    nova = copy.deepcopy(mine)
+    nova["domains"]["host-a"] = ["vm1"]  # Nova leaks the source guest
+    nova["driver_calls"] = [*mine["driver_calls"], destroy[0]]
+    mine["driver_calls"] = [*mine["driver_calls"], *destroy]
+    return mine, nova
+
+
+def test_delete_that_cleans_every_host_is_deliberate(ours: dict[str, Any]) -> None:
+    mine, nova = _deleted_after_failed_move(ours)
+    assert {(d.path, d.deliberate) for d in compare(mine, nova)} == {
+        ("domains.host-a", "delete-cleans-every-host"),
+        ("driver_calls", "delete-cleans-every-host"),
+    }
+
+
+def test_delete_cleans_every_host_covers_only_deleted_instances(ours: dict[str, Any]) -> None:
+    mine, nova = _deleted_after_failed_move(ours)
+    mine["instances"]["vm1"]["vm_state"] = "error"  # not deleted: a real difference
+    nova["instances"]["vm1"]["vm_state"] = "error"
+    assert {(d.path, d.deliberate) for d in compare(mine, nova)} == {
+        ("domains.host-a", None),
+        ("driver_calls", None),
+    }
+    mine, nova = _deleted_after_failed_move(ours)
+    mine["driver_calls"][-1]["call"] = "power_off"  # an extra call that is not a destroy
+    assert ("driver_calls", None) in {(d.path, d.deliberate) for d in compare(mine, nova)}
 
 
 def _with_step(output: dict[str, Any], op: str) -> dict[str, Any]:

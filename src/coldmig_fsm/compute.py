@@ -877,7 +877,15 @@ class ComputeService:
             for migration in store.list_migrations(instance.uuid):
                 claims.release(store, migration.uuid)
             claims.release(store, instance.uuid)
-            gone = attrs.evolve(_drop_move_state(gone), power_state=PowerState.NOSTATE)
+            # As Nova: a deleted instance keeps the flavors a failed move stashed (a
+            # confirm on delete has cleared them).
+            kept = (None, None) if confirm_first else (gone.old_flavor, gone.new_flavor)
+            gone = attrs.evolve(
+                _drop_move_state(gone),
+                power_state=PowerState.NOSTATE,
+                old_flavor=kept[0],
+                new_flavor=kept[1],
+            )
             store.save_instance(gone, expected_task_state=[TaskState.DELETING])
             rt.notify("instance.shutdown.end", gone, self.host)
             rt.notify("instance.delete.end", gone, self.host)

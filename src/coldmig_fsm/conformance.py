@@ -80,12 +80,40 @@ def _paused_power_state(seen: Seen) -> bool:
     return bool(seen.our_output["instances"].get(name, {}).get("vm_state") == "paused")
 
 
-def _smaller_disk(seen: Seen) -> bool:
-    return (
-        seen.path.endswith(".error")
-        and seen.ours == "CannotResizeDisk"
-        and seen.nova in ("FlavorDiskSmallerThanMinDisk", None)
-    )
+def _deleted(output: dict[str, Any]) -> set[str]:
+    return {
+        name
+        for name, fields in (output.get("instances") or {}).items()
+        if (fields or {}).get("vm_state") == "deleted"
+    }
+
+
+def _is_subsequence(short: Sequence[Any], long: Sequence[Any]) -> bool:
+    remaining = iter(long)
+    return all(any(item == other for other in remaining) for item in short)
+
+
+def _delete_cleans_every_host(seen: Seen) -> bool:
+    """Ours removed a deleted instance's guest from hosts where Nova left it."""
+    if not seen.has_step("delete"):
+        return False
+    gone = _deleted(seen.our_output)
+    ours, nova = seen.ours, seen.nova
+    if seen.path.startswith("domains.") and isinstance(ours, list) and isinstance(nova, list):
+        leaked = set(nova) - set(ours)
+        return bool(leaked) and leaked <= gone and set(ours) <= set(nova)
+    if seen.path == "driver_calls" and isinstance(ours, list) and isinstance(nova, list):
+        # Ours is Nova's calls plus destroy calls of deleted instances, in order.
+        extra = list(ours)
+        for call in nova:
+            if call in extra:
+                extra.remove(call)
+        return (
+            bool(extra)
+            and all(c[1] == "destroy" and c[2] in gone for c in extra)
+            and _is_subsequence(nova, ours)
+        )
+    return False
 
 
 def _injected_error(seen: Seen) -> bool:
@@ -122,12 +150,12 @@ DELIBERATE: Final[tuple[Deviation, ...]] = (
         _paused_power_state,
     ),
     Deviation(
-        "resize-smaller-disk",
-        "The spec makes a smaller root disk an API error (`CannotResizeDisk`). Nova's API "
-        "only compares the flavor with the image's min_disk "
-        "(`FlavorDiskSmallerThanMinDisk`), and its libvirt driver refuses later, "
-        "asynchronously.",
-        _smaller_disk,
+        "delete-cleans-every-host",
+        "Deleting an instance after a failed move (a failed finish_migration or confirm, "
+        "say) removes its guest and disks from every host that still holds them; Nova "
+        "destroys the guest on the instance's host only and leaks the other copy "
+        "(spec: Beyond Nova).",
+        _delete_cleans_every_host,
     ),
     Deviation(
         "injected-error-class",

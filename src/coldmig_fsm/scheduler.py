@@ -23,12 +23,22 @@ The weighers that can tell hosts apart in this workflow, with Nova's default mul
 ``RAMWeigher`` (1.0, the host's free RAM), ``CPUWeigher`` (1.0, free vCPUs) and
 ``DiskWeigher`` (1.0, free disk: the smaller of what the claims leave and what the
 hypervisor reports as really free, Nova's ``disk_available_least``; Nova's fake driver
-reports 0 there, so on a fake cloud the disk weigher weighs nothing). The others
-(I/O ops, metrics, PCI, server-group affinity, build failures, cross-cell, hypervisor
-version, number of instances at multiplier 0, image properties at 0) give every host the
-same value here: no instance on a candidate host is mid-build or mid-resize when a
-request is scheduled in the scenarios this library runs, there are no server groups,
-PCI devices, metrics, cells or mixed hypervisor versions.
+reports 0 there, so on a fake cloud the disk weigher weighs nothing). Free means the
+inventory minus every claim, the claims of a ``resized`` instance on both of its hosts
+included (the source under the migration, the dest under the instance), as Nova's
+resource tracker counts them.
+
+The other default weighers give every candidate the same value here, so they cannot
+change the order: metrics, PCI, server-group affinity, build failures (multiplier 0 in
+Nova's own tests), cross-cell, hypervisor version, number of instances (multiplier 0) and
+image properties (0) have nothing to tell apart (no metrics, PCI devices, server groups,
+cells or mixed versions). ``IoOpsWeigher`` (-1.0) reads the compute node's count of
+instances in an I/O-heavy task state, which the resource tracker refreshes in its
+periodic task (every 60 s) and not when a request changes a task_state; on a cloud whose
+periodic tasks have caught up, which is what the scenarios model, no candidate has one
+(the moving instance itself is counted only if the periodic task ran between the API
+call and the scheduling, milliseconds apart). Several moves scheduled at once, under
+several orchestrators, are where it could matter: not modelled yet (a known gap).
 
 Exact ties: Nova orders tied hosts by the iteration order of a set of host names, which
 depends on the process's string hash seed, so its choice among exact ties is arbitrary.

@@ -1,0 +1,69 @@
+"""What a failed move leaves on the instance record, as observed on Nova 34.
+
+Pinned by the probes ``tests/scenarios/fault-finish-resize-raise.yaml`` and
+``delete-after-failed-*.yaml``, which ``make test`` also runs through Nova.
+"""
+
+from __future__ import annotations
+
+from coldmig_fsm import Cloud, FakeFault, Outcome, VmState
+from tests.conftest import make_cloud, snapshot
+
+
+def arm(cloud: Cloud, host: str, call: str) -> None:
+    assert cloud.hypervisor is not None
+    cloud.hypervisor.arm(FakeFault(host, call, message="injected"))
+
+
+def test_failed_finish_migration_on_a_resize_puts_the_old_flavor_back() -> None:
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    arm(cloud, "host-b", "finish_migration")
+    result = cloud.resize("vm1", "m1.small").wait()
+    assert (result.outcome, result.error_type) == (Outcome.FAILED, "HypervisorError")
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"], snap["host"]) == ("error", None, "host-b")
+    assert (snap["flavor"], snap["old_flavor"], snap["new_flavor"]) == (
+        "m1.tiny",
+        "m1.tiny",
+        "m1.small",
+    )
+    # The dest claim (new flavor) stays, the source claim is dropped.
+    assert snap["usage"] == {"host-a": (0, 0, 0), "host-b": (1, 2048, 20)}
+    assert snap["migrations"] == [("error", "host-a", "host-b")]
+
+
+def test_delete_after_a_failed_move_keeps_the_stashed_flavors_and_cleans_every_host() -> None:
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    arm(cloud, "host-b", "finish_migration")
+    assert cloud.resize("vm1", "m1.small").wait().outcome is Outcome.FAILED
+    # The failed define left the guest on the source only, while the instance's host is
+    # the dest: Nova's delete destroys on host-b alone and leaks host-a's guest.
+    assert snapshot(cloud)["domains"] == {"host-a": ["vm1"], "host-b": []}
+    assert cloud.instance("vm1").host == "host-b"
+    assert cloud.delete("vm1").wait().ok
+    gone = cloud.store.get_instance(cloud.instance("vm1").uuid)
+    assert (gone.vm_state, gone.flavor, gone.old_flavor, gone.new_flavor) == (
+        VmState.DELETED,
+        "m1.tiny",
+        "m1.tiny",
+        "m1.small",
+    )
+    assert gone.migration_id is None
+    assert snapshot(cloud)["domains"] == {"host-a": [], "host-b": []}
+    assert snapshot(cloud)["usage"] == {"host-a": (0, 0, 0), "host-b": (0, 0, 0)}
+
+
+def test_delete_of_a_resized_instance_confirms_and_clears_the_flavors() -> None:
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.resize("vm1", "m1.small").wait().ok
+    assert cloud.delete("vm1").wait().ok
+    gone = cloud.instance("vm1")
+    assert (gone.vm_state, gone.flavor, gone.old_flavor, gone.new_flavor) == (
+        VmState.DELETED,
+        "m1.small",
+        None,
+        None,
+    )
