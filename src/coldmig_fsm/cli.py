@@ -139,9 +139,6 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
-_handler: logging.Handler | None = None
-
-
 def _version(value: bool) -> None:
     if value:
         out.print(f"coldmig {importlib.metadata.version('coldmig_fsm')}", highlight=False)
@@ -151,17 +148,18 @@ def _version(value: bool) -> None:
 def _configure_logging(verbose: int, quiet: bool) -> None:
     """Log records of ``coldmig_fsm`` go to stderr: warnings by default, errors with -q,
     info with -v, debug with -vv."""
-    global _handler  # noqa: PLW0603 - one handler per process, replaced on each run
     logger = logging.getLogger("coldmig_fsm")
-    if _handler is not None:
-        logger.removeHandler(_handler)
-    _handler = _StderrHandler()
-    _handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logger.addHandler(_handler)
-    if quiet:
-        logger.setLevel(logging.ERROR)
-    else:
-        logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG))
+    for old in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(old)  # one per process, also when a test runner calls again
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose)
+    handler.setLevel(logging.DEBUG if level is None else level)
+    logger.addHandler(handler)
+    if verbose:
+        # Let info/debug records reach the handler; otherwise the logger's level is left
+        # as the embedding application (or the root default, warning) has it.
+        logger.setLevel(handler.level)
 
 
 @app.callback()

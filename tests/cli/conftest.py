@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
+from coldmig_fsm.cli import _StderrHandler
+
 
 @pytest.fixture
 def runner() -> CliRunner:
@@ -16,9 +18,10 @@ def runner() -> CliRunner:
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    # `coldmig -v/-q` sets the level of the coldmig_fsm logger and adds a handler.
+    # `coldmig` adds a stderr handler to the coldmig_fsm logger; -v lowers its level.
     logger = logging.getLogger("coldmig_fsm")
-    level, handlers = logger.level, list(logger.handlers)
+    level = logger.level
     yield
     logger.setLevel(level)
-    logger.handlers[:] = handlers
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(handler)
