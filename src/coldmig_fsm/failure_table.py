@@ -78,7 +78,9 @@ _RECOVER = {
 def _describe(cloud: Cloud, result: OperationResult | None) -> tuple[str, str, str, str]:
     vm = cloud.instance("vm1")
     task = vm.task_state.value if vm.task_state else "null"
-    state = f"`{vm.vm_state.value}` / {task} on {vm.host}"
+    state = f"`{vm.vm_state.value}` / {task} on {vm.host}, flavor {vm.flavor}"
+    if vm.old_flavor or vm.new_flavor:
+        state += f" (stashed: old {vm.old_flavor or '-'}, new {vm.new_flavor or '-'})"
     migrations = cloud.migrations("vm1")
     migration = ", ".join(f"`{m.status.value}`" for m in migrations) or "none"
     held = [h for h, used in cloud.usage().items() if used.vcpus]
