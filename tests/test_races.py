@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,58 @@ from coldmig_fsm import (
 from tests.conftest import FLAVORS, make_cloud, snapshot
 
 ADMIN = Caller.admin()
+
+BARRIER_TIMEOUT = 30.0
+
+
+def race(worker: Callable[[int, threading.Barrier], str], count: int) -> list[str]:
+    """Run ``worker(n, barrier)`` in ``count`` threads that meet at ``barrier``.
+
+    Returns the workers' results. A worker that raises breaks the barrier for the others
+    and its error is raised here; a barrier nobody reaches times out
+    (``BARRIER_TIMEOUT``): the test fails instead of hanging the run.
+    """
+    barrier = threading.Barrier(count, timeout=BARRIER_TIMEOUT)
+    results: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def run(n: int) -> None:
+        try:
+            result = worker(n, barrier)
+        except BaseException as error:
+            barrier.abort()
+            with lock:
+                errors.append(error)
+            return
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(BARRIER_TIMEOUT + 5)
+    assert not any(t.is_alive() for t in threads), "racing threads still running"
+    # The first real error, not the broken barrier it left the others at.
+    real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
+    if real or errors:
+        raise (real or errors)[0]
+    return results
+
+
+def test_a_racing_thread_that_fails_fails_the_test_at_once() -> None:
+    def worker(n: int, barrier: threading.Barrier) -> str:
+        if n == 0:
+            raise ValueError("worker 0 failed before the barrier")
+        barrier.wait()
+        return "won"
+
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="worker 0 failed before the barrier"):
+        race(worker, 4)
+    # The others were released by the broken barrier, not by its timeout.
+    assert time.monotonic() - started < BARRIER_TIMEOUT
 
 
 def test_two_migrates_prepared_on_the_same_read(cloud: Cloud) -> None:
@@ -102,34 +156,24 @@ def test_threads_racing_on_sqlite(tmp_path: Path) -> None:
     setup.boot("vm1", "m1.tiny", "host-a")
     uuid = setup.instance("vm1").uuid
     setup.store.close()
-    barrier = threading.Barrier(8)
-    outcomes: list[str] = []
-    lock = threading.Lock()
 
-    def worker(n: int) -> None:
+    def worker(n: int, barrier: threading.Barrier) -> str:
         cloud = Cloud.build([], store=SqliteStore(path), hypervisor=None)
-        prepared = (
-            cloud.api.prepare_migrate(uuid, ADMIN)
-            if n % 2
-            else cloud.api.prepare_resize(uuid, "m1.small", ADMIN)
-        )
-        barrier.wait()
         try:
+            prepared = (
+                cloud.api.prepare_migrate(uuid, ADMIN)
+                if n % 2
+                else cloud.api.prepare_resize(uuid, "m1.small", ADMIN)
+            )
+            barrier.wait()
             cloud.api.submit(prepared)
-            result = "won"
+            return "won"
         except UnexpectedTaskStateError:
-            result = "lost"
+            return "lost"
         finally:
             cloud.store.close()
-        with lock:
-            outcomes.append(result)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == ["lost"] * 7 + ["won"]
+    assert sorted(race(worker, 8)) == ["lost"] * 7 + ["won"]
     check = SqliteStore(path)
     assert check.get_instance(uuid).task_state is not None
     assert len(check.list_actions(uuid)) == 1
