@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from coldmig_fsm import Caller, Instance, TaskState, VmState
@@ -14,7 +16,9 @@ from coldmig_fsm.exceptions import (
 )
 from coldmig_fsm.guards import (
     FailureKind,
+    Guard,
     GuardContext,
+    GuardFailure,
     PolicyRule,
     require_expected_task_state,
     require_policy,
@@ -90,8 +94,50 @@ def test_empty_guards_fail_when_built(factory: object) -> None:
         factory()  # type: ignore[operator]
 
 
-def test_guards_are_pure() -> None:
-    context = ctx(OWNER, locked=True, locked_by="owner")
-    guard = require_unlocked()
-    assert guard(context) == guard(context)
-    assert context.instance is not None and context.instance.locked
+LOCKED_BY_OWNER = ctx(OWNER, locked=True, locked_by="owner")
+
+
+@pytest.mark.parametrize(
+    ("guard", "context", "expected"),
+    [
+        (
+            require_unlocked(),
+            LOCKED_BY_OWNER,
+            GuardFailure(FailureKind.LOCKED, "resize", "vm1 (u1)", "owner"),
+        ),
+        (require_unlocked(), ctx(ADMIN, locked=True, locked_by="owner"), None),
+        (
+            require_vm_state(VmState.STOPPED),
+            ctx(),
+            GuardFailure(FailureKind.VM_STATE, "resize", "vm1 (u1)", "active", ("stopped",)),
+        ),
+        (
+            require_task_state(None),
+            ctx(task_state=TaskState.RESIZE_PREP),
+            GuardFailure(FailureKind.TASK_STATE, "resize", "vm1 (u1)", "resize_prep", (None,)),
+        ),
+        (
+            require_expected_task_state(TaskState.RESIZE_PREP),
+            ctx(),
+            GuardFailure(
+                FailureKind.EXPECTED_TASK_STATE, "resize", "vm1 (u1)", "None", ("resize_prep",)
+            ),
+        ),
+        (
+            require_policy(PolicyRule.ADMIN),
+            ctx(OWNER),
+            GuardFailure(FailureKind.POLICY, "resize", "vm1 (u1)", "owner"),
+        ),
+    ],
+    ids=["locked", "locked-admin", "vm_state", "task_state", "expected_task_state", "policy"],
+)
+def test_guards_are_pure(
+    guard: Guard, context: GuardContext, expected: GuardFailure | None
+) -> None:
+    """The answer depends on the context only: the same, exact answer on every call, and
+    the context is left as it was."""
+    pristine = copy.deepcopy(context)
+    assert guard(context) == expected
+    assert guard(context) == expected  # nothing kept from the first call
+    assert guard(pristine) == expected  # an equal context, another object: the same
+    assert context == pristine
