@@ -293,7 +293,9 @@ def _run_file(file: Path) -> tuple[int, dict[str, Any] | None]:
         problems = match_expectations(scenario.expect, output)
         if problems:
             err.print(
-                f"[bold red]{escape(scenario.path)}: expect did not match[/]", highlight=False
+                f"[bold red]{escape(scenario.path)}: expect did not match[/]",
+                highlight=False,
+                soft_wrap=True,
             )
             for line in problems:
                 err.print(f"  - {escape(line)}", highlight=False, soft_wrap=True)
