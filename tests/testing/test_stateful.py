@@ -5,7 +5,7 @@ One line per configuration, as a user would write it (``docs/verification.md``).
 
 from __future__ import annotations
 
-from coldmig_fsm import Cloud, CloudConfig
+from coldmig_fsm import Cloud, CloudConfig, FakeFault, FaultMode, VmState
 from coldmig_fsm.testing import ColdMigrationMachine
 from coldmig_fsm.verify import initial_cloud
 from tests.testing.conftest import PROFILE
@@ -24,3 +24,40 @@ TestColdMigration = ColdMigrationMachine.for_cloud(default_cloud, settings=PROFI
 TestSameHost = ColdMigrationMachine.for_cloud(
     same_host_cloud, settings=PROFILE.__class__(PROFILE, max_examples=300)
 ).TestCase
+
+
+def _preconditions(rule: object) -> tuple[object, ...]:
+    return tuple(rule.hypothesis_stateful_rule.preconditions)  # type: ignore[attr-defined]
+
+
+def test_reconcile_is_tried_while_a_crash_is_armed() -> None:
+    # It used to be excluded then ("a known issue" that KNOWN_ISSUES did not list).
+    assert _preconditions(ColdMigrationMachine.reconcile) == ()
+    assert len(_preconditions(ColdMigrationMachine.step)) == 1  # the probe sees preconditions
+
+
+def test_a_crash_during_reconcile_holds_every_invariant() -> None:
+    machine = ColdMigrationMachine()
+    machine.migrate(0, None)  # vm1, active on host-a
+    for _ in range(3):
+        machine.step()  # migrate_server, prep_resize, resize_instance
+    machine.lose_message()  # finish_resize: vm1 stays resize_migrated
+    cloud = machine.cloud
+    assert cloud.hypervisor is not None
+    cloud.hypervisor.arm(FakeFault("host-a", "finish_revert_migration", FaultMode.CRASH))
+    machine.reconcile()  # the recovery rolls back to host-a, and crashes there
+    machine.spec_invariants()
+    assert not cloud.is_up("host-a")
+    machine.restart_compute(0)
+    machine.spec_invariants()
+    vm = cloud.instance("vm1")
+    assert (vm.vm_state, vm.task_state, vm.host) == (VmState.ACTIVE, None, "host-a")
+    assert machine.trace == [
+        "migrate vm1",
+        "step",
+        "step",
+        "step",
+        "step (message lost)",
+        "reconcile",
+        "restart_compute host-a",
+    ]

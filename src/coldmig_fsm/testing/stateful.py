@@ -43,7 +43,7 @@ from .._explore import (
     tolerated,
 )
 from ..cloud import Cloud
-from ..drivers.fake import VERBS, FaultMode
+from ..drivers.fake import VERBS
 from ..exceptions import ColdmigError
 from ..machine import MACHINE
 from ..verify import KNOWN_ISSUES, KnownIssue, initial_cloud
@@ -242,13 +242,6 @@ class ColdMigrationMachine(RuleBasedStateMachine):
         down = [h for h in self.cloud.hosts if not self.cloud.is_up(h)]
         self._do(Action("restart_compute", arg=down[i % len(down)]))
 
-    @precondition(
-        # Cloud.reconcile lets a simulated crash escape (a known issue): no crash armed.
-        lambda self: (
-            self.cloud.hypervisor is None
-            or all(f.mode is not FaultMode.CRASH for f in self.cloud.hypervisor.armed)
-        )
-    )
     @rule()
     def reconcile(self) -> None:
         self._do(Action("reconcile"))
