@@ -182,6 +182,20 @@ kill_pids() {
     kill -9 "${left[@]}" 2>/dev/null || true
 }
 
+# await_reaped PID...: give pid 1 up to 5 s to reap those of the stopped daemons that are not
+# this shell's children (started by an earlier `start`), so that no zombie of them is left
+# when `stop` returns. This shell's own children are reaped by it (with-libvirt-hosts.sh).
+await_reaped() {
+    local pid parent deadline=$((SECONDS + 5))
+    for pid in "$@"; do
+        while [ -e "/proc/$pid" ] && [ $SECONDS -lt $deadline ]; do
+            parent=$(sed -n 's/^.*) . \([0-9]*\).*$/\1/p' "/proc/$pid/stat" 2>/dev/null) || break
+            [ "$parent" != "$$" ] || break
+            sleep 0.1
+        done
+    done
+}
+
 cmd_stop() {
     [ -d "$ROOT" ] || { log "nothing to stop"; return 0; }
     rm -f "$ENV_FILE"
@@ -204,6 +218,7 @@ cmd_stop() {
     done
     # Every daemon at once, so that their shutdowns (a second or two each) overlap.
     kill_pids 10 "${daemons[@]}"
+    await_reaped "${daemons[@]}"
     for dir in "$ROOT"/host*/; do
         [ -d "$dir" ] || continue
         # A guest whose daemon died before it could be destroyed (libvirt's pid files).

@@ -6,8 +6,9 @@ the test wants: failing, killed by a signal, or passing with ``KEEP_HOSTS=1``. A
 no recorded process may still run and the root must be gone (unless kept).
 
 The wrapper reaps its daemons (they are its children): not even a zombie of them is left.
-Daemons kept by ``KEEP_HOSTS=1`` outlive the wrapper, so pid 1 reaps them once stopped, and
-the qemu processes libvirt detaches are pid 1's too: for those, stopped means not running.
+Daemons kept by ``KEEP_HOSTS=1`` outlive the wrapper, so pid 1 reaps them once stopped (the
+stop gives it 5 s), and the qemu processes libvirt detaches are pid 1's too: for those,
+stopped means not running, since how soon pid 1 reaps is not this project's to promise.
 (Making this process their reaper instead, with ``PR_SET_CHILD_SUBREAPER``, was tried: then
 nobody reaps the qemu capability probes libvirtd detaches at start, and libvirtd waits for
 each of them to vanish: these three tests took 116 s instead of 16.)
