@@ -12,7 +12,8 @@
 # Each host is one libvirtd in its own mount namespace (unshare -m) whose /etc/libvirt,
 # /run/libvirt, /var/lib/libvirt, /var/log/libvirt and /var/cache/libvirt are that host's
 # own directories under $COLDMIG_LIBVIRT_ROOT (default /tmp/coldmig-libvirt). It listens on
-# unix sockets in those directories only (no TCP). Guests are QEMU/TCG (no KVM needed). The hosts are reached as
+# unix sockets in those directories only (no TCP). Guests are QEMU/TCG (no KVM needed).
+# The hosts are reached as
 #   qemu+unix:///system?socket=$ROOT/hostN/run/libvirt-sock
 # and written to $ROOT/hosts.env (read by the tests, `coldmig demo --driver libvirt` and the
 # benchmark):
