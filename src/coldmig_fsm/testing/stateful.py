@@ -145,6 +145,10 @@ class ColdMigrationMachine(RuleBasedStateMachine):
                 self.poisoned = True
                 return
             raise AssertionError(escaped) from refusal
+        except Exception as escaped:  # the cloud must never let one out: a violation
+            raise AssertionError(
+                f"`{action}` raised {type(escaped).__name__}: {escaped}"
+            ) from escaped
         self.trace.append(str(action))
         problems = step_violations(before, self.cloud, action, delivered)
         assert not problems, "\n".join(problems)
