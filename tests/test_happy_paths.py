@@ -76,7 +76,10 @@ def test_migrate_hop_by_hop(cloud: Cloud) -> None:
         "usage": {"host-a": TINY_USE, "host-b": TINY_USE},
         "domains": {"host-a": ["vm1"], "host-b": []},
     }
-    assert cloud.instance("vm1").system_metadata == {"image_min_disk": "1", "old_vm_state": "active"}
+    assert cloud.instance("vm1").system_metadata == {
+        "image_min_disk": "1",
+        "old_vm_state": "active",
+    }
     assert notifications(cloud) == MOVE_NOTIFICATIONS[:5]
     assert events(cloud) == [("migrate", MOVE_EVENTS[:3])]
 
@@ -151,7 +154,8 @@ def test_confirm_after_migrate(cloud: Cloud) -> None:
         "domains": {"host-a": [], "host-b": ["vm1"]},
     }
     assert cloud.instance("vm1").migration_id is None
-    assert cloud.instance("vm1").system_metadata == {"image_min_disk": "1"}  # only what boot recorded
+    # Only what boot recorded is left.
+    assert cloud.instance("vm1").system_metadata == {"image_min_disk": "1"}
     assert notifications(cloud)[-2:] == [
         "instance.resize_confirm.start",
         "instance.resize_confirm.end",
