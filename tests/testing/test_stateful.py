@@ -5,6 +5,8 @@ One line per configuration, as a user would write it (``docs/verification.md``).
 
 from __future__ import annotations
 
+import pytest
+
 from coldmig_fsm import Cloud, CloudConfig, FakeFault, FaultMode, VmState
 from coldmig_fsm.testing import ColdMigrationMachine
 from coldmig_fsm.verify import initial_cloud
@@ -20,7 +22,11 @@ def same_host_cloud() -> Cloud:
     return initial_cloud(instances=2, hosts=2, config=CloudConfig(allow_resize_to_same_host=True))
 
 
-TestColdMigration = ColdMigrationMachine.for_cloud(default_cloud, settings=PROFILE).TestCase
+# The CI profile's fixed budget (2,000 examples of 30 steps) takes about 40 s on an idle
+# core and over 120 s, the suite's default timeout, on a loaded one.
+TestColdMigration = pytest.mark.timeout(900)(
+    ColdMigrationMachine.for_cloud(default_cloud, settings=PROFILE).TestCase
+)
 TestSameHost = ColdMigrationMachine.for_cloud(
     same_host_cloud, settings=PROFILE.__class__(PROFILE, max_examples=300)
 ).TestCase
