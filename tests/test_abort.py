@@ -114,3 +114,24 @@ def test_abort_versus_finish_whoever_saves_first_wins() -> None:
     assert move.result.outcome is Outcome.ROLLED_BACK  # type: ignore[attr-defined]
     assert snapshot(cloud)["migrations"] == [("cancelled", "host-a", "host-b")]
     assert violations(cloud) == []
+
+
+def test_delete_before_the_abort_hop_ran_removes_the_source_guest_too() -> None:
+    # Found by the model checker (1 instance, 2 hosts, 3 requests): the abort marks the
+    # migration cancelled, the delete wins the race to the instance, and the abort's own
+    # hop (which would restore the source guest) never runs. The source guest and its
+    # claim must go with the instance.
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.migrate("vm1")
+    for _ in range(3):  # conductor, prep_resize, resize_instance: the copy is done
+        cloud.step()
+    cloud.abort_migration("vm1")
+    deleting = cloud.delete("vm1")
+    cloud.run()
+    assert deleting.result is not None and deleting.result.ok
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"]) == ("deleted", None)
+    assert snap["domains"] == {"host-a": [], "host-b": []}
+    assert snap["usage"] == {"host-a": (0, 0, 0), "host-b": (0, 0, 0)}
+    assert violations(cloud) == []

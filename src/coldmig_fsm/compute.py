@@ -834,19 +834,26 @@ class ComputeService:
         rt.notify("instance.delete.start", instance, self.host)
         rt.notify("instance.shutdown.start", instance, self.host)
         # Open moves, and an abort whose own hop never ran (cancelled, still holding).
+        unfinished_abort = {
+            m.id
+            for m in store.list_migrations(instance.uuid)
+            if m.status is MigrationStatus.CANCELLED and store.allocations(m.uuid)
+        }
         open_moves = [
             m
             for m in store.list_migrations(instance.uuid)
-            if not m.status.is_final
-            or (m.status is MigrationStatus.CANCELLED and store.allocations(m.uuid))
+            if not m.status.is_final or m.id in unfinished_abort
         ]
         hosts = {instance.host}
         for migration in store.list_migrations(instance.uuid):
             # A move still open, failed, or that the instance still refers to may have left
-            # a guest on either host; a confirmed, cancelled or finished-revert one has not.
+            # a guest on either host; a confirmed, cancelled (its abort done) or
+            # finished-revert one has not.
             current = migration.id == instance.migration_id
-            clean = migration.status in _CLEAN_ENDS and not (
-                current and migration.status is MigrationStatus.REVERTED
+            clean = (
+                migration.status in _CLEAN_ENDS
+                and migration.id not in unfinished_abort
+                and not (current and migration.status is MigrationStatus.REVERTED)
             )
             if not clean:
                 hosts.update(h for h in (migration.source_compute, migration.dest_compute) if h)
