@@ -7,6 +7,7 @@ Pinned by the probes ``tests/scenarios/fault-finish-resize-raise.yaml`` and
 from __future__ import annotations
 
 from coldmig_fsm import Cloud, FakeFault, Outcome, VmState
+from coldmig_fsm.invariants import violations
 from tests.conftest import make_cloud, snapshot
 
 
@@ -67,3 +68,30 @@ def test_delete_of_a_resized_instance_confirms_and_clears_the_flavors() -> None:
         None,
         None,
     )
+
+
+def test_failed_delete_halfway_through_a_revert_ends_on_the_source_with_its_claim() -> None:
+    # Found by the model checker (1 instance, 2 hosts, 3 requests, 1 fault): the revert's
+    # dest half ran (dest guest and claim gone), the delete overtook its source half, and
+    # destroying the source guest failed.
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.migrate("vm1").wait().ok
+    cloud.revert_resize("vm1")
+    cloud.step()  # revert_resize on host-b
+    assert snapshot(cloud)["domains"] == {"host-a": ["vm1"], "host-b": []}
+    deleting = cloud.delete("vm1")
+    arm(cloud, "host-a", "destroy")
+    cloud.run()
+    assert deleting.result is not None
+    assert (deleting.result.outcome, deleting.result.error_type) == (
+        Outcome.FAILED,
+        "HypervisorError",
+    )
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"], snap["host"]) == ("error", None, "host-a")
+    assert snap["usage"] == {"host-a": (1, 512, 1), "host-b": (0, 0, 0)}
+    assert snap["migrations"] == [("error", "host-a", "host-b")]
+    assert snap["domains"] == {"host-a": ["vm1"], "host-b": []}
+    assert [f.exception_type for f in cloud.faults("vm1")] == ["HypervisorError"]
+    assert violations(cloud) == []

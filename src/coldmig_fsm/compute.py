@@ -202,6 +202,16 @@ class ComputeService:
             rt.settle(message.request_id, outcome, reported)
             self._settle_stranded(instance.uuid, event, reported)
 
+    def _unfinished_revert(self, instance: Instance) -> Migration | None:
+        """The instance's current migration when it is ``reverted`` but still holds the
+        source claim (``finish_revert_resize`` has not run), else ``None``."""
+        if instance.migration_id is None:
+            return None
+        migration = self._rt.store.get_migration(instance.migration_id)
+        reverted = migration.status is MigrationStatus.REVERTED
+        holding = migration.source_compute in self._rt.store.allocations(migration.uuid)
+        return migration if reverted and holding else None
+
     def _refused(self, message: messages.Message, trigger: str, instance: Instance) -> bool:
         """Check ``trigger``'s guards first; a refusal settles the request as failed."""
         failure = self._rt.machine.check(trigger, GuardContext(trigger, SERVICE, instance))
@@ -874,6 +884,21 @@ class ComputeService:
             if move is not None and move.status is MigrationStatus.CANCELLED:
                 # Its abort never completed: what it holds is a failed move's leftover.
                 move = self._save_migration(move, MigrationStatus.ERROR)
+            halfway = self._unfinished_revert(instance)
+            if move is None and halfway is not None:
+                # The revert's dest half ran (dest guest and claim gone), its source half
+                # did not: the guest and the claim left are the source's, so that is where
+                # the instance ends, in error, with the claim back on it.
+                self.fail_step(
+                    message,
+                    instance,
+                    halfway,
+                    error,
+                    "compute_terminate_instance",
+                    lambda: claims.back_on_source(store, instance.uuid, halfway.uuid),
+                    changes={"host": halfway.source_compute, "node": halfway.source_compute},
+                )
+                return
             self.fail_step(message, instance, move, error, "compute_terminate_instance")
             return
         with store.atomic():
