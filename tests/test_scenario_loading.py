@@ -19,7 +19,14 @@ import pytest
 import yaml
 
 from coldmig_fsm import Host, ScenarioError, load_scenario, run_scenario
-from coldmig_fsm.scenario import LIMITS, MAX_INT, OUTPUT_SHAPE, limits_markdown, parse_scenario
+from coldmig_fsm.scenario import (
+    LIMITS,
+    MAX_INT,
+    OUTPUT_SHAPE,
+    _Value,
+    limits_markdown,
+    parse_scenario,
+)
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = sorted((HERE / "scenarios").glob("*.yaml"))
@@ -471,8 +478,8 @@ def test_expect_may_say_null_where_the_output_has_a_mapping(tmp_path: Path) -> N
 
 def _shape_keys(shape: Any, prefix: str = "") -> set[str]:
     """Every key path of OUTPUT_SHAPE, names and list items written as ``*``."""
-    if shape is None:
-        return set()
+    if shape is None or isinstance(shape, _Value):
+        return set()  # a single value
     fields = getattr(shape, "fields", None)
     if fields is not None:
         paths = set()
@@ -607,3 +614,78 @@ def test_the_runner_exits_2_without_a_traceback(
     assert message.startswith(f"invalid scenario: {path}: ") and expected in message
     # Mostly the interpreter starting: loading itself is pinned under a second above.
     assert elapsed < 30
+
+
+@pytest.mark.parametrize(
+    ("expect", "expected"),
+    [
+        (
+            "{instances: {vm1: {vm_state: resizd}}}",
+            "expect.instances.vm1.vm_state, line 8: unknown vm_state 'resizd'; "
+            "did you mean 'resized'? one of active, building,",
+        ),
+        (
+            "{instances: {vm1: {task_state: resize_prepp}}}",
+            "expect.instances.vm1.task_state, line 8: unknown task_state 'resize_prepp'; "
+            "did you mean 'resize_prep'?",
+        ),
+        (
+            "{instances: {vm1: {power_state: runing}}}",
+            "expect.instances.vm1.power_state, line 8: unknown power_state 'runing'; "
+            "did you mean 'running'?",
+        ),
+        (
+            "{instances: {vm1: {host: host-c}}}",
+            "expect.instances.vm1.host, line 8: unknown host 'host-c'; "
+            "did you mean 'host-b'? one of host-a, host-b",
+        ),
+        (
+            "{instances: {vm1: {new_flavor: m1.tin}}}",
+            "expect.instances.vm1.new_flavor, line 8: unknown flavor 'm1.tin'; "
+            "did you mean 'm1.tiny'? one of m1.tiny",
+        ),
+        (
+            "{migrations: [{status: confirmd}]}",
+            "expect.migrations[0].status, line 8: unknown migration status 'confirmd'; "
+            "did you mean 'confirmed'?",
+        ),
+        (
+            "{migrations: [{type: rezise}]}",
+            "expect.migrations[0].type, line 8: unknown migration type 'rezise'; "
+            "did you mean 'resize'? one of migration, resize",
+        ),
+        (
+            "{steps: [{op: migrat, ok: true}]}",
+            "expect.steps[0].op, line 8: unknown operation 'migrat'; did you mean 'migrate'?",
+        ),
+        (
+            "{steps: [{op: migrate, ok: yes please}]}",
+            "expect.steps[0].ok, line 8: unknown value (true or false) 'yes please';",
+        ),
+    ],
+)
+def test_expect_values_of_known_sets_are_checked(
+    tmp_path: Path, expect: str, expected: str
+) -> None:
+    # A typo in a state's name can never match: exit 2 (an invalid file), not 1.
+    assert problem(tmp_path, CLOUD + f"expect: {expect}\n").startswith(expected)
+
+
+def test_expect_values_may_be_null_or_right(tmp_path: Path) -> None:
+    content = CLOUD + (
+        "expect: {instances: {vm1: {vm_state: active, task_state: null, host: host-a,"
+        " flavor: m1.tiny, old_flavor: null, power_state: running, locked: false}}}\n"
+    )
+    assert load_scenario(write(tmp_path, content)).expect == {
+        "instances": {
+            "vm1": {
+                "vm_state": "active",
+                "task_state": None,
+                "host": "host-a",
+                "flavor": "m1.tiny",
+                "old_flavor": None,
+                "power_state": "running",
+                "locked": False,
+            }
+        }
+    }

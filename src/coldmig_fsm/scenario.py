@@ -34,7 +34,7 @@ from .drivers.fake import VERBS, FakeFault, FaultMode
 from .exceptions import ColdmigError, ScenarioError
 from .messages import KINDS
 from .records import Caller, CloudConfig, Flavor, Host, Project
-from .states import TaskState, VmState
+from .states import MigrationStatus, MigrationType, PowerState, TaskState, VmState
 
 __all__ = [
     "LIMITS",
@@ -545,9 +545,22 @@ class _Each:
     item: _Shape
 
 
+@attrs.frozen
+class _Value:
+    """A single value out of a known set: a state's name, a host or flavor of the file."""
+
+    what: str  # as in "unknown <what> 'x'"
+    choices: frozenset[Any] = frozenset()
+    names: str | None = None  # or: one of the scenario's "hosts" / "flavors"
+
+
 _Shape: TypeAlias = (
-    _Keys | _ByName | _Each | None
+    _Keys | _ByName | _Each | _Value | None
 )  # None: a scalar (a string, a number, true, null)
+
+_FLAG_VALUE: Final = _Value("value (true or false)", frozenset({True, False}))
+_HOST_VALUE: Final = _Value("host", names="hosts")
+_FLAVOR_VALUE: Final = _Value("flavor", names="flavors")
 
 
 def _keys(*names: str, **shaped: _Shape) -> _Keys:
@@ -556,23 +569,40 @@ def _keys(*names: str, **shaped: _Shape) -> _Keys:
 
 OUTPUT_SHAPE: Final = _keys(
     steps=_Each(
-        _keys("op", "instance", "host", "seconds", "ok", "async", error=_keys("type", "message"))
+        _keys(
+            "instance",
+            "seconds",
+            "host",  # as the step gave it: a wrong target host is a case worth writing
+            op=_Value("operation", frozenset(SUPPORTED_OPS)),
+            ok=_FLAG_VALUE,
+            error=_keys("type", "message"),
+            **{"async": _FLAG_VALUE},
+        )
     ),
     instances=_ByName(
         "instances",
         _keys(
-            "vm_state",
-            "task_state",
-            "power_state",
-            "host",
-            "flavor",
-            "old_flavor",
-            "new_flavor",
-            "locked",
             "progress",
+            vm_state=_Value("vm_state", frozenset(v.value for v in VmState)),
+            task_state=_Value("task_state", frozenset(t.value for t in TaskState)),
+            power_state=_Value("power_state", frozenset(p.label for p in PowerState)),
+            host=_HOST_VALUE,
+            flavor=_FLAVOR_VALUE,
+            old_flavor=_FLAVOR_VALUE,
+            new_flavor=_FLAVOR_VALUE,
+            locked=_FLAG_VALUE,
         ),
     ),
-    migrations=_Each(_keys("id", "instance", "type", "status", "source_compute", "dest_compute")),
+    migrations=_Each(
+        _keys(
+            "id",
+            "instance",
+            type=_Value("migration type", frozenset(t.value for t in MigrationType)),
+            status=_Value("migration status", frozenset(m.value for m in MigrationStatus)),
+            source_compute=_HOST_VALUE,
+            dest_compute=_HOST_VALUE,
+        )
+    ),
     usage=_ByName("hosts", _keys("vcpus", "ram_mb", "disk_gb")),
     domains=_ByName("hosts", _Each(None)),
     driver_calls=_Each(_keys("host", "call", "instance")),
@@ -589,9 +619,13 @@ def _check_expect(
     """Refuse an ``expect`` entry that no output can match: a typo is exit 2, not 1."""
     if value is None:
         return  # null matches a null output value, wherever it stands
-    if shape is None:
+    if shape is None or isinstance(shape, _Value):
         if isinstance(value, dict | list):
             raise doc.error(at, f"a single value in the output, got {_brief(value)}")
+        if isinstance(shape, _Value):
+            known = names[shape.names] if shape.names is not None else shape.choices
+            if value not in known:
+                raise doc.error(at, _unknown(shape.what, value, map(str, known)))
         return
     if isinstance(shape, _Each):
         if not isinstance(value, list):
@@ -670,7 +704,11 @@ def parse_scenario(content: bytes, name: str = "<stdin>") -> Scenario:
     steps = tuple(_step(doc, at, item, host_names) for at, item in _entries(doc, data, "steps"))
     expect = data.get("expect")
     if expect is not None:
-        names = {"instances": {i["name"] for i in instances}, "hosts": host_names}
+        names = {
+            "instances": {i["name"] for i in instances},
+            "hosts": host_names,
+            "flavors": {f.id for f in flavors},
+        }
         _check_expect(doc, ("expect",), expect, OUTPUT_SHAPE, names)
     return Scenario(name, config, hosts, flavors, projects, instances, steps, expect)
 
