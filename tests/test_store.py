@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coldmig_fsm import (
     Instance,
@@ -23,6 +28,7 @@ from coldmig_fsm import (
     messages,
 )
 from coldmig_fsm.exceptions import UnexpectedMigrationStatusError
+from coldmig_fsm.sqlite_store import SCHEMA_VERSION, SchemaVersionError
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -162,3 +168,170 @@ def test_a_request_settles_once(store: Store) -> None:
     assert store.settle_request(second) is False
     assert store.get_request("r1") == first
     assert store.settle_request(RequestRecord("nope", "stop", "u1", Outcome.FAILED)) is False
+
+
+# -- usage aggregates ---------------------------------------------------------------------
+
+HOSTS = ("host-a", "host-b", "host-c")
+PROJECTS = ("p0", "p1")
+
+resources = st.builds(Resources, st.integers(0, 8), st.integers(0, 4096), st.integers(0, 100))
+# One write: ("instance", i) adds instance i (its project: PROJECTS[i % 2]); ("migration",
+# n, i) adds migration n of instance i (consumer "mig-n"); ("alloc", consumer, per_host).
+consumers = st.sampled_from(["inst-0", "inst-1", "inst-2", "mig-0", "mig-1", "stray"])
+writes = st.one_of(
+    st.tuples(st.just("instance"), st.integers(0, 2)),
+    st.tuples(st.just("migration"), st.integers(0, 1), st.integers(0, 2)),
+    st.tuples(
+        st.just("alloc"),
+        consumers,
+        st.dictionaries(st.sampled_from(HOSTS), resources, max_size=3),
+    ),
+)
+blocks = st.lists(
+    st.tuples(st.lists(writes, max_size=6), st.booleans()),  # (writes, rolled back)
+    max_size=8,
+)
+
+
+def _write(store: Store, write: tuple[Any, ...], owners: dict[str, str]) -> None:
+    if write[0] == "instance":
+        uuid = f"inst-{write[1]}"
+        if uuid not in owners:
+            project = PROJECTS[write[1] % 2]
+            store.add_instance(Instance(uuid, f"vm-{write[1]}", project, "host-a", "m1.tiny"))
+            owners[uuid] = project
+    elif write[0] == "migration":
+        uuid, instance = f"mig-{write[1]}", f"inst-{write[2]}"
+        if uuid not in owners and store.list_migrations(instance) == []:
+            store.add_migration(
+                Migration(
+                    write[1] + 1,
+                    uuid,
+                    instance,
+                    MigrationType.MIGRATION,
+                    MigrationStatus.PRE_MIGRATING,
+                    "host-a",
+                    "m1.tiny",
+                    "m1.tiny",
+                )
+            )
+            if instance in owners:
+                owners[uuid] = owners[instance]
+    else:
+        store.set_allocations(write[1], write[2])
+
+
+def _sums(store: Store, owners: dict[str, str]) -> tuple[dict[str, Resources], ...]:
+    """(usage per host, per project) summed from the allocations themselves."""
+    per_host = dict.fromkeys(HOSTS, Resources())
+    per_project = dict.fromkeys(PROJECTS, Resources())
+    for allocation in store.all_allocations():
+        per_host[allocation.host] += allocation.resources
+        owner = owners.get(allocation.consumer)
+        if owner is not None:
+            per_project[owner] += allocation.resources
+    return per_host, per_project
+
+
+@settings(max_examples=60, deadline=None)
+@given(blocks)
+def test_usage_aggregates_equal_the_sums_after_any_blocks(
+    plan: list[tuple[list[tuple[Any, ...]], bool]],
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        stores: list[Store] = [MemoryStore(), SqliteStore(Path(tmp) / "s.db")]
+        owners: dict[str, str] = {}
+        try:
+            for block, rolled_back in plan:
+                tentative = dict(owners)
+                for store in stores:
+                    tentative = dict(owners)
+                    try:
+                        with store.atomic():
+                            for write in block:
+                                with store.atomic():
+                                    _write(store, write, tentative)
+                            if rolled_back:
+                                raise RuntimeError("rolled back")
+                    except RuntimeError:
+                        assert rolled_back
+                if not rolled_back:
+                    owners = tentative
+                seen = []
+                for store in stores:
+                    per_host, per_project = _sums(store, owners)
+                    assert {h: store.usage(h) for h in HOSTS} == per_host
+                    assert {p: store.project_usage(p) for p in PROJECTS} == per_project
+                    seen.append(sorted(store.all_allocations(), key=repr))
+                assert seen[0] == seen[1]  # both stores agree
+        finally:
+            for store in stores:
+                store.close()
+
+
+def test_usage_counts_what_a_consumer_held_before_its_owner(store: Store) -> None:
+    store.set_allocations("u1", {"host-a": Resources(1, 512, 1)})
+    assert store.project_usage("demo") == Resources()
+    store.add_instance(inst())
+    assert store.project_usage("demo") == Resources(1, 512, 1)
+    m = Migration(
+        1, "m-1", "u1", MigrationType.MIGRATION, MigrationStatus.PRE_MIGRATING, "a", "t", "t"
+    )
+    store.add_migration(m)
+    store.set_allocations("m-1", {"host-b": Resources(2, 1024, 20)})
+    assert store.project_usage("demo") == Resources(3, 1536, 21)
+    assert store.usage("host-b") == Resources(2, 1024, 20)
+    store.set_allocations("u1", {})
+    assert store.project_usage("demo") == Resources(2, 1024, 20)
+    assert store.project_usage("other") == Resources()
+
+
+def _version_0(path: Path) -> None:
+    """Turn a store file back into the first schema (no aggregates, user_version 0)."""
+    db = sqlite3.connect(path)
+    for trigger in ("allocation_added", "allocation_removed", "allocation_changed"):
+        db.execute(f"DROP TRIGGER {trigger}")
+    db.execute("DROP TRIGGER consumer_owned")
+    for table in ("consumer", "host_usage", "project_usage"):
+        db.execute(f"DROP TABLE {table}")
+    db.execute("PRAGMA user_version = 0")
+    db.commit()
+    db.close()
+
+
+def test_sqlite_migrates_a_file_of_the_first_schema(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    first = SqliteStore(path)
+    first.add_instance(inst())
+    first.set_allocations("u1", {"host-a": Resources(1, 512, 1)})
+    first.add_migration(
+        Migration(
+            1, "m-1", "u1", MigrationType.MIGRATION, MigrationStatus.PRE_MIGRATING, "a", "t", "t"
+        )
+    )
+    first.set_allocations("m-1", {"host-b": Resources(2, 1024, 20)})
+    first.set_allocations("stray", {"host-a": Resources(4, 4, 4)})
+    first.close()
+    _version_0(path)
+    second = SqliteStore(path)
+    assert second.usage("host-a") == Resources(5, 516, 5)
+    assert second.usage("host-b") == Resources(2, 1024, 20)
+    assert second.project_usage("demo") == Resources(3, 1536, 21)
+    second.set_allocations("m-1", {})
+    assert second.project_usage("demo") == Resources(1, 512, 1)
+    second.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    db.close()
+
+
+def test_sqlite_refuses_a_file_of_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    SqliteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(SchemaVersionError, match=r"schema version 2 is newer than .* \(1\)"):
+        SqliteStore(path)

@@ -190,14 +190,10 @@ class ComputeAPI:
             return
         grow_cores = max(0, new.vcpus - old.vcpus)
         grow_ram = max(0, new.ram_mb - old.ram_mb)
-        used_cores = used_ram = 0
-        for other in self._rt.store.list_instances():
-            if other.project_id != instance.project_id or other.vm_state is VmState.DELETED:
-                continue
-            for consumer in (other.uuid, *self._migration_consumers(other)):
-                for held in self._rt.store.allocations(consumer).values():
-                    used_cores += held.vcpus
-                    used_ram += held.ram_mb
+        # What the project's instances and their migrations hold: an aggregate the store
+        # keeps with each allocation change (Nova counts it from placement's usages).
+        held = self._rt.store.project_usage(instance.project_id)
+        used_cores, used_ram = held.vcpus, held.ram_mb
         for limit, used, grow, what in (
             (project.cores, used_cores, grow_cores, "cores"),
             (project.ram_mb, used_ram, grow_ram, "ram"),
@@ -207,11 +203,6 @@ class ComputeAPI:
                     f"Quota exceeded for {what}: requested {grow}, but already used {used} "
                     f"of {limit} {what} (project {instance.project_id})"
                 )
-
-    def _migration_consumers(self, instance: Instance) -> list[str]:
-        if instance.migration_id is None:
-            return []
-        return [self._rt.store.get_migration(instance.migration_id).uuid]
 
     def _finished_migration(self, instance: Instance) -> Migration:
         """The migration a ``resized`` instance waits on (its migration context)."""

@@ -7,8 +7,18 @@ reads (``idx``: an instance's task_state, a migration's status), so a CAS is one
 crash-recovery work builds on), at a fraction of the cost of a full fsync per commit.
 
 ``sqlite3`` was chosen over SQLAlchemy here because a migrate+confirm cycle makes some
-thirty small writes and the ORM's per-statement cost would dominate; the schema is four
+thirty small writes and the ORM's per-statement cost would dominate; the schema is a few
 tables and needs nothing an ORM adds.
+
+Usage per host and per project are aggregate rows (``host_usage``, ``project_usage``)
+kept by triggers on ``allocation``: every allocation change updates them in the same
+statement, hence in the same transaction, and reading one is a primary-key lookup
+whatever the size of the cloud. ``consumer`` says which project owns each consumer.
+
+The schema has a version (``PRAGMA user_version``, :data:`SCHEMA_VERSION`). A file of
+the first schema (version 0: no aggregates) is migrated when it is opened, the
+aggregates computed from its allocations; a file of a newer version is refused with
+:class:`SchemaVersionError`.
 """
 
 from __future__ import annotations
@@ -50,7 +60,15 @@ from .store import (
     Store,
 )
 
-__all__ = ["SqliteStore"]
+__all__ = ["SCHEMA_VERSION", "SchemaVersionError", "SqliteStore"]
+
+SCHEMA_VERSION = 1
+"""The schema this module writes: 0 had no usage aggregates, 1 added them."""
+
+
+class SchemaVersionError(RuntimeError):
+    """The database file was written by a newer coldmig_fsm (a schema this one lacks)."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS record (
@@ -67,6 +85,75 @@ CREATE TABLE IF NOT EXISTS allocation (
 CREATE INDEX IF NOT EXISTS allocation_host ON allocation (host);
 CREATE TABLE IF NOT EXISTS queue (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL, data TEXT NOT NULL);
+"""
+
+# Version 1: the usage aggregates. The triggers keep them; nothing else writes them.
+_AGGREGATES = """
+CREATE TABLE IF NOT EXISTS consumer (consumer TEXT PRIMARY KEY, project TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS host_usage (
+    host TEXT PRIMARY KEY,
+    vcpus INTEGER NOT NULL, ram_mb INTEGER NOT NULL, disk_gb INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS project_usage (
+    project TEXT PRIMARY KEY,
+    vcpus INTEGER NOT NULL, ram_mb INTEGER NOT NULL, disk_gb INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS allocation_added AFTER INSERT ON allocation BEGIN
+    INSERT INTO host_usage VALUES (NEW.host, NEW.vcpus, NEW.ram_mb, NEW.disk_gb)
+        ON CONFLICT (host) DO UPDATE SET vcpus = vcpus + excluded.vcpus,
+            ram_mb = ram_mb + excluded.ram_mb, disk_gb = disk_gb + excluded.disk_gb;
+    INSERT INTO project_usage
+        SELECT project, NEW.vcpus, NEW.ram_mb, NEW.disk_gb FROM consumer
+        WHERE consumer = NEW.consumer
+        ON CONFLICT (project) DO UPDATE SET vcpus = vcpus + excluded.vcpus,
+            ram_mb = ram_mb + excluded.ram_mb, disk_gb = disk_gb + excluded.disk_gb;
+END;
+CREATE TRIGGER IF NOT EXISTS allocation_removed AFTER DELETE ON allocation BEGIN
+    UPDATE host_usage SET vcpus = vcpus - OLD.vcpus, ram_mb = ram_mb - OLD.ram_mb,
+        disk_gb = disk_gb - OLD.disk_gb WHERE host = OLD.host;
+    UPDATE project_usage SET vcpus = vcpus - OLD.vcpus, ram_mb = ram_mb - OLD.ram_mb,
+        disk_gb = disk_gb - OLD.disk_gb
+        WHERE project = (SELECT project FROM consumer WHERE consumer = OLD.consumer);
+END;
+CREATE TRIGGER IF NOT EXISTS allocation_changed AFTER UPDATE ON allocation BEGIN
+    UPDATE host_usage SET vcpus = vcpus - OLD.vcpus, ram_mb = ram_mb - OLD.ram_mb,
+        disk_gb = disk_gb - OLD.disk_gb WHERE host = OLD.host;
+    UPDATE project_usage SET vcpus = vcpus - OLD.vcpus, ram_mb = ram_mb - OLD.ram_mb,
+        disk_gb = disk_gb - OLD.disk_gb
+        WHERE project = (SELECT project FROM consumer WHERE consumer = OLD.consumer);
+    INSERT INTO host_usage VALUES (NEW.host, NEW.vcpus, NEW.ram_mb, NEW.disk_gb)
+        ON CONFLICT (host) DO UPDATE SET vcpus = vcpus + excluded.vcpus,
+            ram_mb = ram_mb + excluded.ram_mb, disk_gb = disk_gb + excluded.disk_gb;
+    INSERT INTO project_usage
+        SELECT project, NEW.vcpus, NEW.ram_mb, NEW.disk_gb FROM consumer
+        WHERE consumer = NEW.consumer
+        ON CONFLICT (project) DO UPDATE SET vcpus = vcpus + excluded.vcpus,
+            ram_mb = ram_mb + excluded.ram_mb, disk_gb = disk_gb + excluded.disk_gb;
+END;
+-- A consumer's allocations made before it had an owner start counting for the owner.
+CREATE TRIGGER IF NOT EXISTS consumer_owned AFTER INSERT ON consumer BEGIN
+    INSERT INTO project_usage
+        SELECT NEW.project, SUM(vcpus), SUM(ram_mb), SUM(disk_gb) FROM allocation
+        WHERE consumer = NEW.consumer GROUP BY consumer
+        ON CONFLICT (project) DO UPDATE SET vcpus = vcpus + excluded.vcpus,
+            ram_mb = ram_mb + excluded.ram_mb, disk_gb = disk_gb + excluded.disk_gb;
+END;
+"""
+
+# From version 0: owners from the stored records, aggregates from the allocations.
+_FROM_VERSION_0 = """
+INSERT OR IGNORE INTO consumer (consumer, project)
+    SELECT key, json_extract(data, '$.project_id') FROM record WHERE kind = 'instance';
+INSERT OR IGNORE INTO consumer (consumer, project)
+    SELECT json_extract(m.data, '$.uuid'), c.project
+    FROM record AS m JOIN consumer AS c
+        ON c.consumer = json_extract(m.data, '$.instance_uuid')
+    WHERE m.kind = 'migration';
+DELETE FROM host_usage;
+DELETE FROM project_usage;
+INSERT INTO host_usage
+    SELECT host, SUM(vcpus), SUM(ram_mb), SUM(disk_gb) FROM allocation GROUP BY host;
+INSERT INTO project_usage
+    SELECT c.project, SUM(a.vcpus), SUM(a.ram_mb), SUM(a.disk_gb)
+    FROM allocation AS a JOIN consumer AS c ON c.consumer = a.consumer GROUP BY c.project;
 """
 
 _TYPES: dict[str, type[Any]] = {
@@ -103,9 +190,47 @@ class SqliteStore(Store):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
         self._depth = 0
         self._cv = _converter()
+        try:
+            self._open_schema()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open_schema(self) -> None:
+        """Create the schema, or migrate an older one (see the module's docstring).
+
+        Raises:
+            SchemaVersionError: the file's schema is newer than :data:`SCHEMA_VERSION`.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self.path}: database schema version {version} is newer than this "
+                    f"coldmig_fsm's ({SCHEMA_VERSION}); use the newer coldmig_fsm, or a "
+                    "new file"
+                )
+            old = version == 0 and self._has_table("record")
+            for statement in _statements(_SCHEMA + _AGGREGATES):
+                self._db.execute(statement)
+            if old:
+                for statement in _statements(_FROM_VERSION_0):
+                    self._db.execute(statement)
+            if version != SCHEMA_VERSION:
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _has_table(self, name: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return row is not None
 
     def close(self) -> None:
         self._db.close()
@@ -222,11 +347,31 @@ class SqliteStore(Store):
 
     def usage(self, host: str) -> Resources:
         row = self._db.execute(
-            "SELECT COALESCE(SUM(vcpus), 0), COALESCE(SUM(ram_mb), 0), "
-            "COALESCE(SUM(disk_gb), 0) FROM allocation WHERE host = ?",
-            (host,),
+            "SELECT vcpus, ram_mb, disk_gb FROM host_usage WHERE host = ?", (host,)
         ).fetchone()
-        return Resources(int(row[0]), int(row[1]), int(row[2]))
+        return Resources() if row is None else Resources(*row)
+
+    def project_usage(self, project_id: str) -> Resources:
+        row = self._db.execute(
+            "SELECT vcpus, ram_mb, disk_gb FROM project_usage WHERE project = ?",
+            (project_id,),
+        ).fetchone()
+        return Resources() if row is None else Resources(*row)
+
+    def _own(self, consumer: str, project: str | None = None, like: str | None = None) -> None:
+        if like is None:
+            if project is None:
+                return
+            self._db.execute(
+                "INSERT OR IGNORE INTO consumer (consumer, project) VALUES (?, ?)",
+                (consumer, project),
+            )
+        else:
+            self._db.execute(
+                "INSERT OR IGNORE INTO consumer (consumer, project) "
+                "SELECT ?, project FROM consumer WHERE consumer = ?",
+                (consumer, like),
+            )
 
     def all_allocations(self) -> list[Allocation]:
         rows = self._db.execute(
@@ -257,3 +402,19 @@ class SqliteStore(Store):
     def pending_messages(self) -> list[messages.Message]:
         rows = self._db.execute("SELECT data FROM queue ORDER BY seq").fetchall()
         return [messages.from_dict(json.loads(data)) for (data,) in rows]
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of ``script`` (``executescript`` would commit the transaction)."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement: {pending.strip()[:60]}")
+    return statements

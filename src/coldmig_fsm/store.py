@@ -13,6 +13,13 @@ Invariants every backend keeps:
 * Writes inside :meth:`Store.atomic` are all kept or, when the block raises, all undone.
 * The message queue is FIFO; a message is removed by the step that handles it, in the
   same atomic block as that step's first writes.
+* :meth:`Store.usage` of a host and :meth:`Store.project_usage` of a project are
+  aggregates kept with every allocation change, in the same transaction (as Nova's
+  placement keeps usages per resource provider): reading one costs the same whatever the
+  number of instances, and it always equals the sum of the allocations it covers.
+* Every read a hop or an API call makes is by key or by index (uuid, name, instance,
+  request, consumer, host, project); the ``list_*`` methods without an argument read the
+  whole cloud and are for views, checks and tools, not for the workflow's paths.
 """
 
 from __future__ import annotations
@@ -122,7 +129,23 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def usage(self, host: str) -> Resources:
-        """The sum of every consumer's allocation on ``host``."""
+        """The sum of every consumer's allocation on ``host`` (an aggregate: O(1))."""
+
+    @abc.abstractmethod
+    def project_usage(self, project_id: str) -> Resources:
+        """The sum of the allocations of every consumer owned by ``project_id`` (O(1)).
+
+        An instance is owned by its project from :meth:`add_instance` on, a migration by
+        its instance's project from :meth:`add_migration` on.
+        """
+
+    @abc.abstractmethod
+    def _own(self, consumer: str, project: str | None = None, like: str | None = None) -> None:
+        """Make ``project`` (or the project owning ``like``) the owner of ``consumer``.
+
+        A consumer's owner is set once; what it already holds starts counting for its
+        owner's :meth:`project_usage`. Nothing happens when ``like`` has no owner.
+        """
 
     @abc.abstractmethod
     def all_allocations(self) -> list[Allocation]: ...
@@ -186,6 +209,7 @@ class Store(abc.ABC):
         if self._get(INSTANCE, instance.uuid) is not None:
             raise ValueError(f"instance {instance.uuid} already exists")
         self._put(INSTANCE, instance.uuid, instance, task_index(instance.task_state), instance.name)
+        self._own(instance.uuid, project=instance.project_id)
 
     def get_instance(self, uuid: str) -> Instance:
         found: Instance | None = self._get(INSTANCE, uuid)
@@ -236,6 +260,7 @@ class Store(abc.ABC):
         self._put(
             MIGRATION, str(migration.id), migration, migration.status.value, migration.instance_uuid
         )
+        self._own(migration.uuid, like=migration.instance_uuid)
 
     def get_migration(self, migration_id: int) -> Migration:
         found: Migration | None = self._get(MIGRATION, str(migration_id))
@@ -343,8 +368,30 @@ class Store(abc.ABC):
         return [f for f in every if f.instance_uuid == instance_uuid]
 
 
+_Sum = tuple[int, int, int]  # vcpus, ram_mb, disk_gb: an aggregate, added to in place
+
+
+def _total(per_host: Mapping[str, Resources] | None) -> _Sum:
+    if not per_host:
+        return (0, 0, 0)
+    return (
+        sum(r.vcpus for r in per_host.values()),
+        sum(r.ram_mb for r in per_host.values()),
+        sum(r.disk_gb for r in per_host.values()),
+    )
+
+
+def _shift(sums: dict[str, _Sum], key: str, by: _Sum, sign: int) -> None:
+    v, r, d = sums.get(key, (0, 0, 0))
+    sums[key] = (v + sign * by[0], r + sign * by[1], d + sign * by[2])
+
+
 class MemoryStore(Store):
-    """Everything in dictionaries. Atomic blocks keep an undo journal."""
+    """Everything in dictionaries. Atomic blocks keep an undo journal.
+
+    The usage aggregates (per host, per project) change with every allocation change
+    and are restored with it when a block is undone.
+    """
 
     def __init__(self) -> None:
         self._records: dict[str, dict[str, tuple[Any, str]]] = {}
@@ -352,6 +399,9 @@ class MemoryStore(Store):
         self._logs: dict[str, list[Any]] = {}
         self._counters: dict[str, int] = {}
         self._allocations: dict[str, dict[str, Resources]] = {}
+        self._host_usage: dict[str, _Sum] = {}
+        self._project_usage: dict[str, _Sum] = {}
+        self._owners: dict[str, str] = {}  # consumer -> project
         self._queue: list[Message] = []
         self._queue_head = 0
         self._journal: list[tuple[Any, ...]] | None = None
@@ -402,10 +452,11 @@ class MemoryStore(Store):
                 self._counters[entry[1]] = entry[2]
             elif what == "alloc":
                 _, consumer, previous = entry
-                if previous is None:
-                    self._allocations.pop(consumer, None)
-                else:
-                    self._allocations[consumer] = previous
+                self._replace_allocations(consumer, previous)
+            elif what == "owner":
+                consumer = entry[1]
+                held = _total(self._allocations.get(consumer))
+                _shift(self._project_usage, self._owners.pop(consumer), held, -1)
             elif what == "push":
                 self._queue.pop()
             elif what == "pop":
@@ -466,18 +517,38 @@ class MemoryStore(Store):
 
     def set_allocations(self, consumer: str, per_host: Mapping[str, Resources]) -> None:
         self._note("alloc", consumer, self._allocations.get(consumer))
-        if per_host:
-            self._allocations[consumer] = dict(per_host)
-        else:
-            self._allocations.pop(consumer, None)
+        self._replace_allocations(consumer, dict(per_host) if per_host else None)
+
+    def _replace_allocations(self, consumer: str, held: dict[str, Resources] | None) -> None:
+        """Make ``held`` what ``consumer`` holds, the aggregates following (not journaled)."""
+        previous = self._allocations.pop(consumer, None)
+        if held:
+            self._allocations[consumer] = held
+        usage = self._host_usage
+        for host, resources in (previous or {}).items():
+            v, r, d = usage[host]
+            usage[host] = (v - resources.vcpus, r - resources.ram_mb, d - resources.disk_gb)
+        for host, resources in (held or {}).items():
+            v, r, d = usage.get(host, (0, 0, 0))
+            usage[host] = (v + resources.vcpus, r + resources.ram_mb, d + resources.disk_gb)
+        project = self._owners.get(consumer)
+        if project is not None:
+            _shift(self._project_usage, project, _total(previous), -1)
+            _shift(self._project_usage, project, _total(held), 1)
+
+    def _own(self, consumer: str, project: str | None = None, like: str | None = None) -> None:
+        owner = project if like is None else self._owners.get(like)
+        if owner is None or consumer in self._owners:
+            return
+        self._owners[consumer] = owner
+        self._note("owner", consumer)
+        _shift(self._project_usage, owner, _total(self._allocations.get(consumer)), 1)
 
     def usage(self, host: str) -> Resources:
-        total = Resources()
-        for per_host in self._allocations.values():
-            held = per_host.get(host)
-            if held is not None:
-                total = total + held
-        return total
+        return Resources(*self._host_usage.get(host, (0, 0, 0)))
+
+    def project_usage(self, project_id: str) -> Resources:
+        return Resources(*self._project_usage.get(project_id, (0, 0, 0)))
 
     def all_allocations(self) -> list[Allocation]:
         return [
