@@ -113,7 +113,27 @@ _JSON = typer.Option("--json", help="Print JSON on stdout instead of tables.")
 
 
 def main() -> None:
-    app(prog_name="coldmig")
+    """The ``coldmig`` command: a usage error is one line too (what, and where the help is)."""
+    try:
+        status = app(prog_name="coldmig", standalone_mode=False)
+    except typer.TyperException as error:
+        ctx = getattr(error, "ctx", None)
+        # Typer's exception classes are private; a group called with nothing to do
+        # (NoArgsIsHelpError) shows its help, as Typer does in its own error path.
+        if ctx is None or type(error).__name__ == "NoArgsIsHelpError":
+            app(prog_name="coldmig")
+            return
+        command = ctx.command_path
+        err.print(
+            f"[bold red]error[/]: {escape(command)}: {escape(error.format_message())} "
+            f"(see `{escape(command)} --help`)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 def _fail(message: str, status: int = 2) -> NoReturn:

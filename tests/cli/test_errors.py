@@ -3,7 +3,9 @@ traceback; a file that is not a coldmig database is never overwritten."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -153,3 +155,54 @@ def test_show_a_text_file(runner: CliRunner, tmp_path: Path) -> None:
 def test_verbose_and_quiet_together(runner: CliRunner) -> None:
     result = runner.invoke(app, ["-v", "-q", "states", "--json"])
     _one_line_error(result, "-v and -q contradict each other: give one of them")
+
+
+# --- usage errors through the real entry point (`coldmig`, i.e. cli.main) ----------------
+
+COLDMIG = Path(sys.executable).with_name("coldmig")
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["verify", "--instances", "0"],
+            "error: coldmig verify: Invalid value for '--instances': Input should be greater "
+            "than or equal to 1 (see `coldmig verify --help`)",
+        ),
+        (
+            ["verify", "--bogus"],
+            "error: coldmig verify: No such option: --bogus (see `coldmig verify --help`)",
+        ),
+        (
+            ["scenario", "run"],
+            "error: coldmig scenario run: Missing argument 'FILE'. "
+            "(see `coldmig scenario run --help`)",
+        ),
+        (["bogus"], "error: coldmig: No such command 'bogus'. (see `coldmig --help`)"),
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_2(args: list[str], line: str) -> None:
+    done = subprocess.run(
+        [str(COLDMIG), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", line + "\n")
+
+
+def test_a_command_still_exits_with_its_own_status(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hosts: 1\n", encoding="utf-8")
+    done = subprocess.run(
+        [str(COLDMIG), "scenario", "run", str(bad)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    ok = subprocess.run(
+        [str(COLDMIG), "states", "--json"], capture_output=True, text=True, check=False
+    )
+    assert ok.returncode == 0
+    assert ok.stderr == ""
