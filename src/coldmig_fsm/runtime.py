@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from .clock import Clock
+from .exceptions import ColdmigError
 from .guards import GuardContext
 from .machine import MACHINE, Machine
 from .records import (
@@ -105,11 +106,15 @@ class Runtime:
         )
 
     def fault(self, instance: Instance, error: BaseException, host: str | None) -> None:
-        code = 500 if not type(error).__name__.startswith("NoValidHost") else 400
+        """Record an instance fault for ``error``, with its HTTP status as Nova does.
+
+        The code is the error's class ``code``; an error that is not this library's is
+        500, as Nova records one that is not a ``NovaException``.
+        """
         self.store.add_fault(
             Fault(
                 instance_uuid=instance.uuid,
-                code=code,
+                code=error.code if isinstance(error, ColdmigError) else 500,
                 message=str(error),
                 exception_type=type(error).__name__,
                 host=host,
