@@ -33,7 +33,14 @@ from .compute import ComputeService
 from .conductor import Conductor
 from .drivers.base import HypervisorDriver
 from .drivers.fake import FakeDriver, FakeHypervisor, SimulatedCrash
-from .exceptions import ColdmigError, InstanceNotFound, NoValidHost
+from .exceptions import (
+    ColdmigError,
+    ComputeHostNotFound,
+    FlavorNotFound,
+    InstanceExists,
+    InstanceNotFound,
+    NoValidHost,
+)
 from .machine import MACHINE, Machine
 from .messages import CONDUCTOR, Message
 from .records import (
@@ -285,19 +292,31 @@ class Cloud:
         the larger of the image's ``min_disk`` (``image_min_disk_gb``) and the boot
         flavor's ``root_gb``. A resize below it is refused (``FlavorDiskSmallerThanMinDisk``).
 
+        Every check is a lookup by key or index, whatever the number of instances.
+
         Raises:
-            ValueError: unknown host or flavor, or the name is taken.
+            FlavorNotFound: no flavor ``flavor``.
+            ComputeHostNotFound: no compute host ``host``.
+            InstanceExists: an instance (deleted ones included) already has the name
+                ``name``, or the uuid (given, or derived from the name).
         """
         found = self.store.get_flavor(flavor)
         if found is None:
-            raise ValueError(f"unknown flavor {flavor!r}")
+            raise FlavorNotFound(f"Flavor {flavor} could not be found.")
         if host not in self._computes or self.store.get_host(host) is None:
-            raise ValueError(f"unknown host {host!r}")
-        if any(i.name == name for i in self.store.list_instances()):
-            raise ValueError(f"an instance named {name!r} already exists")
+            raise ComputeHostNotFound(f"Compute host {host} could not be found.")
+        if self.store.find_instance(name) is not None:
+            raise InstanceExists(f"Instance {name} already exists.")
+        uuid = uuid or str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"coldmig:{name}"))
+        try:
+            taken = self.store.get_instance(uuid)
+        except InstanceNotFound:
+            pass
+        else:
+            raise InstanceExists(f"Instance {uuid} already exists (named {taken.name}).")
         power = PowerState.for_vm_state(vm_state)
         instance = Instance(
-            uuid=uuid or str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"coldmig:{name}")),
+            uuid=uuid,
             name=name,
             project_id=project,
             host=host,
