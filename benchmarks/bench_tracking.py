@@ -1,9 +1,12 @@
-"""(b) Tracking many instances: the shared machine vs ``add_model`` per instance.
+"""(b) Tracking many instances, end to end: a cloud vs ``add_model`` per instance.
 
-The package's machine is one object for every instance: "attaching" an instance is
-nothing at all, and firing a trigger returns the new state, which the caller keeps by
-saving a copy of the record in that state (``attrs.evolve``, as the roles do); so does this
-benchmark, for every instance. A ``transitions`` user attaches each model with
+The package's machine is one object for every instance, so tracking an instance is its
+record in the store. Measured end to end: every instance is booted into a cloud
+(``cloud.boot``: the record and its claim in the store, its guest on a fake host), then
+one operation runs on each through the roles (``cloud.stop(vm).wait()``: the API's
+guards and the machine, the message to the host's compute service, the hop's saves,
+notifications and action events, the request settled), each checked stopped in the
+store. A ``transitions`` user attaches each model with
 ``add_model``, which binds a trigger and a ``may_`` method per event and an ``is_<state>``
 method per state onto the model and appends it to a list after a membership test on that
 list; firing sets ``model.state``.
@@ -19,12 +22,11 @@ import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import attrs
-
+from coldmig_fsm import Cloud, Flavor, Host
 from coldmig_fsm.guards import GuardContext
 from coldmig_fsm.machine import MACHINE, Machine
 from coldmig_fsm.records import Caller, Instance
-from coldmig_fsm.states import MachineState
+from coldmig_fsm.states import VmState
 
 from ._common import (
     BenchmarkError,
@@ -64,19 +66,6 @@ def _records(n: int) -> list[Instance]:
     ]
 
 
-def _fire_and_keep(records: Sequence[Instance]) -> list[Instance]:
-    """Fire ``TRIGGER`` on each record and keep its new state: the records in their new
-    state, as a caller saving them would hold them."""
-    fire = MACHINE.fire
-    evolve = attrs.evolve
-    kept: list[Instance] = []
-    keep = kept.append
-    for record in records:
-        state = fire(TRIGGER, GuardContext(TRIGGER, ADMIN, record))[0]
-        keep(evolve(record, vm_state=state.vm_state, task_state=state.task_state))
-    return kept
-
-
 def _traced(work: Callable[[], None]) -> int:
     """Bytes still allocated after ``work`` (``tracemalloc`` must be running)."""
     before = tracemalloc.get_traced_memory()[0]
@@ -86,62 +75,82 @@ def _traced(work: Callable[[], None]) -> int:
 
 # -- ours ---------------------------------------------------------------------------------
 
+HOSTS = 20
+TINY = Flavor("m1.tiny", 1, 512, 1)
+MEMORY_LIMIT = 20_000  # memory is traced at the largest size up to this (tracing is slow)
+
+
+def _empty_cloud(n: int) -> Cloud:
+    per_host = n // HOSTS + 10
+    hosts = [Host(f"host-{i:02d}", per_host, per_host * 512, per_host) for i in range(HOSTS)]
+    return Cloud.build(hosts, [TINY])
+
+
+def _boot_all(cloud: Cloud, n: int) -> list[str]:
+    """Boot ``n`` instances (record, claim and guest each); their uuids."""
+    boot = cloud.boot
+    return [boot(f"vm-{i}", TINY.id, f"host-{i % HOSTS:02d}").uuid for i in range(n)]
+
+
+def _stop_all(cloud: Cloud, uuids: Sequence[str]) -> None:
+    """Stop every instance through the roles, each request checked."""
+    stop = cloud.stop
+    for uuid in uuids:
+        result = stop(uuid).wait()
+        if not result.ok:
+            raise BenchmarkError(f"stop ended {result.outcome}: {result.error_message}")
+
+
+def _check_stopped(cloud: Cloud, uuids: Sequence[str]) -> None:
+    get = cloud.store.get_instance
+    if any(get(u).vm_state is not VmState.STOPPED or get(u).task_state for u in uuids):
+        raise BenchmarkError("an instance is not stopped in the store")
+
 
 @dataclass(frozen=True)
 class _OursTime:
-    create: Spread  # seconds for n records
-    fire: Spread  # seconds for one trigger on each, its new state kept
+    create: Spread  # seconds to boot n instances into the store
+    fire: Spread  # seconds to stop each through the roles
 
 
 def _ours_time(n: int, reps: int) -> _OursTime:
     creates: list[float] = []
     fires: list[float] = []
     for _ in range(reps):
+        cloud = _empty_cloud(n)
         gc.collect()
         start = time.perf_counter()
-        records = _records(n)
+        uuids = _boot_all(cloud, n)
         middle = time.perf_counter()
-        kept = _fire_and_keep(records)
+        _stop_all(cloud, uuids)
         end = time.perf_counter()
         creates.append(middle - start)
         fires.append(end - middle)
-        if len(kept) != n or any(MachineState(r.vm_state, r.task_state) != DEST for r in kept):
-            raise BenchmarkError("the shared machine did not take the step")
-        del records, kept
+        _check_stopped(cloud, uuids)
+        del cloud, uuids
     return _OursTime(spread(creates), spread(fires))
 
 
 @dataclass(frozen=True)
 class _OursMemory:
-    records: int  # bytes of the records in their first state
-    kept: int  # bytes of the records in their new state (kept), the old ones still held
-    freed: int  # bytes freed when the old records are dropped, as a caller replacing them
-    peak: int  # transient peak while firing, above the old and the new records
-
-    @property
-    def net(self) -> int:
-        """What tracking the new state added: new records kept, old ones dropped."""
-        return self.kept - self.freed
+    records: int  # bytes the store (and fake hosts) hold once every instance is booted
+    history: int  # bytes one stop of each adds: its request, action, events, notifications
 
 
 def _ours_memory(n: int) -> _OursMemory:
     gc.collect()
+    holder: list[Cloud] = []
+    uuids: list[str] = []
     tracemalloc.start()
     try:
-        holder: list[list[Instance]] = []
-        records = _traced(lambda: holder.append(_records(n)))
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        kept = _traced(lambda: holder.append(_fire_and_keep(holder[0])))
-        peak = tracemalloc.get_traced_memory()[1] - base - kept
-
-        def drop_old() -> None:
-            del holder[0]
-
-        freed = -_traced(drop_old)
+        base = _traced(lambda: holder.append(_empty_cloud(n)))
+        booted = _traced(lambda: uuids.extend(_boot_all(holder[0], n)))
+        history = _traced(lambda: _stop_all(holder[0], uuids))
     finally:
         tracemalloc.stop()
-    return _OursMemory(records, kept, freed, peak)
+    del base
+    # The uuid strings are kept by the store too: what the list adds is its slots.
+    return _OursMemory(booted - 8 * n, history)
 
 
 def _machine_bytes() -> int:
@@ -238,26 +247,24 @@ def run(settings: Settings) -> Section:
     ours_rows = Table(
         [
             "N",
-            "create records µs/inst",
+            "boot into the store µs/inst",
             "attach",
-            "fire one trigger and keep the new state µs/inst",
-            "create+fire+keep µs/inst",
-            "records B/inst (first state)",
-            "new records kept B/inst",
-            "net retained B/inst (old records dropped)",
-            "transient peak while firing",
+            "stop through the roles µs/inst",
+            "boot+stop µs/inst",
+            "store after boot B/inst",
+            "history of one stop B/inst",
         ]
     )
     per_instance: dict[int, float] = {}
-    held_bytes: dict[int, float] = {}  # per instance, in its new state, the old records dropped
     totals: dict[int, float] = {}
+    traced = max((n for n in settings.ours_sizes if n <= MEMORY_LIMIT), default=None)
+    traced = traced or min(settings.ours_sizes)
+    memory = _ours_memory(traced)
     for n in settings.ours_sizes:
         timing = _ours_time(n, _reps(settings, n))
-        memory = _ours_memory(n)
         create_us = timing.create.median / n * 1e6
         fire_us = timing.fire.median / n * 1e6
         per_instance[n] = create_us + fire_us
-        held_bytes[n] = (memory.records + memory.net) / n
         totals[n] = timing.create.median + timing.fire.median
         ours_rows.rows.append(
             [
@@ -266,10 +273,8 @@ def run(settings: Settings) -> Section:
                 "none (0 ops)",
                 f"{fmt_num(fire_us, 2)} (min {fmt_num(timing.fire.min / n * 1e6, 2)})",
                 fmt_num(create_us + fire_us, 2),
-                fmt_int(memory.records / n),
-                fmt_int(memory.kept / n),
-                fmt_num(memory.net / n, 2),
-                fmt_bytes(memory.peak),
+                fmt_int(memory.records / traced) if n == traced else "",
+                fmt_int(memory.history / traced) if n == traced else "",
             ]
         )
 
@@ -359,38 +364,38 @@ def run(settings: Settings) -> Section:
     growth = per_instance[largest] / per_instance[smallest]
     raw_small, raw_large = raw_points[0], raw_points[-1]
     raw_growth = raw_large[1] / raw_small[1]
-    ours_per_inst = held_bytes[largest] + machine_size / largest
+    ours_per_inst = memory.records / traced + machine_size / largest
     raw_per_model = bare_per_model + bytes_per_model
     ours_head_s = totals.get(head, per_instance[largest] * head / 1e6)
 
     head_table = Table(
-        ["at N = " + fmt_int(head), "ours (shared MACHINE)", "raw `add_model`", "raw / ours"]
+        ["at N = " + fmt_int(head), "ours (a cloud, end to end)", "raw `add_model`", "raw / ours"]
     )
     head_table.rows.append(
         [
-            "attach all instances (s)",
-            "0 (nothing to do)",
+            "attach all instances to a machine (s)",
+            "0 (nothing to do: the machine is shared)",
             f"{fmt_num(raw_head_s, 1)} ({raw_head_note})",
             "∞",
         ]
     )
     head_table.rows.append(
         [
-            "create records + fire one trigger on each, new state kept (s)",
+            "boot every instance into the store, then stop each through the roles (s)",
             fmt_num(ours_head_s, 2)
             + ("" if head in totals else " (**extrapolated** from the largest measured N)"),
             "not run",
             "",
         ]
     )
-    ours_head_bytes = held_bytes.get(head, held_bytes[largest]) * head + machine_size
+    ours_head_bytes = memory.records / traced * head + machine_size
     raw_head_bytes = raw_per_model * head
     head_table.rows.append(
         [
-            "memory of all instances in their new state, machine included",
-            f"{fmt_bytes(ours_head_bytes)} (records in the new state "
-            f"{'' if head in held_bytes else '**extrapolated**, '}"
-            f"+ one machine: {fmt_bytes(machine_size)})",
+            "memory of every instance tracked (store after boot), machine included",
+            f"{fmt_bytes(ours_head_bytes)} (**extrapolated**: "
+            f"{fmt_int(memory.records / traced)} B/instance measured at N = {fmt_int(traced)}, "
+            f"times N, + one machine: {fmt_bytes(machine_size)})",
             f"{fmt_bytes(raw_head_bytes)} (**extrapolated**: {fmt_int(raw_per_model)} B/model "
             f"measured at N = {memory_sizes}, times N)",
             fmt_ratio(raw_head_bytes / max(ours_head_bytes, 1.0)),
@@ -399,47 +404,48 @@ def run(settings: Settings) -> Section:
 
     verdicts = [
         Verdict(
-            "(b) attach cost is O(1) per instance",
-            f"attach = 0 ops; create+fire+keep {fmt_num(per_instance[smallest], 2)} µs/inst at "
+            "(b) tracking cost is O(1) per instance, end to end",
+            f"attach = 0 ops; boot+stop {fmt_num(per_instance[smallest], 2)} µs/inst at "
             f"N={fmt_int(smallest)} vs {fmt_num(per_instance[largest], 2)} at "
-            f"N={fmt_int(largest)} ({fmt_ratio(growth)}; raw add_model "
+            f"N={fmt_int(largest)} ({fmt_ratio(growth)}; raw add_model alone "
             f"{fmt_ratio(raw_growth)} from {fmt_int(raw_small[0])} to {fmt_int(raw_large[0])})",
             f"flat: ≤ {FLAT_LIMIT}x from smallest to largest N",
             growth <= FLAT_LIMIT,
         ),
         Verdict(
-            "(b) memory per tracked instance, its new state kept",
-            f"{fmt_num(ours_per_inst, 1)} B at N={fmt_int(largest)} (the record in its new "
-            f"state {fmt_int(held_bytes[largest])} B + {fmt_bytes(machine_size)} machine / N); "
-            f"raw: model+record {fmt_int(bare_per_model)} B + add_model "
-            f"{fmt_int(bytes_per_model)} B",
+            "(b) memory per tracked instance, end to end",
+            f"{fmt_num(ours_per_inst, 1)} B (the store after boot: record, claim, indexes, "
+            f"guest, {fmt_int(memory.records / traced)} B at N={fmt_int(traced)}, + "
+            f"{fmt_bytes(machine_size)} machine / N={fmt_int(largest)}); raw: model+record "
+            f"{fmt_int(bare_per_model)} B + add_model {fmt_int(bytes_per_model)} B",
             f"≤ {fmt_int(TARGET_BYTES)} B",
             ours_per_inst <= TARGET_BYTES,
         ),
     ]
     how = (
-        "*Ours:* build N `Instance` records in `active:resize_prep` (a list comprehension), "
-        f"fire `{TRIGGER}` once on each through the shared `MACHINE` and keep the new state "
-        "as a caller does: a copy of the record in the returned state "
-        "(`attrs.evolve(record, vm_state=..., task_state=...)`, what the roles save), "
-        "appended to a new list; every kept record is checked to be in "
-        f"`{DEST.name}`. Nothing is attached, so the attach column is zero operations; the "
-        "flatness target is checked on create+fire+keep per instance. Memory, under "
-        "`tracemalloc`: the records in their first state (with their strings); the new "
-        "records kept while the old ones are still held (the copies share the strings); "
-        "then the net after dropping the old ones (a caller replaces a record by its new "
-        "copy: the state lives in the record, the machine keeps nothing per instance); "
-        "the transient peak while firing above both lists; and the one-off size of a "
-        "`Machine`. The memory target and the headline row count everything held for an "
-        "instance in its new state (first-state records + net, strings included) plus "
-        "the machine's size / N; the raw side's counterpart is the bare model+record plus "
-        "what `add_model` adds. *Raw `transitions`:* a fresh bare machine "
+        f"*Ours, end to end:* a cloud of {HOSTS} fake hosts (`Cloud.build`, in memory), "
+        "N instances booted into it one by one (`cloud.boot`: the record and its claim "
+        "in the store, the guest on its fake host; the *boot* column), then "
+        "`cloud.stop(vm).wait()` on each (the API's guards and the shared `MACHINE`, the "
+        "message to the host's compute service, the hop's compare-and-swap saves, "
+        "notifications and action event, the request settled; each checked `.ok`), and "
+        "every instance checked `stopped` in the store. Nothing is attached to a machine, "
+        "so the attach column is zero operations; the flatness target is checked on "
+        "boot+stop per instance. Memory, under `tracemalloc`, at "
+        f"N = {fmt_int(traced)} (tracing is slow; the cost per instance is flat): what "
+        "the cloud holds once every instance is booted (records, claims, the store's "
+        "indexes and usage aggregates, the guests), per instance, and what one stop of "
+        "each adds (its request, action, event and notifications: history, kept in the "
+        "store); the memory target counts the first, plus the one-off size of a "
+        "`Machine` / N. The raw side's counterpart is the bare model+record plus what "
+        "`add_model` adds: it tracks the state only, with no store, no claim and no "
+        "guest. *Raw `transitions`:* a fresh bare machine "
         "(the same table, see (a)) per N, one plain model object per record, "
         "`machine.add_model(model, initial=...)` for each (timed as a batch, and the last "
         "10 % separately to show the per-call cost growing with N: `add_model` tests "
-        "`model not in self.models`, a list scan), then one trigger on each (the new "
-        "state is kept in `model.state`). Its memory (the bare model+record, and the "
-        "bytes `add_model` adds) is measured under `tracemalloc` at "
+        "`model not in self.models`, a list scan), then one trigger on each "
+        f"(`{TRIGGER}`; the new state is kept in `model.state`). Its memory (the bare "
+        "model+record, and the bytes `add_model` adds) is measured under `tracemalloc` at "
         f"N = {memory_sizes} only, because it is a per-model constant and tracing is "
         f"slow. Sizes up to 5,000 are repeated {settings.track_reps}x (median shown), "
         "larger ones once; the cyclic GC runs as usual. **Extrapolated raw figures** "
@@ -452,13 +458,14 @@ def run(settings: Settings) -> Section:
         "side's fire at the headline N is not run."
     )
     return Section(
-        title=f"(b) Tracking {fmt_int(head)} instances",
+        title=f"(b) Tracking {fmt_int(head)} instances, end to end",
         how=how,
         tables=[head_table, ours_rows, raw_rows],
         verdicts=verdicts,
         summary=[
-            f"  ours: create+fire+keep {fmt_num(per_instance[largest], 2)} µs/inst at "
-            f"N={fmt_int(largest)}, {fmt_num(ours_per_inst, 1)} B/inst with its new state",
+            f"  ours: boot+stop {fmt_num(per_instance[largest], 2)} µs/inst at "
+            f"N={fmt_int(largest)} ({fmt_ratio(growth)} of N={fmt_int(smallest)}), "
+            f"{fmt_num(ours_per_inst, 1)} B/inst tracked",
             f"  raw add_model: {fmt_num(raw_points[-1][1], 1)} µs/inst at "
             f"N={fmt_int(raw_points[-1][0])}, {fmt_int(raw_per_model)} B/model; "
             f"{fmt_int(head)} models: {fmt_num(raw_head_s, 1)} s ({raw_head_note})".replace(

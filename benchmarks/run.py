@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python -m benchmarks.run --output docs/benchmarks.md   # make bench (~2-3 min)
     .venv/bin/python -m benchmarks.run --quick --output /tmp/bench.md  # smoke test (< 20 s)
+    .venv/bin/python -m benchmarks.run --only scaling --splice --output docs/benchmarks.md
 
 Three benchmarks, each against a baseline measured in the same run:
 
@@ -12,7 +13,14 @@ Three benchmarks, each against a baseline measured in the same run:
 (b) tracking 100,000 instances: the shared machine vs ``add_model`` per instance;
 (c) migrate+confirm cycles per second on the fake cloud, in memory and on SQLite;
 (d) one migrate+confirm cycle on Nova 34's own harness next to ours (needs .nova-venv);
-(e) the exhaustive model check at 2 instances x 3 hosts with faults (target < 10 s).
+(e) the exhaustive model check at 2 instances x 3 hosts with faults (target < 10 s);
+(f) cost as the cloud grows: boot, migrate+confirm, ``usage()`` and one scheduling
+    decision at 100 to 100,000 instances over 20 and 200 hosts (``COLDMIG_SCALING_SIZES``
+    sets a shorter list of instance counts).
+
+With ``--splice``, only the sections of the benchmarks run (``--only``) are replaced in
+the existing ``--output`` file, with their rows of the summary; the rest stays as it was
+and the header says which sections were regenerated alone, and when.
 
 The report (Markdown) has one section per benchmark with the raw numbers, the ratios, the
 issue's targets and PASS/MISS where there is a target ((d) has none: it is reported
@@ -34,12 +42,12 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from . import bench_cycles, bench_nova, bench_step, bench_tracking, bench_verify
+from . import bench_cycles, bench_nova, bench_scaling, bench_step, bench_tracking, bench_verify
 from ._common import FULL, QUICK, BenchmarkError, Section, Settings, Table
 
 __all__ = ["main"]
 
-BENCHMARKS = ("step", "tracking", "cycles", "nova", "verify")
+BENCHMARKS = ("step", "tracking", "cycles", "nova", "verify", "scaling")
 
 
 def _version(package: str) -> str:
@@ -128,6 +136,96 @@ def render(
     return "\n\n".join(parts) + "\n"
 
 
+def _key(title: str) -> str:
+    """A section's letter, ``(f)``: what stays when its title is reworded."""
+    return title.split(" ", 1)[0]
+
+
+def _blocks(report: str) -> list[str]:
+    """``report`` cut before each ``## `` heading (the first block is the header)."""
+    blocks: list[str] = []
+    current: list[str] = []
+    for line in report.splitlines():
+        if line.startswith("## ") and current:
+            blocks.append("\n".join(current).strip("\n"))
+            current = []
+        current.append(line)
+    blocks.append("\n".join(current).strip("\n"))
+    return blocks
+
+
+def splice(
+    report: str,
+    sections: Sequence[Section],
+    started: dt.datetime,
+    seconds: float,
+    load: str,
+) -> str:
+    """``report`` with ``sections`` (and their summary rows) replaced or appended."""
+    blocks = _blocks(report)
+    if not blocks or not blocks[0].startswith("# Benchmarks"):
+        raise ValueError("not a report written by benchmarks.run")
+    fresh = {_key(s.title): s for s in sections}
+    rendered = {
+        key: render([s], FULL, started, seconds, load).split("\n\n## ", 2)[2].strip("\n")
+        for key, s in fresh.items()
+    }
+    done: set[str] = set()
+    out: list[str] = []
+    for block in blocks:
+        heading = block.splitlines()[0]
+        if heading == "## Summary":
+            out.append(_splice_summary(block, sections))
+        elif heading.startswith("## ") and _key(heading[3:]) in fresh:
+            key = _key(heading[3:])
+            out.append("## " + rendered[key])
+            done.add(key)
+        else:
+            out.append(block)
+    out += ["## " + rendered[k] for k in fresh if k not in done]
+    stamp = (
+        f"- regenerated alone ({' '.join(fresh)}): {started.strftime('%Y-%m-%d %H:%M UTC')}, "
+        f"load average {load}, {seconds:.0f} s, by `python -m benchmarks.run --only "
+        f"{' '.join(_names(sections))} --splice`"
+    )
+    header = [
+        line
+        for line in out[0].splitlines()
+        if not (line.startswith("- regenerated alone (") and _stamped(line) <= set(fresh))
+    ]
+    out[0] = "\n".join([*header, stamp])
+    return "\n\n".join(out) + "\n"
+
+
+def _stamped(line: str) -> set[str]:
+    return set(line.split("(", 1)[1].split(")", 1)[0].split()) if "(" in line else set()
+
+
+def _names(sections: Sequence[Section]) -> list[str]:
+    letters = {"(a)": "step", "(b)": "tracking", "(c)": "cycles", "(d)": "nova"}
+    letters |= {"(e)": "verify", "(f)": "scaling"}
+    return [letters.get(_key(s.title), s.title) for s in sections]
+
+
+def _splice_summary(block: str, sections: Sequence[Section]) -> str:
+    keys = {_key(s.title) for s in sections}
+    new_rows = _summary(sections).markdown().splitlines()[2:]
+    lines = block.splitlines()
+    out: list[str] = []
+    placed = False
+    for line in lines:
+        if line.startswith("| (") and _key(line[2:]) in keys:
+            if not placed:
+                out += new_rows
+                placed = True
+            continue
+        out.append(line)
+    if not placed:
+        last = max(i for i, line in enumerate(out) if line.startswith("|"))
+        out[last + 1 : last + 1] = new_rows
+    return "\n".join(out)
+
+
 def _plain(text: str) -> str:
     return text.replace("**", "").replace("`", "")
 
@@ -139,6 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
     parser.add_argument(
+        "--splice",
+        action="store_true",
+        help="replace only these benchmarks' sections in the existing --output file",
+    )
+    parser.add_argument(
         "--only",
         nargs="+",
         choices=BENCHMARKS,
@@ -146,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run only these benchmarks",
     )
     args = parser.parse_args(argv)
+    if args.splice and (args.output is None or not args.output.exists()):
+        parser.error("--splice needs an existing --output report")
     settings = QUICK if args.quick else FULL
     started = dt.datetime.now(dt.UTC)
     load = _load()
@@ -176,6 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("(e) the exhaustive model check ...", flush=True)
             gc.collect()
             sections.append(bench_verify.run(settings))
+        if "scaling" in args.only:
+            print("(f) cost as the cloud grows ...", flush=True)
+            gc.collect()
+            sections.append(bench_scaling.run(settings))
     except BenchmarkError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 1
@@ -197,7 +306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\ntotal {seconds:.1f} s ({'quick' if settings.quick else 'full'} run)")
 
     if args.output is not None:
-        report = render(sections, settings, started, seconds, load)
+        if args.splice:
+            old = args.output.read_text(encoding="utf-8")
+            report = splice(old, sections, started, seconds, load)
+        else:
+            report = render(sections, settings, started, seconds, load)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(report, encoding="utf-8")
         print(f"report written to {args.output}")
