@@ -355,3 +355,13 @@ def test_boot_looks_names_up_by_index(booted: Cloud, monkeypatch: pytest.MonkeyP
     booted.boot("vm2", "m1.tiny", "host-a")
     monkeypatch.undo()
     assert _names(booted) == ["vm1", "vm2"]
+
+
+def test_the_code_table_in_docs_api_is_current() -> None:
+    text = (ROOT / "docs" / "api.md").read_text()
+    listed = {
+        name: int(code)
+        for code, names in re.findall(r"^\| (\d{3}) \| (.+) \|$", text, re.M)
+        for name in re.findall(r"`(\w+)`", names)
+    }
+    assert listed == {name: code for name, (code, _, _) in ERRORS.items()}
