@@ -196,10 +196,13 @@ MUTANTS = {
         api_task_guard_widened,
         ("migrate vm1", "migrate vm1", "step", "step"),
         "instance 19ac5bc0-08eb-52f9-b1fb-8b78356f87c6: 2 migrations open at once",
-        # Two moves at once: seen as two open migrations, or as the second move claiming
-        # on a host where the first already holds the instance's claim.
+        # Two moves at once: seen as two open migrations, as the second move claiming
+        # on a host where the first already holds the instance's claim, or as a race of
+        # two migrates that both were accepted.
         rf"(instance {UUID}: 2 migrations open at once"
-        rf"|`[^`]+` raised ClaimError: {UUID} already holds a claim on host-\w)",
+        rf"|`[^`]+` raised ClaimError: {UUID} already holds a claim on host-\w"
+        r"|`race migrate / migrate on vm\d` raised RaceLost: both migrate and migrate were "
+        r"accepted)",
     ),
     "rollback_forgets_dest_claim": Mutant(
         rollback_forgets_dest_claim,

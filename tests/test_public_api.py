@@ -35,6 +35,7 @@ RESULTS = ROOT / "conformance" / "probe-results"
 
 PUBLIC = [
     "MACHINE",
+    "OPERATIONS",
     "ActionEvent",
     "Allocation",
     "Caller",
@@ -90,9 +91,11 @@ PUBLIC = [
     "NoValidHost",
     "NotFound",
     "Notification",
+    "Op",
     "Operation",
     "OperationPending",
     "OperationResult",
+    "OperationSpec",
     "Outcome",
     "PolicyNotAuthorized",
     "PowerState",

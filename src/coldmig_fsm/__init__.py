@@ -61,6 +61,7 @@ from .exceptions import (
     UnexpectedTaskStateError,
 )
 from .machine import MACHINE, Machine
+from .operations import OPERATIONS, Op, OperationSpec
 from .records import (
     ActionEvent,
     Allocation,
@@ -87,6 +88,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MACHINE",
+    "OPERATIONS",
     "ActionEvent",
     "Allocation",
     "Caller",
@@ -142,9 +144,11 @@ __all__ = [
     "NoValidHost",
     "NotFound",
     "Notification",
+    "Op",
     "Operation",
     "OperationPending",
     "OperationResult",
+    "OperationSpec",
     "Outcome",
     "PolicyNotAuthorized",
     "PowerState",

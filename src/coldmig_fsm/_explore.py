@@ -37,6 +37,7 @@ from .exceptions import (
 )
 from .machine import MACHINE, Machine
 from .messages import CONDUCTOR, Message
+from .operations import OPERATIONS, Argument, Op, admin_only
 from .records import Caller, Instance, Outcome
 from .states import MigrationStatus, PowerState, TaskState, VmState
 
@@ -56,21 +57,11 @@ __all__ = [
     "step_violations",
 ]
 
-API_OPS: Final = (
-    "migrate",
-    "resize",
-    "confirm_resize",
-    "revert_resize",
-    "stop",
-    "start",
-    "lock",
-    "unlock",
-    "delete",
-    "abort_migration",
-)
-"""Every public operation on one instance (``migrate`` also takes a target host)."""
+API_OPS: Final = tuple(op.value for op in OPERATIONS)
+"""Every public operation on one instance, from :data:`~coldmig_fsm.operations.OPERATIONS`
+(``migrate`` also takes a target host, ``resize`` a flavor)."""
 
-ADMIN_ONLY: Final = frozenset({"migrate", "abort_migration"})
+ADMIN_ONLY: Final = frozenset(op.value for op in OPERATIONS if admin_only(op))
 """Operations that only an admin may run; the explorers run every other one as the owner,
 so that a lock (taken by the admin) refuses them."""
 
@@ -152,35 +143,20 @@ def prepare(cloud: Cloud, op: str, name: str, arg: str | None = None) -> Any:
         ColdmigError: the guard error the operation would raise.
     """
     api, uuid, caller = cloud.api, cloud.instance(name).uuid, caller_for(op, cloud, name)
-    if op == "migrate":
-        return api.prepare_migrate(uuid, caller, arg)
-    if op == "resize":
-        assert arg is not None
-        return api.prepare_resize(uuid, arg, caller)
-    if op == "confirm_resize":
-        return api.prepare_confirm_resize(uuid, caller)
-    if op == "revert_resize":
-        return api.prepare_revert_resize(uuid, caller)
-    if op == "abort_migration":
-        return api.prepare_abort_migration(uuid, caller)
-    if op in ("stop", "start", "delete"):
-        return api.prepare_power(op, uuid, caller)
-    if op in ("lock", "unlock"):
+    spec = OPERATIONS[Op(op)]
+    if not spec.changes_state:  # lock, unlock: refused when there is nothing to change
         instance = api.get_instance(uuid, caller)
-        if instance.locked == (op == "lock"):
+        if instance.locked == (spec.op is Op.LOCK):
             raise InstanceInvalidState(f"{name} is already {op}ed")
         return None
-    raise ValueError(f"unknown operation {op!r}")
+    return api.prepare(spec.op, uuid, caller, arg)
 
 
 def _run_api(cloud: Cloud, op: str, name: str, arg: str | None) -> None:
-    caller = caller_for(op, cloud, name)
-    if op == "lock":
-        cloud.lock(name, caller)
-    elif op == "unlock":
-        cloud.unlock(name, caller)
-    else:
+    if OPERATIONS[Op(op)].changes_state:
         cloud.api.submit(prepare(cloud, op, name, arg))
+    else:  # lock, unlock: one write (a second lock is accepted, as Nova does)
+        cloud.request(op, name, arg, caller_for(op, cloud, name))
 
 
 def next_message(cloud: Cloud) -> Message | None:
@@ -270,7 +246,7 @@ def other_flavor(cloud: Cloud, name: str) -> str | None:
 
 
 def _race_arg(cloud: Cloud, op: str, name: str) -> str | None:
-    return other_flavor(cloud, name) if op == "resize" else None
+    return other_flavor(cloud, name) if OPERATIONS[Op(op)].argument is Argument.FLAVOR else None
 
 
 def clone(cloud: Cloud) -> Cloud:

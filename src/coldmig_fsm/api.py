@@ -39,26 +39,16 @@ from .exceptions import (
     QuotaError,
     UnexpectedMigrationStatusError,
 )
-from .guards import GuardContext, PolicyRule, require_policy
+from .guards import GuardContext, require_policy
+from .operations import OPERATIONS, Op
 from .records import Caller, Flavor, Instance, InstanceAction, Migration, Outcome, RequestRecord
 from .runtime import Runtime
 from .states import MigrationStatus, TaskState, VmState
 
 __all__ = ["ACTION_NAMES", "ComputeAPI", "PreparedRequest"]
 
-ACTION_NAMES: Final = {
-    "migrate": "migrate",
-    "resize": "resize",
-    "confirm_resize": "confirmResize",
-    "revert_resize": "revertResize",
-    "stop": "stop",
-    "start": "start",
-    "delete": "delete",
-    "abort_migration": "abortMigration",
-    "lock": "lock",
-    "unlock": "unlock",
-}
-"""Trigger → Nova's instance-action name."""
+ACTION_NAMES: Final = {spec.op.value: spec.action for spec in OPERATIONS.values()}
+"""Operation → Nova's instance-action name (from :data:`coldmig_fsm.operations.OPERATIONS`)."""
 
 
 @attrs.frozen
@@ -392,6 +382,50 @@ class ComputeAPI:
 
     # -- one-call entry points ----------------------------------------------------------
 
+    def prepare(
+        self, op: Op | str, uuid: str, caller: Caller, argument: str | None = None
+    ) -> PreparedRequest:
+        """Run ``op``'s guards and build its request without writing anything.
+
+        ``argument`` is what :data:`~coldmig_fsm.operations.OPERATIONS` says ``op`` takes
+        (a target host, a flavor). ``lock``/``unlock`` have nothing to prepare: they are
+        one write (:meth:`request`).
+
+        Raises:
+            ColdmigError: the guard error the request would raise.
+            ValueError: ``op`` is not an operation that changes the machine state, or a
+                required argument is missing.
+        """
+        spec = OPERATIONS[Op(op)]
+        if not spec.changes_state:
+            raise ValueError(f"{spec.op} is a single write: use request()")
+        if spec.required and argument is None:
+            raise ValueError(f"{spec.op} needs its {spec.argument}")
+        if spec.op is Op.MIGRATE:
+            return self.prepare_migrate(uuid, caller, argument)
+        if spec.op is Op.RESIZE:
+            assert argument is not None  # checked above: required
+            return self.prepare_resize(uuid, argument, caller)
+        if spec.op is Op.CONFIRM_RESIZE:
+            return self.prepare_confirm_resize(uuid, caller)
+        if spec.op is Op.REVERT_RESIZE:
+            return self.prepare_revert_resize(uuid, caller)
+        if spec.op is Op.ABORT_MIGRATION:
+            return self.prepare_abort_migration(uuid, caller)
+        return self.prepare_power(spec.op.value, uuid, caller)
+
+    def request(self, op: Op | str, uuid: str, caller: Caller, argument: str | None = None) -> str:
+        """Ask for ``op`` on the instance; returns the request id.
+
+        Raises:
+            ColdmigError: a guard refused (nothing changed).
+            ValueError: an unknown operation or a missing required argument.
+        """
+        spec = OPERATIONS[Op(op)]
+        if not spec.changes_state:
+            return self._set_lock(uuid, caller, locked=spec.op is Op.LOCK)
+        return self.submit(self.prepare(spec.op, uuid, caller, argument))
+
     def migrate(self, uuid: str, caller: Caller, host: str | None = None) -> str:
         return self.submit(self.prepare_migrate(uuid, caller, host))
 
@@ -425,8 +459,8 @@ class ComputeAPI:
         return self._set_lock(uuid, caller, locked=False)
 
     def _set_lock(self, uuid: str, caller: Caller, *, locked: bool) -> str:
-        trigger = "lock" if locked else "unlock"
-        policy = require_policy(PolicyRule.ADMIN_OR_OWNER)
+        trigger = Op.LOCK if locked else Op.UNLOCK
+        policy = require_policy(OPERATIONS[trigger].policy)
         failure = policy(GuardContext(trigger, caller, None))
         if failure is not None:
             raise failure.to_exception()

@@ -43,6 +43,7 @@ from .exceptions import (
 )
 from .machine import MACHINE, Machine
 from .messages import CONDUCTOR, Message
+from .operations import OPERATIONS, Op
 from .records import (
     IMAGE_MIN_DISK,
     Caller,
@@ -342,25 +343,40 @@ class Cloud:
 
     # -- operations ---------------------------------------------------------------------
 
-    def _op(self, request_id: str, action: str, uuid: str) -> Operation:
-        return Operation(self, request_id, action, uuid)
+    def request(
+        self,
+        op: Op | str,
+        ref: str,
+        argument: str | None = None,
+        caller: Caller = ADMIN,
+    ) -> Operation:
+        """Ask for any operation of :data:`~coldmig_fsm.operations.OPERATIONS` by name.
+
+        ``argument`` is what the operation takes (``migrate``: an optional target host;
+        ``resize``: the flavor). The named methods below are this with their arguments
+        spelled out.
+
+        Raises:
+            ColdmigError: a guard refused; nothing changed.
+            ValueError: an unknown operation, or a missing required argument.
+        """
+        spec = OPERATIONS[Op(op)]
+        uuid = self._uuid(ref)
+        request_id = self.api.request(spec.op, uuid, caller, argument)
+        return Operation(self, request_id, spec.action, uuid)
 
     def migrate(self, ref: str, host: str | None = None, caller: Caller = ADMIN) -> Operation:
         """Cold-migrate (flavor unchanged), optionally to ``host``."""
-        uuid = self._uuid(ref)
-        return self._op(self.api.migrate(uuid, caller, host), "migrate", uuid)
+        return self.request(Op.MIGRATE, ref, host, caller)
 
     def resize(self, ref: str, flavor: str, caller: Caller = ADMIN) -> Operation:
-        uuid = self._uuid(ref)
-        return self._op(self.api.resize(uuid, flavor, caller), "resize", uuid)
+        return self.request(Op.RESIZE, ref, flavor, caller)
 
     def confirm_resize(self, ref: str, caller: Caller = ADMIN) -> Operation:
-        uuid = self._uuid(ref)
-        return self._op(self.api.confirm_resize(uuid, caller), "confirmResize", uuid)
+        return self.request(Op.CONFIRM_RESIZE, ref, caller=caller)
 
     def revert_resize(self, ref: str, caller: Caller = ADMIN) -> Operation:
-        uuid = self._uuid(ref)
-        return self._op(self.api.revert_resize(uuid, caller), "revertResize", uuid)
+        return self.request(Op.REVERT_RESIZE, ref, caller=caller)
 
     def preflight(
         self,
@@ -391,28 +407,22 @@ class Cloud:
 
     def abort_migration(self, ref: str, caller: Caller = ADMIN) -> Operation:
         """Cancel a move before ``finish_resize`` starts (not in Nova); admin only."""
-        uuid = self._uuid(ref)
-        return self._op(self.api.abort_migration(uuid, caller), "abortMigration", uuid)
+        return self.request(Op.ABORT_MIGRATION, ref, caller=caller)
 
     def stop(self, ref: str, caller: Caller = ADMIN) -> Operation:
-        uuid = self._uuid(ref)
-        return self._op(self.api.stop(uuid, caller), "stop", uuid)
+        return self.request(Op.STOP, ref, caller=caller)
 
     def start(self, ref: str, caller: Caller = ADMIN) -> Operation:
-        uuid = self._uuid(ref)
-        return self._op(self.api.start(uuid, caller), "start", uuid)
+        return self.request(Op.START, ref, caller=caller)
 
     def delete(self, ref: str, caller: Caller = ADMIN) -> Operation:
-        uuid = self._uuid(ref)
-        return self._op(self.api.delete(uuid, caller), "delete", uuid)
+        return self.request(Op.DELETE, ref, caller=caller)
 
     def lock(self, ref: str, caller: Caller = ADMIN) -> Operation:
-        uuid = self._uuid(ref)
-        return self._op(self.api.lock(uuid, caller), "lock", uuid)
+        return self.request(Op.LOCK, ref, caller=caller)
 
     def unlock(self, ref: str, caller: Caller = ADMIN) -> Operation:
-        uuid = self._uuid(ref)
-        return self._op(self.api.unlock(uuid, caller), "unlock", uuid)
+        return self.request(Op.UNLOCK, ref, caller=caller)
 
     # -- delivery -----------------------------------------------------------------------
 

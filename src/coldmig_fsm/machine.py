@@ -41,13 +41,13 @@ from .guards import (
     Guard,
     GuardContext,
     GuardFailure,
-    PolicyRule,
     require_expected_task_state,
     require_policy,
     require_task_state,
     require_unlocked,
     require_vm_state,
 )
+from .operations import OPERATIONS, Op
 from .records import Caller, Instance
 from .states import MachineState, TaskState, VmState
 
@@ -100,7 +100,7 @@ class Target:
 class Rule:
     """One row of the table: ``trigger`` takes each of ``sources`` to ``target``."""
 
-    trigger: str
+    trigger: str = attrs.field(converter=str)  # an Op is kept as its plain name
     role: Role
     sources: tuple[MachineState, ...]
     target: Target
@@ -135,9 +135,9 @@ def _moving(task: TaskState) -> tuple[MachineState, ...]:
     return _pairs(_MOVABLE, task)
 
 
-def _api_guards(rule: PolicyRule, *vm_states: VmState) -> tuple[Guard, ...]:
+def _api_guards(op: Op, *vm_states: VmState) -> tuple[Guard, ...]:
     return (
-        require_policy(rule),
+        require_policy(OPERATIONS[op].policy),
         require_unlocked(),
         require_vm_state(*vm_states),
         require_task_state(_NO_TASK),
@@ -184,7 +184,7 @@ _DELETE_SOURCES: Final = (*(s for s in _STABLE if s.vm_state in _DELETABLE_VM), 
 def _delete_guards() -> tuple[Guard, ...]:
     tasks = sorted({s.task_state for s in _IN_FLIGHT if s.task_state is not None})
     return (
-        require_policy(PolicyRule.ADMIN_OR_OWNER),
+        require_policy(OPERATIONS[Op.DELETE].policy),
         require_unlocked(),
         require_vm_state(*_DELETABLE_VM),
         require_task_state(_NO_TASK, *tasks),
@@ -194,44 +194,44 @@ def _delete_guards() -> tuple[Guard, ...]:
 TABLE: Final[tuple[Rule, ...]] = (
     # API: checks and the first compare-and-swap write.
     Rule(
-        "migrate",
+        Op.MIGRATE,
         Role.API,
         _pairs(_MOVABLE, _NO_TASK),
         Target(None, TaskState.RESIZE_PREP),
-        _api_guards(PolicyRule.ADMIN, *_MOVABLE),
+        _api_guards(Op.MIGRATE, *_MOVABLE),
         "cold migration accepted (flavor unchanged)",
     ),
     Rule(
-        "resize",
+        Op.RESIZE,
         Role.API,
         _pairs(_MOVABLE, _NO_TASK),
         Target(None, TaskState.RESIZE_PREP),
-        _api_guards(PolicyRule.ADMIN_OR_OWNER, *_MOVABLE),
+        _api_guards(Op.RESIZE, *_MOVABLE),
         "resize accepted (new flavor)",
     ),
     Rule(
-        "confirm_resize",
+        Op.CONFIRM_RESIZE,
         Role.API,
         (MachineState(_R),),
         Target(_R, _NO_TASK),
-        _api_guards(PolicyRule.ADMIN_OR_OWNER, _R),
+        _api_guards(Op.CONFIRM_RESIZE, _R),
         "confirm accepted: migration `confirming` (task_state stays null, as in Nova)",
     ),
     Rule(
-        "revert_resize",
+        Op.REVERT_RESIZE,
         Role.API,
         (MachineState(_R),),
         Target(_R, TaskState.RESIZE_REVERTING),
-        _api_guards(PolicyRule.ADMIN_OR_OWNER, _R),
+        _api_guards(Op.REVERT_RESIZE, _R),
         "revert accepted: migration `reverting`",
     ),
     Rule(
-        "abort_migration",
+        Op.ABORT_MIGRATION,
         Role.API,
         tuple(pair for task in _RESIZE_TASKS[:3] for pair in _moving(task)),
         Target(None, None, keep_task=True),
         (
-            require_policy(PolicyRule.ADMIN),
+            require_policy(OPERATIONS[Op.ABORT_MIGRATION].policy),
             require_unlocked(),
             require_vm_state(*_MOVABLE),
             require_task_state(*_RESIZE_TASKS[:3]),
@@ -239,23 +239,23 @@ TABLE: Final[tuple[Rule, ...]] = (
         "abort accepted (not in Nova): the move is rolled back before finish_resize",
     ),
     Rule(
-        "stop",
+        Op.STOP,
         Role.API,
         _pairs((_A, _E), _NO_TASK),
         Target(None, TaskState.POWERING_OFF),
-        _api_guards(PolicyRule.ADMIN_OR_OWNER, _A, _E),
+        _api_guards(Op.STOP, _A, _E),
         "stop accepted",
     ),
     Rule(
-        "start",
+        Op.START,
         Role.API,
         (MachineState(_S),),
         Target(_S, TaskState.POWERING_ON),
-        _api_guards(PolicyRule.ADMIN_OR_OWNER, _S),
+        _api_guards(Op.START, _S),
         "start accepted",
     ),
     Rule(
-        "delete",
+        Op.DELETE,
         Role.API,
         _DELETE_SOURCES,
         Target(None, TaskState.DELETING),
@@ -476,6 +476,14 @@ class Machine:
     # -- definition -------------------------------------------------------------------
 
     def _validate(self) -> None:
+        api = {rule.trigger for rule in self._rules if rule.role is Role.API}
+        declared = {spec.op.value for spec in OPERATIONS.values() if spec.changes_state}
+        if api != declared:
+            raise MachineDefinitionError(
+                "the API rules and the operations of operations.py differ: "
+                f"only in the table {sorted(api - declared)}, "
+                f"only declared {sorted(declared - api)}"
+            )
         admin = Caller.admin()
         for rule in self._rules:
             if not rule.sources:

@@ -33,6 +33,7 @@ from .cloud import Cloud, Operation
 from .drivers.fake import VERBS, FakeFault, FaultMode
 from .exceptions import ColdmigError, ScenarioError
 from .messages import KINDS
+from .operations import OPERATIONS, Op
 from .records import Caller, CloudConfig, Flavor, Host, Project
 from .states import MigrationStatus, MigrationType, PowerState, TaskState, VmState
 
@@ -48,29 +49,28 @@ __all__ = [
     "run_scenario",
 ]
 
-SUPPORTED_OPS: Final = {
-    "migrate": {"instance", "host", "as"},
-    "resize": {"instance", "flavor", "as"},
-    "confirm_resize": {"instance", "as"},
-    "revert_resize": {"instance", "as"},
-    "stop": {"instance", "as"},
-    "start": {"instance", "as"},
-    "lock": {"instance", "as"},
-    "unlock": {"instance", "as"},
-    "delete": {"instance", "as"},
-    "abort_migration": {"instance", "as"},
-    "fault": {"host", "call", "mode", "times", "message", "rollback"},
-    "restart_compute": {"host"},
-    "advance_clock": {"seconds"},
+_CLOUD_STEPS: Final = {
+    "fault": frozenset({"host", "call", "mode", "times", "message", "rollback"}),
+    "restart_compute": frozenset({"host"}),
+    "advance_clock": frozenset({"seconds"}),
 }
+_CLOUD_REQUIRED: Final = {
+    "fault": frozenset({"host", "call"}),
+    "restart_compute": frozenset({"host"}),
+    "advance_clock": frozenset({"seconds"}),
+}
+SUPPORTED_OPS: Final = {
+    **{spec.op.value: spec.step_keys for spec in OPERATIONS.values()},
+    **_CLOUD_STEPS,
+}
+"""Every step ``op`` and its keys: the operations of :data:`~coldmig_fsm.operations.OPERATIONS`
+and the steps that act on the cloud itself."""
 REQUIRED_OP_KEYS: Final = {
-    "resize": {"instance", "flavor"},
-    "fault": {"host", "call"},
-    "restart_compute": {"host"},
-    "advance_clock": {"seconds"},
+    **{spec.op.value: spec.required_step_keys for spec in OPERATIONS.values()},
+    **_CLOUD_REQUIRED,
 }
 FAULT_MODES: Final = ("raise", "crash", "hang", "lose")
-CLOUD_OPS: Final = frozenset({"fault", "restart_compute", "advance_clock"})
+CLOUD_OPS: Final = frozenset(_CLOUD_STEPS)
 
 MAX_INT: Final = 2**31 - 1
 """Nova's ``db.MAX_INT``: the largest flavor size, inventory or quota its API accepts."""
@@ -808,19 +808,9 @@ def _call(cloud: Cloud, step: dict[str, Any]) -> Operation:
     known = {i.name: i.project_id for i in cloud.instances()}
     owner = Caller.owner(known.get(ref, "demo"))
     caller = owner if step.get("as", "admin") == "owner" else Caller.admin()
-    calls: dict[str, Callable[[], Operation]] = {
-        "migrate": lambda: cloud.migrate(ref, step.get("host"), caller),
-        "resize": lambda: cloud.resize(ref, step["flavor"], caller),
-        "confirm_resize": lambda: cloud.confirm_resize(ref, caller),
-        "revert_resize": lambda: cloud.revert_resize(ref, caller),
-        "stop": lambda: cloud.stop(ref, caller),
-        "start": lambda: cloud.start(ref, caller),
-        "lock": lambda: cloud.lock(ref, caller),
-        "unlock": lambda: cloud.unlock(ref, caller),
-        "delete": lambda: cloud.delete(ref, caller),
-        "abort_migration": lambda: cloud.abort_migration(ref, caller),
-    }
-    return calls[step["op"]]()
+    spec = OPERATIONS[Op(step["op"])]
+    argument = step.get(spec.argument.value) if spec.argument is not None else None
+    return cloud.request(spec.op, ref, argument, caller)
 
 
 def _cloud_op(cloud: Cloud, step: dict[str, Any]) -> None:

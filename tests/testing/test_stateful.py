@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from coldmig_fsm import Cloud, CloudConfig, FakeFault, FaultMode, VmState
+from coldmig_fsm.operations import Op
 from coldmig_fsm.testing import ColdMigrationMachine
 from coldmig_fsm.verify import initial_cloud
 from tests.testing.conftest import PROFILE
@@ -44,7 +45,7 @@ def test_reconcile_is_tried_while_a_crash_is_armed() -> None:
 
 def test_a_crash_during_reconcile_holds_every_invariant() -> None:
     machine = ColdMigrationMachine()
-    machine.migrate(0, None)  # vm1, active on host-a
+    machine.request(Op.MIGRATE, 0)  # vm1, active on host-a
     for _ in range(3):
         machine.step()  # migrate_server, prep_resize, resize_instance
     machine.lose_message()  # finish_resize: vm1 stays resize_migrated

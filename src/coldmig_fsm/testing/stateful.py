@@ -46,6 +46,7 @@ from ..cloud import Cloud
 from ..drivers.fake import VERBS
 from ..exceptions import ColdmigError
 from ..machine import MACHINE
+from ..operations import OPERATIONS, Argument, Op
 from ..verify import KNOWN_ISSUES, KnownIssue, initial_cloud
 
 __all__ = ["ColdMigrationMachine"]
@@ -159,46 +160,20 @@ class ColdMigrationMachine(RuleBasedStateMachine):
 
     # -- operations ---------------------------------------------------------------------
 
-    @rule(i=_INDEX, to=st.none() | _INDEX)
-    def migrate(self, i: int, to: int | None) -> None:
-        host = None if to is None else self.cloud.hosts[to % len(self.cloud.hosts)]
-        self._do(Action("migrate", self._name(i), host))
+    # One rule per operation of OPERATIONS (generated below, after the class): a target
+    # host for an operation that takes one (or none), the explorers' other flavor for one
+    # that takes a flavor.
 
-    @rule(i=_INDEX)
-    def resize(self, i: int) -> None:
-        self._do(Action("resize", self._name(i), other_flavor(self.cloud, self._name(i))))
-
-    @rule(i=_INDEX)
-    def confirm_resize(self, i: int) -> None:
-        self._do(Action("confirm_resize", self._name(i)))
-
-    @rule(i=_INDEX)
-    def revert_resize(self, i: int) -> None:
-        self._do(Action("revert_resize", self._name(i)))
-
-    @rule(i=_INDEX)
-    def stop(self, i: int) -> None:
-        self._do(Action("stop", self._name(i)))
-
-    @rule(i=_INDEX)
-    def start(self, i: int) -> None:
-        self._do(Action("start", self._name(i)))
-
-    @rule(i=_INDEX)
-    def lock(self, i: int) -> None:
-        self._do(Action("lock", self._name(i)))
-
-    @rule(i=_INDEX)
-    def unlock(self, i: int) -> None:
-        self._do(Action("unlock", self._name(i)))
-
-    @rule(i=_INDEX)
-    def delete(self, i: int) -> None:
-        self._do(Action("delete", self._name(i)))
-
-    @rule(i=_INDEX)
-    def abort_migration(self, i: int) -> None:
-        self._do(Action("abort_migration", self._name(i)))
+    def request(self, op: Op, i: int, to: int | None = None) -> None:
+        """Ask for ``op`` on instance ``i`` (what each operation's rule does)."""
+        name = self._name(i)
+        argument = OPERATIONS[op].argument
+        arg = None
+        if argument is Argument.HOST and to is not None:
+            arg = self.cloud.hosts[to % len(self.cloud.hosts)]
+        elif argument is Argument.FLAVOR:
+            arg = other_flavor(self.cloud, name)
+        self._do(Action(op.value, name, arg))
 
     @rule(i=_INDEX, pair=st.sampled_from(RACES))
     def race(self, i: int, pair: tuple[str, str]) -> None:
@@ -270,3 +245,26 @@ class ColdMigrationMachine(RuleBasedStateMachine):
             if not tolerated(cloud, v) and not any(k.matches(cloud, v) for k in self.ignore)
         ]
         assert not problems, "\n".join(problems)
+
+
+def _operation_rule(op: Op) -> Callable[..., None]:
+    """The Hypothesis rule that asks for ``op`` (named after it)."""
+    if OPERATIONS[op].argument is Argument.HOST:
+
+        def with_target(self: ColdMigrationMachine, i: int, to: int | None) -> None:
+            self.request(op, i, to)
+
+        made = rule(i=_INDEX, to=st.none() | _INDEX)(with_target)
+    else:
+
+        def on_instance(self: ColdMigrationMachine, i: int) -> None:
+            self.request(op, i)
+
+        made = rule(i=_INDEX)(on_instance)
+    made.__name__ = op.value
+    made.__qualname__ = f"ColdMigrationMachine.{op.value}"
+    return made
+
+
+for _op in Op:
+    setattr(ColdMigrationMachine, _op.value, _operation_rule(_op))
