@@ -95,3 +95,30 @@ def test_failed_delete_halfway_through_a_revert_ends_on_the_source_with_its_clai
     assert snap["domains"] == {"host-a": ["vm1"], "host-b": []}
     assert [f.exception_type for f in cloud.faults("vm1")] == ["HypervisorError"]
     assert violations(cloud) == []
+
+
+def test_a_new_move_abandons_what_a_failed_revert_left() -> None:
+    # Found by the Hypothesis machine: a failed revert leaves the source claim on the
+    # errored migration; a later move must not count the instance twice on that host.
+    cloud = make_cloud(3)
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.migrate("vm1", "host-b").wait().ok
+    arm(cloud, "host-b", "destroy")
+    assert cloud.revert_resize("vm1").wait().outcome is Outcome.FAILED
+    first = cloud.migrations("vm1")[0]
+    assert (cloud.instance("vm1").vm_state, first.status.value) == (VmState.ERROR, "error")
+    assert snapshot(cloud)["usage"] == {
+        "host-a": (1, 512, 1),  # the errored migration's leftover
+        "host-b": (1, 512, 1),
+        "host-c": (0, 0, 0),
+    }
+    assert cloud.preflight("vm1").host is None  # still in error: refused
+    assert cloud.stop("vm1").wait().ok
+    assert cloud.preflight("vm1").host == "host-c"  # not host-a, where the leftover is
+    assert cloud.migrate("vm1").wait().ok
+    snap = snapshot(cloud)
+    assert snap["migrations"] == [("error", "host-a", "host-b"), ("finished", "host-b", "host-c")]
+    assert snap["usage"] == {"host-a": (0, 0, 0), "host-b": (1, 512, 1), "host-c": (1, 512, 1)}
+    assert violations(cloud) == []
+    assert cloud.delete("vm1").wait().ok
+    assert snapshot(cloud)["domains"] == {"host-a": [], "host-b": [], "host-c": []}

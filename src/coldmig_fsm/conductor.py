@@ -25,7 +25,7 @@ alternate left) the move ends at once: task_state back to ``null``, the migratio
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import attrs
 
@@ -47,6 +47,17 @@ class Conductor:
     ) -> None:
         self._rt = runtime
         self._drivers = drivers or {}
+
+    def leftover_hosts(self, instance: Instance) -> set[str]:
+        """Hosts where a failed move of ``instance`` (its migration in ``error``) still
+        holds a claim, and may have left a guest: a new move does not go there."""
+        store = self._rt.store
+        return {
+            host
+            for m in store.list_migrations(instance.uuid)
+            if m.status is MigrationStatus.ERROR
+            for host in store.allocations(m.uuid)
+        }
 
     def _may_stay(self, instance: Instance, flavor_id: str) -> bool:
         """Is the source host a candidate? (Nova: a same-host *migrate* needs the driver.)"""
@@ -92,10 +103,18 @@ class Conductor:
                 created_at=rt.clock.now(),
                 updated_at=rt.clock.now(),
             )
+            # A new move abandons what an earlier failed one left (its migration in
+            # error still holding a claim, say after a failed revert): released here, so
+            # that no host counts the instance twice. Those hosts are not candidates
+            # either (``candidates``): the failed move may have left a guest there.
+            avoid = self.leftover_hosts(instance)
+            for left in store.list_migrations(instance.uuid):
+                if left.status is MigrationStatus.ERROR and store.allocations(left.uuid):
+                    claims.release(store, left.uuid)
             store.add_migration(migration)
             claims.move_allocations(store, instance.uuid, migration.uuid)
         try:
-            hosts = list(message.hosts) or self._schedule(instance, message)
+            hosts = list(message.hosts) or self._schedule(instance, message, avoid)
         except NoValidHost as error:
             self._no_valid_host(instance, migration, message.request_id, error)
             return
@@ -114,7 +133,9 @@ class Conductor:
                 )
             )
 
-    def _schedule(self, instance: Instance, message: messages.MigrateServer) -> list[str]:
+    def _schedule(
+        self, instance: Instance, message: messages.MigrateServer, avoid: Collection[str]
+    ) -> list[str]:
         rt = self._rt
         if message.attempt > 1:
             raise MaxRetriesExceeded(
@@ -126,6 +147,7 @@ class Conductor:
             message.flavor_id,
             message.target_host,
             on_filtering=lambda: rt.notify("scheduler.select_destinations.start", None, None),
+            avoid=avoid,
         )
         rt.notify("scheduler.select_destinations.end", None, None)
         return hosts
@@ -136,17 +158,21 @@ class Conductor:
         flavor_id: str,
         target_host: str | None = None,
         on_filtering: Callable[[], None] | None = None,
+        avoid: Collection[str] | None = None,
     ) -> list[str]:
         """The hosts the scheduler offers for this move, best first.
 
         Writes nothing itself; ``on_filtering`` runs once placement has offered candidates
-        (where Nova notifies ``scheduler.select_destinations.start``).
+        (where Nova notifies ``scheduler.select_destinations.start``). ``avoid`` are hosts
+        that are not candidates (default: :meth:`leftover_hosts`).
 
         Raises:
             NoValidHost: none fits.
         """
         rt = self._rt
-        ignore = () if self._may_stay(instance, flavor_id) else (instance.host,)
+        ignore = set(self.leftover_hosts(instance) if avoid is None else avoid)
+        if not self._may_stay(instance, flavor_id):
+            ignore.add(instance.host)
         return scheduler.select_destinations(
             rt.store,
             rt.flavor(flavor_id).resources,
