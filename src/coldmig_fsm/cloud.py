@@ -29,7 +29,7 @@ import attrs
 from . import claims, exceptions, messages
 from .api import ComputeAPI
 from .clock import Clock, ManualClock
-from .compute import ComputeService
+from .compute import ComputeService, reconcile
 from .conductor import Conductor
 from .drivers.base import HypervisorDriver
 from .drivers.fake import FakeDriver, FakeHypervisor, SimulatedCrash
@@ -61,7 +61,7 @@ from .records import (
     Resources,
 )
 from .runtime import Runtime
-from .states import MigrationStatus, PowerState, TaskState, VmState
+from .states import PowerState, TaskState, VmState
 from .store import MemoryStore, Store
 
 __all__ = ["Cloud", "LostMessage", "Operation", "OperationResult", "Preflight"]
@@ -479,99 +479,47 @@ class Cloud:
         return host not in self._down
 
     def restart_compute(self, host: str) -> list[Instance]:
-        """Start ``host``'s compute service again and run its start-up recovery.
-
-        Recovery handles what the crash interrupted: every busy instance that involves
-        this host (as its host, or as the source or destination of its open move) and
-        has no message on its way is brought to a safe state
-        (:meth:`ComputeService.recover_instance`); a confirm whose message was lost is
-        sent again. Queued messages for the host are delivered by the next
-        :meth:`step`/:meth:`run`. Returns the instances recovered, as saved.
+        """Start ``host``'s compute service again and run its start-up recovery
+        (:meth:`ComputeService.init_host`). Queued messages for the host are delivered by
+        the next :meth:`step`/:meth:`run`. Returns the instances recovered, as saved.
         """
         service = self.compute(host)
         self._down.discard(host)
         found = self.store.get_host(host)
         if found is not None and not found.up:
             self.store.put_host(attrs.evolve(found, up=True))
-        try:
-            return self._recover(service, host)
-        except SimulatedCrash as crash:
-            self._mark_down(crash.host)
-            return []
+        return self._recovered([service.host])
 
     def reconcile(self) -> list[Instance]:
         """Recover every instance left busy with no message on its way (a lost hop, or
-        a process that died between hops): what a new orchestrator runs on start-up.
+        a process that died between hops): what a new orchestrator runs on start-up
+        (:func:`coldmig_fsm.compute.reconcile` over the running services).
 
         Instances whose hosts' compute services are down are left to
         :meth:`restart_compute`. Returns the instances recovered, as saved.
         """
+        return self._recovered(h for h in self.hosts if h in self._computes)
+
+    def _recovered(self, hosts: Iterable[str]) -> list[Instance]:
+        """The roles' recovery, one running service at a time; a simulated crash inside
+        it (the fake driver's) takes that host down, as a crash in a step does, and a host
+        it took down is not recovered after it."""
         recovered: list[Instance] = []
-        for host in self.hosts:
-            if host in self._computes and host not in self._down:
-                try:
-                    recovered += self._recover(self.compute(host), host)
-                except SimulatedCrash as crash:
-                    self._mark_down(crash.host)
-        return recovered
-
-    def _involved(self, instance: Instance) -> set[str]:
-        hosts = {instance.host}
-        if instance.migration_id is not None:
-            migration = self.store.get_migration(instance.migration_id)
-            hosts.update(h for h in (migration.source_compute, migration.dest_compute) if h)
-        if instance.task_state is TaskState.DELETING:
-            # A delete also destroys what earlier moves left behind, on their hosts: a
-            # crash there (after a rolled-back move, say) is recovered by their restart.
-            for earlier in self.store.list_migrations(instance.uuid):
-                hosts.update(h for h in (earlier.source_compute, earlier.dest_compute) if h)
-        return hosts
-
-    def _recover(self, service: ComputeService, host: str) -> list[Instance]:
-        waiting = {m.instance_uuid for m in self.store.pending_messages()}
-        recovered = []
-        for instance in self.store.list_instances():
-            if instance.task_state is None or instance.uuid in waiting:
-                continue
-            involved = self._involved(instance)
-            if host not in involved or involved & self._down:
-                continue
-            service.recover_instance(instance)
-            recovered.append(self.store.get_instance(instance.uuid))
-        for migration in self.store.list_migrations():
-            if (
-                migration.status is MigrationStatus.CONFIRMING
-                and migration.source_compute == host
-                and migration.instance_uuid not in waiting
-            ):
-                self._resume_confirm(migration)
-        return recovered
-
-    def _resume_confirm(self, migration: Migration) -> None:
-        """Send a confirm again whose message was lost (removing a guest is idempotent)."""
-        requests = self.store.list_requests(migration.instance_uuid)
-        pending = [
-            r.request_id
-            for r in requests
-            if r.action == "confirmResize" and r.outcome is Outcome.PENDING
-        ]
-        if not pending:
-            return
-        self.store.push_message(
-            messages.ConfirmResize(
-                pending[-1], migration.instance_uuid, migration.source_compute, migration.id
-            )
-        )
-
-    def run_periodic_tasks(self) -> None:
-        """Run the periodic tasks once on every running compute (auto-confirm), then
-        deliver what they sent."""
-        for host, service in self._computes.items():
+        for host in hosts:
             if host in self._down:
                 continue
-            for migration, reason in service.unconfirmed_resizes():
-                if reason is None:
-                    self.api.confirm_resize(migration.instance_uuid, ADMIN)
+            try:
+                recovered += reconcile([self.compute(host)])
+            except SimulatedCrash as crash:
+                self._mark_down(crash.host)
+        return recovered
+
+    def run_periodic_tasks(self) -> None:
+        """Run the periodic tasks once on every running compute (auto-confirm:
+        :meth:`ComputeService.periodic_tasks`), then deliver what they sent."""
+        for host, service in self._computes.items():
+            if host not in self._down:
+                service.periodic_tasks(lambda uuid: self.api.confirm_resize(uuid, ADMIN))
         self.run()
 
     def advance_clock(self, seconds: float) -> None:

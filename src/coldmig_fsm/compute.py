@@ -15,7 +15,7 @@ back; anything else puts the instance in ``error`` with a fault, the notificatio
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -39,7 +39,7 @@ from .runtime import SERVICE, Runtime
 from .states import MigrationStatus, PowerState, TaskState, VmState
 from .store import Store
 
-__all__ = ["ComputeService"]
+__all__ = ["ComputeService", "reconcile"]
 
 _MOVE_STATUSES_TO_ERROR = frozenset(
     {
@@ -789,6 +789,65 @@ class ComputeService:
             rt.event(other, "compute_recover", self.host, error)
             rt.settle(other, outcome, error)
 
+    # -- background work: start-up recovery and periodic tasks ---------------------------
+
+    def init_host(self) -> list[Instance]:
+        """Start-up recovery of this host's service (Nova's ``init_host``).
+
+        Every busy instance that involves this host (as its host, or as the source or
+        destination of its open move; for a delete, any host of its earlier moves) and has
+        no message on its way is brought to a safe state (:meth:`recover_instance`),
+        unless another involved host's service is down (its own restart recovers it). A
+        confirm whose message was lost is sent again. Host liveness is read from the
+        store's host records. Returns the instances recovered, as saved.
+        """
+        store = self._rt.store
+        waiting = {m.instance_uuid for m in store.pending_messages()}
+        down = {h.name for h in store.list_hosts() if not h.up}
+        recovered = []
+        for instance in store.list_instances():
+            if instance.task_state is None or instance.uuid in waiting:
+                continue
+            involved = _involved_hosts(store, instance)
+            if self.host not in involved or involved & down:
+                continue
+            self.recover_instance(instance)
+            recovered.append(store.get_instance(instance.uuid))
+        for migration in store.list_migrations():
+            if (
+                migration.status is MigrationStatus.CONFIRMING
+                and migration.source_compute == self.host
+                and migration.instance_uuid not in waiting
+            ):
+                self._resume_confirm(migration)
+        return recovered
+
+    def _resume_confirm(self, migration: Migration) -> None:
+        """Send a confirm again whose message was lost (removing a guest is idempotent)."""
+        store = self._rt.store
+        pending = [
+            r.request_id
+            for r in store.list_requests(migration.instance_uuid)
+            if r.action == "confirmResize" and r.outcome is Outcome.PENDING
+        ]
+        if pending:
+            store.push_message(
+                messages.ConfirmResize(
+                    pending[-1], migration.instance_uuid, migration.source_compute, migration.id
+                )
+            )
+
+    def periodic_tasks(self, confirm: Callable[[str], object]) -> list[Migration]:
+        """Run the periodic tasks that are due (auto-confirm, Nova's
+        ``_poll_unconfirmed_resizes``): ``confirm(instance_uuid)`` is asked for each
+        migration to confirm now (Nova's compute calls its API's ``confirm_resize``).
+        Returns those migrations.
+        """
+        due = [migration for migration, reason in self.unconfirmed_resizes() if reason is None]
+        for migration in due:
+            confirm(migration.instance_uuid)
+        return due
+
     def unconfirmed_resizes(self) -> list[tuple[Migration, str | None]]:
         """Nova's ``_poll_unconfirmed_resizes`` for this (destination) host.
 
@@ -1089,3 +1148,27 @@ def _drop_move_state(instance: Instance) -> Instance:
     return attrs.evolve(
         instance, migration_id=None, old_flavor=None, new_flavor=None, system_metadata=metadata
     )
+
+
+def _involved_hosts(store: Store, instance: Instance) -> set[str]:
+    """The hosts whose services take part in recovering ``instance``."""
+    hosts = {instance.host}
+    if instance.migration_id is not None:
+        migration = store.get_migration(instance.migration_id)
+        hosts.update(h for h in (migration.source_compute, migration.dest_compute) if h)
+    if instance.task_state is TaskState.DELETING:
+        # A delete also destroys what earlier moves left behind, on their hosts: a crash
+        # there (after a rolled-back move, say) is recovered by their restart.
+        for earlier in store.list_migrations(instance.uuid):
+            hosts.update(h for h in (earlier.source_compute, earlier.dest_compute) if h)
+    return hosts
+
+
+def reconcile(services: Iterable[ComputeService]) -> list[Instance]:
+    """What an orchestrator runs on start-up: the start-up recovery of every running
+    compute service given (a lost hop, or a process that died between hops, leaves an
+    instance busy with no message on its way). Returns the instances recovered."""
+    recovered: list[Instance] = []
+    for service in services:
+        recovered += service.init_host()
+    return recovered

@@ -1,0 +1,70 @@
+"""The roles' own background work, called without the Cloud facade (as an orchestrator
+that runs the roles itself does): start-up recovery, periodic tasks, reconcile."""
+
+from __future__ import annotations
+
+import attrs
+
+from coldmig_fsm import CloudConfig, Outcome, TaskState, VmState
+from coldmig_fsm.compute import reconcile
+from tests.conftest import make_cloud
+
+
+def test_init_host_rolls_back_a_move_whose_hop_was_lost() -> None:
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.lose_next("finish_resize")
+    moving = cloud.migrate("vm1")
+    cloud.run()
+    assert cloud.instance("vm1").task_state is TaskState.RESIZE_MIGRATED
+    # The instance involves host-a (its source) and host-b (its dest): whichever service
+    # starts first recovers it.
+    recovered = cloud.compute("host-b").init_host()
+    assert [(i.name, i.vm_state, i.task_state, i.host) for i in recovered] == [
+        ("vm1", VmState.ACTIVE, None, "host-a")
+    ]
+    assert moving.result is not None
+    assert moving.result.outcome is Outcome.ROLLED_BACK
+    assert cloud.compute("host-a").init_host() == []  # nothing left to do
+
+
+def test_init_host_leaves_an_instance_whose_other_host_is_down() -> None:
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.lose_next("finish_resize")
+    cloud.migrate("vm1")
+    cloud.run()
+    host_b = cloud.store.get_host("host-b")
+    assert host_b is not None
+    cloud.store.put_host(attrs.evolve(host_b, up=False))  # its service is down
+    assert cloud.compute("host-a").init_host() == []  # host-b's own restart recovers it
+    assert cloud.instance("vm1").task_state is TaskState.RESIZE_MIGRATED
+
+
+def test_reconcile_runs_every_services_recovery() -> None:
+    cloud = make_cloud(3)
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.boot("vm2", "m1.tiny", "host-b")
+    cloud.lose_next("prep_resize", times=2)
+    cloud.migrate("vm1", "host-c")
+    cloud.migrate("vm2", "host-c")
+    cloud.run()
+    recovered = reconcile(cloud.compute(h) for h in cloud.hosts)
+    assert sorted((i.name, i.task_state, i.host) for i in recovered) == [
+        ("vm1", None, "host-a"),
+        ("vm2", None, "host-b"),
+    ]
+
+
+def test_periodic_tasks_ask_for_the_confirms_that_are_due() -> None:
+    cloud = make_cloud(config=CloudConfig(resize_confirm_window=60))
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.migrate("vm1").wait().ok
+    asked: list[str] = []
+    assert cloud.compute("host-b").periodic_tasks(asked.append) == []  # not due yet
+    cloud.clock.advance(60)  # type: ignore[attr-defined]
+    due = cloud.compute("host-b").periodic_tasks(asked.append)
+    assert [m.id for m in due] == [1]
+    assert asked == [cloud.instance("vm1").uuid]
+    assert cloud.compute("host-a").periodic_tasks(asked.append) == []  # the source: none
+    assert cloud.instance("vm1").vm_state is VmState.RESIZED  # asking is not confirming
