@@ -4,9 +4,13 @@ that runs the roles itself does): start-up recovery, periodic tasks, reconcile."
 from __future__ import annotations
 
 import attrs
+import pytest
 
-from coldmig_fsm import CloudConfig, Outcome, TaskState, VmState
+from coldmig_fsm import Cloud, CloudConfig, Outcome, TaskState, VmState
+from coldmig_fsm._explore import Action, apply
 from coldmig_fsm.compute import reconcile
+from coldmig_fsm.invariants import violations
+from coldmig_fsm.verify import initial_cloud
 from tests.conftest import make_cloud
 
 
@@ -68,3 +72,48 @@ def test_periodic_tasks_ask_for_the_confirms_that_are_due() -> None:
     assert asked == [cloud.instance("vm1").uuid]
     assert cloud.compute("host-a").periodic_tasks(asked.append) == []  # the source: none
     assert cloud.instance("vm1").vm_state is VmState.RESIZED  # asking is not confirming
+
+
+def _interrupted_recovery() -> Cloud:
+    """vm1's move crashed its source mid-copy; host-a's restart then rolls it back and
+    the clean-up on the dest crashes host-c: host-a's recovery never completed."""
+    cloud = initial_cloud(2, 3)
+    for action in (
+        Action("migrate", "vm1"),
+        Action("step"),
+        Action("step"),
+        Action("step", fault=("host-a", "migrate_disk_and_power_off", "crash")),
+        Action("restart_compute", arg="host-a", fault=("host-c", "destroy", "crash")),
+    ):
+        apply(cloud, action)
+    vm = cloud.instance("vm1")
+    assert [(r.action, r.outcome) for r in cloud.store.list_requests(vm.uuid)] == [
+        ("migrate", Outcome.PENDING),
+        ("recover", Outcome.PENDING),
+    ]
+    return cloud
+
+
+def _requests(cloud: Cloud) -> list[tuple[str, Outcome, str | None]]:
+    vm = cloud.instance("vm1")
+    return [(r.action, r.outcome, r.error_type) for r in cloud.store.list_requests(vm.uuid)]
+
+
+@pytest.mark.parametrize("restart_first", [False, True])
+def test_an_abort_after_an_interrupted_recovery_settles_it(restart_first: bool) -> None:
+    # Found by the model checker with two faults: the recovery's request stayed pending.
+    cloud = _interrupted_recovery()
+    cloud.abort_migration("vm1")
+    if restart_first:
+        cloud.restart_compute("host-c")
+    cloud.run()
+    if not restart_first:
+        cloud.restart_compute("host-c")
+    assert _requests(cloud) == [
+        ("migrate", Outcome.ROLLED_BACK, "MigrationCancelled"),
+        ("recover", Outcome.FAILED, "MoveInterrupted"),
+        ("abortMigration", Outcome.SUCCEEDED, None),
+    ]
+    vm = cloud.instance("vm1")
+    assert (vm.vm_state, vm.task_state, vm.host) == (VmState.ACTIVE, None, "host-a")
+    assert violations(cloud, idle=True) == []

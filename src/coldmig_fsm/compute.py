@@ -683,6 +683,9 @@ class ComputeService:
         )
         if done is not None:
             rt.settle(message.request_id, Outcome.SUCCEEDED)
+            # A recovery that a crash interrupted before this abort can no longer finish.
+            travelling = {m.request_id for m in store.pending_messages()}
+            self._settle_interrupted_recoveries(done, travelling)
 
     def recover_instance(self, instance: Instance) -> None:
         """Bring one busy instance whose step was lost to a safe state (Nova's ``init_host``).
@@ -802,11 +805,15 @@ class ComputeService:
         store's host records. Returns the instances recovered, as saved.
         """
         store = self._rt.store
-        waiting = {m.instance_uuid for m in store.pending_messages()}
+        travelling = store.pending_messages()
+        waiting = {m.instance_uuid for m in travelling}
         down = {h.name for h in store.list_hosts() if not h.up}
         recovered = []
         for instance in store.list_instances():
-            if instance.task_state is None or instance.uuid in waiting:
+            if instance.task_state is None:
+                self._settle_interrupted_recoveries(instance, {m.request_id for m in travelling})
+                continue
+            if instance.uuid in waiting:
                 continue
             involved = _involved_hosts(store, instance)
             if self.host not in involved or involved & down:
@@ -821,6 +828,24 @@ class ComputeService:
             ):
                 self._resume_confirm(migration)
         return recovered
+
+    def _settle_interrupted_recoveries(self, instance: Instance, travelling: set[str]) -> None:
+        """A recovery runs in one go, with no message: one still pending was interrupted by
+        a crash (of another host it reached). Once something else (an abort, say) has
+        brought the instance to a stable state, nothing will finish it: it failed. Any
+        host's start-up may find it (the crashed host's, typically)."""
+        for request in self._rt.store.list_requests(instance.uuid):
+            if (
+                request.action == "recover"
+                and request.outcome is Outcome.PENDING
+                and request.request_id not in travelling
+            ):
+                error = MoveInterrupted(
+                    f"a crash interrupted the recovery of instance {instance.describe()}; "
+                    "it has reached a stable state since"
+                )
+                self._rt.event(request.request_id, "compute_recover", self.host, error)
+                self._rt.settle(request.request_id, Outcome.FAILED, error)
 
     def _resume_confirm(self, migration: Migration) -> None:
         """Send a confirm again whose message was lost (removing a guest is idempotent)."""
