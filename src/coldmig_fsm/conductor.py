@@ -48,16 +48,22 @@ class Conductor:
         self._rt = runtime
         self._drivers = drivers or {}
 
-    def leftover_hosts(self, instance: Instance) -> set[str]:
-        """Hosts where a failed move of ``instance`` (its migration in ``error``) still
-        holds a claim, and may have left a guest: a new move does not go there."""
+    def _leftover(self, instance: Instance) -> Migration | None:
+        """The instance's last move when it failed and its migration (in ``error``) still
+        holds a claim, say after a failed revert; ``None`` otherwise. A failed step keeps
+        the instance's migration context, so this is one lookup by key."""
+        if instance.migration_id is None:
+            return None
         store = self._rt.store
-        return {
-            host
-            for m in store.list_migrations(instance.uuid)
-            if m.status is MigrationStatus.ERROR
-            for host in store.allocations(m.uuid)
-        }
+        migration = store.get_migration(instance.migration_id)
+        held = migration.status is MigrationStatus.ERROR and store.allocations(migration.uuid)
+        return migration if held else None
+
+    def leftover_hosts(self, instance: Instance) -> set[str]:
+        """Hosts where a failed move of ``instance`` still holds a claim, and may have left
+        a guest: a new move does not go there."""
+        left = self._leftover(instance)
+        return set() if left is None else set(self._rt.store.allocations(left.uuid))
 
     def _may_stay(self, instance: Instance, flavor_id: str) -> bool:
         """Is the source host a candidate? (Nova: a same-host *migrate* needs the driver.)"""
@@ -107,10 +113,10 @@ class Conductor:
             # error still holding a claim, say after a failed revert): released here, so
             # that no host counts the instance twice. Those hosts are not candidates
             # either (``candidates``): the failed move may have left a guest there.
-            avoid = self.leftover_hosts(instance)
-            for left in store.list_migrations(instance.uuid):
-                if left.status is MigrationStatus.ERROR and store.allocations(left.uuid):
-                    claims.release(store, left.uuid)
+            left = self._leftover(instance)
+            avoid = set() if left is None else set(store.allocations(left.uuid))
+            if left is not None:
+                claims.release(store, left.uuid)
             store.add_migration(migration)
             claims.move_allocations(store, instance.uuid, migration.uuid)
         try:

@@ -248,22 +248,29 @@ class ColdMigrationMachine(RuleBasedStateMachine):
 
 
 def _operation_rule(op: Op) -> Callable[..., None]:
-    """The Hypothesis rule that asks for ``op`` (named after it)."""
+    """The Hypothesis rule that asks for ``op``, named after it (as traces print it)."""
+
+    def named(function: Callable[..., None]) -> Callable[..., None]:
+        # Named before rule() wraps it: Hypothesis keeps the name it sees then.
+        function.__name__ = op.value
+        function.__qualname__ = f"ColdMigrationMachine.{op.value}"
+        return function
+
     if OPERATIONS[op].argument is Argument.HOST:
 
+        @rule(i=_INDEX, to=st.none() | _INDEX)
+        @named
         def with_target(self: ColdMigrationMachine, i: int, to: int | None) -> None:
             self.request(op, i, to)
 
-        made = rule(i=_INDEX, to=st.none() | _INDEX)(with_target)
-    else:
+        return with_target
 
-        def on_instance(self: ColdMigrationMachine, i: int) -> None:
-            self.request(op, i)
+    @rule(i=_INDEX)
+    @named
+    def on_instance(self: ColdMigrationMachine, i: int) -> None:
+        self.request(op, i)
 
-        made = rule(i=_INDEX)(on_instance)
-    made.__name__ = op.value
-    made.__qualname__ = f"ColdMigrationMachine.{op.value}"
-    return made
+    return on_instance
 
 
 for _op in Op:
