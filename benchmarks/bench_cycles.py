@@ -19,7 +19,7 @@ from unittest import mock
 from coldmig_fsm import Cloud, Flavor, Host, SqliteStore
 from coldmig_fsm.machine import MACHINE
 from coldmig_fsm.messages import Message
-from coldmig_fsm.store import Store
+from coldmig_fsm.stores.memory import Store
 
 from ._common import (
     BenchmarkError,

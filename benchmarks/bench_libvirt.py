@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from coldmig_fsm import Flavor, Instance
-from coldmig_fsm.drivers.libvirt import (
+from coldmig_fsm.drivers.libvirt.driver import (
     DiskTransport,
     LibvirtDriver,
     LibvirtFabric,

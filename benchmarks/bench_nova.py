@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from coldmig_fsm import Cloud, MemoryStore, load_scenario, run_scenario
-from coldmig_fsm.conformance import run_nova
+from coldmig_fsm.harness.conformance import run_nova
 
 from ._common import BenchmarkError, Section, Settings, Table, fmt_num, fmt_ratio
 

@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from coldmig_fsm import Cloud, Flavor, Host, Instance, SqliteStore, claims
+from coldmig_fsm import Cloud, Flavor, Host, Instance, SqliteStore
 from coldmig_fsm.records import IMAGE_MIN_DISK
-from coldmig_fsm.store import Store
+from coldmig_fsm.roles import claims
+from coldmig_fsm.stores.memory import Store
 
 from ._common import (
     BenchmarkError,

@@ -1,6 +1,7 @@
 """(e) The exhaustive model check: states, transitions and seconds per configuration.
 
-Each configuration is explored fully (within :class:`coldmig_fsm.verify.Bounds`: 2 API
+Each configuration is explored fully (within
+:class:`~coldmig_fsm.verification.model_check.Bounds`: 2 API
 requests per trace, at most 2 per instance, 1 injected fault or lost message per trace,
 races on) with the known core issues skipped; the run is repeated and the median time
 reported. The issue's target: 2 instances x 3 hosts with faults in under 10 s on one
@@ -13,8 +14,8 @@ from __future__ import annotations
 import statistics
 import time
 
-from coldmig_fsm._explore import Action, apply, clone
-from coldmig_fsm.verify import KNOWN_ISSUES, Bounds, initial_cloud, model_check
+from coldmig_fsm.verification.explorer import Action, apply, clone
+from coldmig_fsm.verification.model_check import KNOWN_ISSUES, Bounds, initial_cloud, model_check
 
 from ._common import BenchmarkError, Section, Settings, Table, Verdict, fmt_int, fmt_num
 

@@ -14,7 +14,7 @@ from coldmig_fsm import (
     VmState,
     messages,
 )
-from coldmig_fsm.invariants import violations
+from coldmig_fsm.verification.invariants import violations
 from tests.conftest import calls, make_cloud, snapshot
 
 ON_A = {"host-a": (1, 512, 1), "host-b": (0, 0, 0)}

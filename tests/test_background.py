@@ -7,10 +7,10 @@ import attrs
 import pytest
 
 from coldmig_fsm import Cloud, CloudConfig, Outcome, TaskState, VmState
-from coldmig_fsm._explore import Action, apply
-from coldmig_fsm.compute import reconcile
-from coldmig_fsm.invariants import violations
-from coldmig_fsm.verify import initial_cloud
+from coldmig_fsm.roles.compute import reconcile
+from coldmig_fsm.verification.explorer import Action, apply
+from coldmig_fsm.verification.invariants import violations
+from coldmig_fsm.verification.model_check import initial_cloud
 from tests.conftest import make_cloud
 
 

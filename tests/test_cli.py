@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from coldmig_fsm.cli import app
-from coldmig_fsm.introspect import mermaid, states_markdown
+from coldmig_fsm.cli.app import app
+from coldmig_fsm.verification.introspect import mermaid, states_markdown
 
 runner = CliRunner()
 

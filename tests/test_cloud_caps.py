@@ -7,9 +7,9 @@ import re
 import pytest
 
 from coldmig_fsm import Cloud
-from coldmig_fsm.cloud import MAX_STEPS
-from coldmig_fsm.conductor import Conductor
 from coldmig_fsm.messages import Message
+from coldmig_fsm.roles.conductor import Conductor
+from coldmig_fsm.runners.cloud import MAX_STEPS
 from tests.conftest import make_cloud
 
 

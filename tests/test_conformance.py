@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from coldmig_fsm import load_scenario, run_scenario
-from coldmig_fsm.conformance import DELIBERATE, Difference, compare, run_nova
+from coldmig_fsm.harness.conformance import DELIBERATE, Difference, compare, run_nova
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from coldmig_fsm.scenario import match_expectations
+from coldmig_fsm.harness.scenario import match_expectations
 
 OUTPUT: dict[str, Any] = {
     "instances": {

@@ -7,7 +7,7 @@ Pinned by the probes ``tests/scenarios/fault-finish-resize-raise.yaml`` and
 from __future__ import annotations
 
 from coldmig_fsm import Cloud, FakeFault, Outcome, VmState
-from coldmig_fsm.invariants import violations
+from coldmig_fsm.verification.invariants import violations
 from tests.conftest import make_cloud, snapshot
 
 

@@ -7,7 +7,7 @@ instance back as it was before the move (no migration context, no stashed
 like a raise.
 Crash leaves the request pending with the host's compute service down; restarting it
 runs the recovery, and the end state is the documented safe one. After each case the
-spec's invariants hold (``coldmig_fsm.invariants``).
+spec's invariants hold (``coldmig_fsm.verification.invariants``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 from coldmig_fsm import Cloud, FakeFault, Outcome, VmState
 from coldmig_fsm.drivers.fake import FaultMode
-from coldmig_fsm.invariants import violations
+from coldmig_fsm.verification.invariants import violations
 from tests.conftest import make_cloud, snapshot
 
 TINY = (1, 512, 1)

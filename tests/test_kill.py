@@ -10,7 +10,7 @@ from pathlib import Path
 
 from coldmig_fsm import Cloud, Host, Outcome, SqliteStore, VmState
 from coldmig_fsm.drivers import FakeHypervisor
-from coldmig_fsm.invariants import violations
+from coldmig_fsm.verification.invariants import violations
 from tests.conftest import FLAVORS
 from tests.kill_child import open_cloud
 

@@ -21,8 +21,8 @@ from coldmig_fsm import (
 )
 from coldmig_fsm.exceptions import MachineDefinitionError
 from coldmig_fsm.guards import GuardContext, require_expected_task_state, require_vm_state
-from coldmig_fsm.introspect import mermaid, states_markdown
 from coldmig_fsm.machine import TABLE, Machine, Role
+from coldmig_fsm.verification.introspect import mermaid, states_markdown
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -167,6 +167,6 @@ def test_mermaid_lists_the_happy_path_edges() -> None:
 
 
 def test_committed_failure_table_is_not_stale() -> None:
-    from coldmig_fsm.failure_table import failures_markdown  # noqa: PLC0415 - slowish
+    from coldmig_fsm.harness.failure_table import failures_markdown  # noqa: PLC0415 - slowish
 
     assert (DOCS / "failures.md").read_text() == failures_markdown(), "run `make docs`"

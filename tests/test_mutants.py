@@ -3,7 +3,8 @@
 Each mutant is injected (a mutated transition table through ``Cloud(machine=...)``, or a
 role method replaced with ``monkeypatch``) and both tools must catch it:
 
-* the exhaustive model checker (:func:`coldmig_fsm.verify.model_check`, 2 instances on
+* the exhaustive model checker
+  (:func:`~coldmig_fsm.verification.model_check.model_check`, 2 instances on
   3 hosts, default bounds, faults on) returns the *shortest* counterexample, pinned here
   action by action;
 * the Hypothesis suite (:class:`coldmig_fsm.testing.ColdMigrationMachine`) fails with the
@@ -34,16 +35,16 @@ from coldmig_fsm import (
     TaskState,
     VmState,
 )
-from coldmig_fsm import claims as claims_module
-from coldmig_fsm import compute as compute_module
-from coldmig_fsm._explore import apply, check_step, observe
 from coldmig_fsm.guards import require_task_state
 from coldmig_fsm.machine import TABLE
 from coldmig_fsm.messages import ConfirmResize, FinishRevertResize
 from coldmig_fsm.records import Instance, Migration
-from coldmig_fsm.store import Store
+from coldmig_fsm.roles import claims as claims_module
+from coldmig_fsm.roles.compute import service as compute_module
+from coldmig_fsm.stores.memory import Store
 from coldmig_fsm.testing import ColdMigrationMachine
-from coldmig_fsm.verify import KNOWN_ISSUES, initial_cloud, model_check
+from coldmig_fsm.verification.explorer import apply, check_step, observe
+from coldmig_fsm.verification.model_check import KNOWN_ISSUES, initial_cloud, model_check
 
 MUTANT_SETTINGS = settings(
     max_examples=300,

@@ -6,11 +6,11 @@ import attrs
 import pytest
 
 from coldmig_fsm import Caller, MachineDefinitionError, Outcome
-from coldmig_fsm.api import ACTION_NAMES
 from coldmig_fsm.guards import PolicyRule, require_policy
+from coldmig_fsm.harness.scenario import REQUIRED_OP_KEYS, SUPPORTED_OPS
 from coldmig_fsm.machine import TABLE, Machine, Role
 from coldmig_fsm.operations import OPERATIONS, Argument, Op, admin_only
-from coldmig_fsm.scenario import REQUIRED_OP_KEYS, SUPPORTED_OPS
+from coldmig_fsm.roles.api import ACTION_NAMES
 from tests.conftest import make_cloud
 
 

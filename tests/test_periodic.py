@@ -6,7 +6,7 @@ import attrs
 import pytest
 
 from coldmig_fsm import Cloud, CloudConfig, SystemClock, TaskState, VmState
-from coldmig_fsm.invariants import violations
+from coldmig_fsm.verification.invariants import violations
 from tests.conftest import FLAVORS, make_cloud, snapshot
 
 

@@ -25,8 +25,8 @@ from coldmig_fsm import (
     exceptions,
     load_scenario,
     run_scenario,
-    scenario,
 )
+from coldmig_fsm.harness import scenario
 
 from .conftest import FLAVORS, make_cloud
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coldmig_fsm import Cloud, MoveInterrupted, Outcome, TaskState, VmState
-from coldmig_fsm.invariants import violations
+from coldmig_fsm.verification.invariants import violations
 from tests.conftest import make_cloud, snapshot
 
 ON_A = {"host-a": (1, 512, 1), "host-b": (0, 0, 0)}

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from coldmig_fsm import Host, ScenarioError, load_scenario, run_scenario
-from coldmig_fsm.scenario import (
+from coldmig_fsm.harness.scenario import (
     LIMITS,
     MAX_INT,
     OUTPUT_SHAPE,

@@ -15,7 +15,7 @@ from coldmig_fsm import (
     Outcome,
     Resources,
 )
-from coldmig_fsm.scheduler import (
+from coldmig_fsm.roles.scheduler import (
     DEFAULT_WEIGHERS,
     HostState,
     Weigher,

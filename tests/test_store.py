@@ -28,7 +28,7 @@ from coldmig_fsm import (
     messages,
 )
 from coldmig_fsm.exceptions import UnexpectedMigrationStatusError
-from coldmig_fsm.sqlite_store import SCHEMA_VERSION, SchemaVersionError
+from coldmig_fsm.stores.sqlite import SCHEMA_VERSION, SchemaVersionError
 
 
 @pytest.fixture(params=["memory", "sqlite"])

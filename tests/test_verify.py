@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from coldmig_fsm import Cloud, FakeFault, FaultMode, InstanceInvalidState, Outcome, VmState, verify
-from coldmig_fsm._explore import check_step
-from coldmig_fsm.cli import app
-from coldmig_fsm.invariants import violations
+from coldmig_fsm import Cloud, FakeFault, FaultMode, InstanceInvalidState, Outcome, VmState
+from coldmig_fsm.cli.app import app
 from coldmig_fsm.machine import MACHINE
-from coldmig_fsm.verify import KNOWN_ISSUES, Bounds, initial_cloud, model_check
+from coldmig_fsm.verification import model_check as verify
+from coldmig_fsm.verification.explorer import check_step
+from coldmig_fsm.verification.invariants import violations
+from coldmig_fsm.verification.model_check import KNOWN_ISSUES, Bounds, initial_cloud, model_check
 from tests.conftest import make_cloud, usage
 
 # The figures (states, transitions, depth) are a regression pin recorded from a run, not

@@ -10,13 +10,9 @@ tree and each class's HTTP ``code`` are in :mod:`coldmig_fsm.exceptions`. The st
 machine is in :mod:`coldmig_fsm.machine`.
 """
 
-from . import invariants, messages
-from .api import ComputeAPI, PreparedRequest
-from .clock import Clock, ManualClock, SystemClock
-from .cloud import Cloud, LostMessage, Operation, OperationResult, Preflight
-from .compute import ComputeService
-from .conductor import Conductor
-from .drivers import (
+from coldmig_fsm import messages
+from coldmig_fsm.clock import Clock, ManualClock, SystemClock
+from coldmig_fsm.drivers import (
     DiskInfo,
     DriverCapabilities,
     FakeFault,
@@ -25,7 +21,7 @@ from .drivers import (
     GuestInfo,
     HypervisorDriver,
 )
-from .exceptions import (
+from coldmig_fsm.exceptions import (
     CannotMigrateToSameHost,
     CannotResizeDisk,
     CannotResizeToSameFlavor,
@@ -60,9 +56,10 @@ from .exceptions import (
     UnexpectedMigrationStatusError,
     UnexpectedTaskStateError,
 )
-from .machine import MACHINE, Machine
-from .operations import OPERATIONS, Op, OperationSpec
-from .records import (
+from coldmig_fsm.harness.scenario import load_scenario, run_scenario
+from coldmig_fsm.machine import MACHINE, Machine
+from coldmig_fsm.operations import OPERATIONS, Op, OperationSpec
+from coldmig_fsm.records import (
     ActionEvent,
     Allocation,
     Caller,
@@ -78,11 +75,22 @@ from .records import (
     Project,
     Resources,
 )
-from .runtime import Runtime
-from .scenario import load_scenario, run_scenario
-from .sqlite_store import SqliteStore
-from .states import MachineState, MigrationStatus, MigrationType, PowerState, TaskState, VmState
-from .store import MemoryStore, Store
+from coldmig_fsm.roles.api import ComputeAPI, PreparedRequest
+from coldmig_fsm.roles.compute import ComputeService
+from coldmig_fsm.roles.conductor import Conductor
+from coldmig_fsm.roles.runtime import Runtime
+from coldmig_fsm.runners.cloud import Cloud, LostMessage, Operation, OperationResult, Preflight
+from coldmig_fsm.states import (
+    MachineState,
+    MigrationStatus,
+    MigrationType,
+    PowerState,
+    TaskState,
+    VmState,
+)
+from coldmig_fsm.stores.memory import MemoryStore, Store
+from coldmig_fsm.stores.sqlite import SqliteStore
+from coldmig_fsm.verification import invariants
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 """``python -m coldmig_fsm`` is the ``coldmig`` command."""
 
-from .cli import main
+from coldmig_fsm.cli.app import main
 
 main()

@@ -18,9 +18,9 @@ from typing import Protocol
 
 import attrs
 
-from . import exceptions
-from .records import Caller, Instance
-from .states import TaskState, VmState
+from coldmig_fsm import exceptions
+from coldmig_fsm.records import Caller, Instance
+from coldmig_fsm.states import TaskState, VmState
 
 __all__ = [
     "FailureKind",

@@ -36,8 +36,8 @@ import attrs
 from transitions import EventData
 from transitions import Machine as _TransitionsMachine
 
-from .exceptions import InstanceInvalidState, MachineDefinitionError
-from .guards import (
+from coldmig_fsm.exceptions import InstanceInvalidState, MachineDefinitionError
+from coldmig_fsm.guards import (
     Guard,
     GuardContext,
     GuardFailure,
@@ -47,9 +47,9 @@ from .guards import (
     require_unlocked,
     require_vm_state,
 )
-from .operations import OPERATIONS, Op
-from .records import Caller, Instance
-from .states import MachineState, TaskState, VmState
+from coldmig_fsm.operations import OPERATIONS, Op
+from coldmig_fsm.records import Caller, Instance
+from coldmig_fsm.states import MachineState, TaskState, VmState
 
 __all__ = [
     "MACHINE",

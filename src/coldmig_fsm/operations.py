@@ -23,8 +23,8 @@ from typing import Final
 
 import attrs
 
-from .guards import PolicyRule
-from .messages import KINDS
+from coldmig_fsm.guards import PolicyRule
+from coldmig_fsm.messages import KINDS
 
 __all__ = ["OPERATIONS", "Argument", "Op", "OperationSpec", "admin_only"]
 

@@ -1,7 +1,7 @@
 """The records the roles read and write, as frozen ``attrs`` classes.
 
 Records never change in place: a role computes a new record with :func:`attrs.evolve`
-and saves it through the store (see :mod:`coldmig_fsm.store`). Validators reject
+and saves it through the store (see :mod:`coldmig_fsm.stores.memory`). Validators reject
 impossible values when a record is built, so a record that exists is well-formed.
 """
 
@@ -14,7 +14,14 @@ from typing import Any, Final
 
 import attrs
 
-from .states import MachineState, MigrationStatus, MigrationType, PowerState, TaskState, VmState
+from coldmig_fsm.states import (
+    MachineState,
+    MigrationStatus,
+    MigrationType,
+    PowerState,
+    TaskState,
+    VmState,
+)
 
 __all__ = [
     "IMAGE_MIN_DISK",

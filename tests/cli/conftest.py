@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from coldmig_fsm.cli import _StderrHandler
+from coldmig_fsm.cli.app import _StderrHandler
 
 
 @pytest.fixture

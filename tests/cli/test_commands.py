@@ -15,11 +15,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from coldmig_fsm.cli import app
-from coldmig_fsm.failure_table import failure_rows
-from coldmig_fsm.introspect import states_markdown
+from coldmig_fsm.cli.app import app
+from coldmig_fsm.harness.failure_table import failure_rows
+from coldmig_fsm.harness.scenario import load_scenario, run_scenario
 from coldmig_fsm.machine import MACHINE
-from coldmig_fsm.scenario import load_scenario, run_scenario
+from coldmig_fsm.verification.introspect import states_markdown
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 MIGRATE_CONFIRM = SCENARIOS / "migrate-confirm.yaml"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from coldmig_fsm.cli import app
+from coldmig_fsm.cli.app import app
 
 URIS = ["--source", "test:///default", "--dest", "test:///default"]
 
@@ -41,7 +41,7 @@ def test_libvirt_commands_without_libvirt_python_say_what_to_install(
 ) -> None:
     # Whether or not libvirt-python is installed here: make its import fail.
     monkeypatch.setitem(sys.modules, "libvirt", None)
-    monkeypatch.delitem(sys.modules, "coldmig_fsm.drivers.libvirt", raising=False)
+    monkeypatch.delitem(sys.modules, "coldmig_fsm.drivers.libvirt.driver", raising=False)
     db = tmp_path / "kept.sqlite"
     result = runner.invoke(app, [*argv, "--db", str(db)])
     _one_line_error(

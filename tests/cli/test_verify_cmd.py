@@ -8,8 +8,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from coldmig_fsm.cli import app
-from coldmig_fsm.verify import Bounds, initial_cloud, model_check
+from coldmig_fsm.cli.app import app
+from coldmig_fsm.verification.model_check import Bounds, initial_cloud, model_check
 
 SMALL = ["verify", "--instances", "1", "--hosts", "2"]
 
@@ -85,7 +85,7 @@ def test_the_table_states_every_bound(runner: CliRunner) -> None:
     assert result.stdout.endswith("no invariant violated in any reachable state\n")
     # An unreachable request budget is said, not hidden.
     assert result.stderr == (
-        "WARNING coldmig_fsm.cli: at most 2 requests per trace are reachable: "
+        "WARNING coldmig_fsm.cli.app: at most 2 requests per trace are reachable: "
         "1 instance(s) x 2 per instance\n"
     )
 
@@ -131,7 +131,7 @@ def test_verbose_logs_each_layer(runner: CliRunner) -> None:
     # One line as each breadth-first layer is done: as many as the search is deep.
     assert len(lines) == json.loads(result.stdout)["depth"]
     assert all(
-        re.fullmatch(r"INFO coldmig_fsm.cli: explored \d+ states, \d+ transitions", line)
+        re.fullmatch(r"INFO coldmig_fsm.cli.app: explored \d+ states, \d+ transitions", line)
         for line in lines
     )
 

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from coldmig_fsm import Flavor, Instance, PowerState
-from coldmig_fsm.cli import app
-from coldmig_fsm.drivers.libvirt import LibvirtFabric, VolumeStreamTransport
+from coldmig_fsm.cli.app import app
+from coldmig_fsm.drivers.libvirt.driver import LibvirtFabric, VolumeStreamTransport
 
 from .conftest import HOSTS_ENV
 

@@ -10,7 +10,7 @@ import pytest
 from coldmig_fsm import Cloud, CloudConfig, FakeFault, FaultMode, VmState
 from coldmig_fsm.operations import Op
 from coldmig_fsm.testing import ColdMigrationMachine
-from coldmig_fsm.verify import initial_cloud
+from coldmig_fsm.verification.model_check import initial_cloud
 from tests.testing.conftest import PROFILE
 
 

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coldmig_fsm import Cloud, FakeFault
-from coldmig_fsm.invariants import violations
 from coldmig_fsm.testing.strategies import clouds, fault_plans
+from coldmig_fsm.verification.invariants import violations
 
 
 @settings(max_examples=100, deadline=None, derandomize=True, database=None)

@@ -1,7 +1,14 @@
 """Hypervisor drivers: the contract and the implementations shipped with the library."""
 
-from .base import DiskInfo, DriverCapabilities, GuestInfo, HypervisorDriver
-from .fake import DriverCall, FakeDriver, FakeFault, FakeGuest, FakeHypervisor, FaultMode
+from coldmig_fsm.drivers.base import DiskInfo, DriverCapabilities, GuestInfo, HypervisorDriver
+from coldmig_fsm.drivers.fake import (
+    DriverCall,
+    FakeDriver,
+    FakeFault,
+    FakeGuest,
+    FakeHypervisor,
+    FaultMode,
+)
 
 __all__ = [
     "DiskInfo",

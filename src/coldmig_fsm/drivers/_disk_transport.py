@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 import libvirt
 
-from ..exceptions import HypervisorError
+from coldmig_fsm.exceptions import HypervisorError
 
 __all__ = [
     "DiskCopy",

@@ -16,8 +16,8 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from ..records import Flavor, Instance, Migration
-from ..states import PowerState
+from coldmig_fsm.records import Flavor, Instance, Migration
+from coldmig_fsm.states import PowerState
 
 __all__ = ["DiskInfo", "DriverCapabilities", "GuestInfo", "HypervisorDriver"]
 

@@ -27,10 +27,10 @@ from pathlib import Path
 import attrs
 import cattrs
 
-from ..exceptions import DriverTimeout, HypervisorError, InstanceFaultRollback
-from ..records import Flavor, Instance, Migration
-from ..states import PowerState
-from .base import DiskInfo, DriverCapabilities, GuestInfo
+from coldmig_fsm.drivers.base import DiskInfo, DriverCapabilities, GuestInfo
+from coldmig_fsm.exceptions import DriverTimeout, HypervisorError, InstanceFaultRollback
+from coldmig_fsm.records import Flavor, Instance, Migration
+from coldmig_fsm.states import PowerState
 
 __all__ = [
     "DriverCall",

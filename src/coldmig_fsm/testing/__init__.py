@@ -11,10 +11,10 @@
   instances in any state and fault plans.
 
 Needs Hypothesis at run time: ``pip install coldmig_fsm[testing]``. The exhaustive model
-checker is :mod:`coldmig_fsm.verify` (no Hypothesis needed).
+checker is :mod:`coldmig_fsm.verification.model_check` (no Hypothesis needed).
 """
 
-from .driver_check import DriverComparisonMachine, DriverPair, check_driver
-from .stateful import ColdMigrationMachine
+from coldmig_fsm.testing.driver_check import DriverComparisonMachine, DriverPair, check_driver
+from coldmig_fsm.testing.stateful import ColdMigrationMachine
 
 __all__ = ["ColdMigrationMachine", "DriverComparisonMachine", "DriverPair", "check_driver"]

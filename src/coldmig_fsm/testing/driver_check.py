@@ -22,10 +22,10 @@ import attrs
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ..drivers.base import DiskInfo, DriverCapabilities, HypervisorDriver
-from ..drivers.fake import FakeHypervisor
-from ..records import Flavor, Instance, Migration
-from ..states import MigrationStatus, MigrationType, PowerState
+from coldmig_fsm.drivers.base import DiskInfo, DriverCapabilities, HypervisorDriver
+from coldmig_fsm.drivers.fake import FakeHypervisor
+from coldmig_fsm.records import Flavor, Instance, Migration
+from coldmig_fsm.states import MigrationStatus, MigrationType, PowerState
 
 __all__ = ["DriverComparisonMachine", "DriverPair", "check_driver", "fake_pair"]
 

@@ -5,8 +5,8 @@ with and without a target host, resize, confirm, revert, stop, start, lock, unlo
 delete, abort), races of two requests on one instance, message deliveries one hop at a
 time, driver faults (raise, ``InstanceFaultRollback``, hang, crash), lost messages,
 compute restarts, ``reconcile`` and auto-confirm clock advances. After every rule it
-checks the spec's invariants (:func:`coldmig_fsm.invariants.violations`) and the step
-invariants (:func:`coldmig_fsm._explore.step_violations`): a stopped instance is never
+checks the spec's invariants (:func:`coldmig_fsm.verification.invariants.violations`) and the step
+invariants (:func:`coldmig_fsm.verification.explorer.step_violations`): a stopped instance is never
 powered on by a move, a confirm or a revert; every state change is in the action
 history; a request refused by a guard changes nothing; of two raced requests exactly one
 wins.
@@ -28,8 +28,13 @@ from hypothesis import settings as Settings  # noqa: N812 - the class, beside th
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from .. import invariants
-from .._explore import (
+from coldmig_fsm.drivers.fake import VERBS
+from coldmig_fsm.exceptions import ColdmigError
+from coldmig_fsm.machine import MACHINE
+from coldmig_fsm.operations import OPERATIONS, Argument, Op
+from coldmig_fsm.runners.cloud import Cloud
+from coldmig_fsm.verification import invariants
+from coldmig_fsm.verification.explorer import (
     API_OPS,
     FAULT_MODES,
     RACES,
@@ -42,12 +47,7 @@ from .._explore import (
     step_violations,
     tolerated,
 )
-from ..cloud import Cloud
-from ..drivers.fake import VERBS
-from ..exceptions import ColdmigError
-from ..machine import MACHINE
-from ..operations import OPERATIONS, Argument, Op
-from ..verify import KNOWN_ISSUES, KnownIssue, initial_cloud
+from coldmig_fsm.verification.model_check import KNOWN_ISSUES, KnownIssue, initial_cloud
 
 __all__ = ["ColdMigrationMachine"]
 
@@ -78,7 +78,7 @@ class ColdMigrationMachine(RuleBasedStateMachine):
         factory: builds the cloud each run starts from (default: 2 instances, one
             active and one stopped, on 3 fake hosts; auto-confirm on).
         ignore: known core issues whose violations are not reported
-            (:data:`coldmig_fsm.verify.KNOWN_ISSUES`).
+            (:data:`coldmig_fsm.verification.model_check.KNOWN_ISSUES`).
         last_trace: the actions of the latest run, as ``str``; after a failure it is the
             shrunk counterexample (Hypothesis replays it last).
     """

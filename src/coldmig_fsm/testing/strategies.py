@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from .._explore import FAULT_MODES
-from ..cloud import Cloud
-from ..drivers.fake import VERBS, FakeFault, FaultMode
-from ..records import CloudConfig, Flavor, Host, Resources
-from ..states import VmState
+from coldmig_fsm.drivers.fake import VERBS, FakeFault, FaultMode
+from coldmig_fsm.records import CloudConfig, Flavor, Host, Resources
+from coldmig_fsm.runners.cloud import Cloud
+from coldmig_fsm.states import VmState
+from coldmig_fsm.verification.explorer import FAULT_MODES
 
 __all__ = [
     "STABLE_VM_STATES",

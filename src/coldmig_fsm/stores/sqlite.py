@@ -1,4 +1,4 @@
-"""A :class:`~coldmig_fsm.store.Store` in one SQLite file (standard library ``sqlite3``).
+"""A :class:`~coldmig_fsm.stores.memory.Store` in one SQLite file (standard library ``sqlite3``).
 
 Records are stored as JSON (through ``cattrs``) next to the column the compare-and-swap
 reads (``idx``: an instance's task_state, a migration's status), so a CAS is one
@@ -33,8 +33,8 @@ from typing import Any
 
 import cattrs
 
-from . import messages
-from .records import (
+from coldmig_fsm import messages
+from coldmig_fsm.records import (
     Allocation,
     Fault,
     Flavor,
@@ -47,7 +47,7 @@ from .records import (
     RequestRecord,
     Resources,
 )
-from .store import (
+from coldmig_fsm.stores.memory import (
     ACTION,
     FAULT,
     FLAVOR,

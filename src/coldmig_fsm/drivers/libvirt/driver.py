@@ -44,20 +44,20 @@ from typing import Any
 import attrs
 import libvirt
 
-from ..clock import Clock
-from ..cloud import Cloud
-from ..exceptions import HypervisorError, InstanceFaultRollback, UnableToMigrateToSelf
-from ..records import CloudConfig, Flavor, Host, Instance, Migration, Resources
-from ..states import PowerState
-from ..store import Store
-from ._disk_transport import (
+from coldmig_fsm.clock import Clock
+from coldmig_fsm.drivers._disk_transport import (
     DiskCopy,
     DiskTransport,
     LocalCopyTransport,
     ProgressCallback,
     VolumeStreamTransport,
 )
-from .base import DiskInfo, DriverCapabilities, GuestInfo, HypervisorDriver
+from coldmig_fsm.drivers.base import DiskInfo, DriverCapabilities, GuestInfo, HypervisorDriver
+from coldmig_fsm.exceptions import HypervisorError, InstanceFaultRollback, UnableToMigrateToSelf
+from coldmig_fsm.records import CloudConfig, Flavor, Host, Instance, Migration, Resources
+from coldmig_fsm.runners.cloud import Cloud
+from coldmig_fsm.states import PowerState
+from coldmig_fsm.stores.memory import Store
 
 __all__ = [
     "DiskCopy",

@@ -39,20 +39,26 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from .cloud import Cloud, Operation
-from .conformance import compare, run_nova
-from .exceptions import ColdmigError, ScenarioError
-from .failure_table import failure_rows, failures_markdown
-from .introspect import mermaid, states_markdown
-from .machine import MACHINE, Role
-from .records import CloudConfig, Flavor, Host, Instance, Resources
-from .scenario import Scenario, load_scenario, match_expectations, run_scenario
-from .sqlite_store import SqliteStore
-from .states import VmState
-from .store import Store
-from .verify import KNOWN_ISSUES, Bounds, CheckResult, initial_cloud, model_check
+from coldmig_fsm.exceptions import ColdmigError, ScenarioError
+from coldmig_fsm.harness.conformance import compare, run_nova
+from coldmig_fsm.harness.failure_table import failure_rows, failures_markdown
+from coldmig_fsm.harness.scenario import Scenario, load_scenario, match_expectations, run_scenario
+from coldmig_fsm.machine import MACHINE, Role
+from coldmig_fsm.records import CloudConfig, Flavor, Host, Instance, Resources
+from coldmig_fsm.runners.cloud import Cloud, Operation
+from coldmig_fsm.states import VmState
+from coldmig_fsm.stores.memory import Store
+from coldmig_fsm.stores.sqlite import SqliteStore
+from coldmig_fsm.verification.introspect import mermaid, states_markdown
+from coldmig_fsm.verification.model_check import (
+    KNOWN_ISSUES,
+    Bounds,
+    CheckResult,
+    initial_cloud,
+    model_check,
+)
 
-log = logging.getLogger("coldmig_fsm.cli")
+log = logging.getLogger("coldmig_fsm.cli.app")
 
 # --- help text without typer's type placeholders ----------------------------------------
 # Typer shows a parameter's Python type in the help (``<bool>`` for a flag, which takes no
@@ -797,7 +803,7 @@ def _libvirt_cloud(
 ) -> tuple[Cloud, Any]:
     _require_libvirt(command)
     # libvirt-python is an optional extra: imported only when a libvirt command runs.
-    from .drivers.libvirt import (  # noqa: PLC0415
+    from coldmig_fsm.drivers.libvirt.driver import (  # noqa: PLC0415
         LibvirtFabric,
         LocalCopyTransport,
         VolumeStreamTransport,
@@ -944,7 +950,7 @@ def revert(
 
 def _demo_libvirt(db: Path, hosts_env: Path, say: Console, as_json: bool) -> None:
     """The demo on the local QEMU hosts of scripts/libvirt-hosts.sh."""
-    from .drivers.libvirt import LibvirtFabric, LocalCopyTransport  # noqa: PLC0415 (optional)
+    from coldmig_fsm.drivers.libvirt.driver import LibvirtFabric, LocalCopyTransport  # noqa: PLC0415 (optional)
 
     if not hosts_env.is_file():
         _fail(
@@ -1085,7 +1091,10 @@ def verify(
         ),
     ] = None,
     ignore_known: Annotated[
-        bool, typer.Option(help="Skip the known core issues (coldmig_fsm.verify.KNOWN_ISSUES).")
+        bool,
+        typer.Option(
+            help="Skip the known core issues (coldmig_fsm.verification.model_check.KNOWN_ISSUES)."
+        ),
     ] = False,
     as_json: Annotated[bool, _JSON] = False,
 ) -> None:

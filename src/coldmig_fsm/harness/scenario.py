@@ -29,13 +29,13 @@ from typing import Any, Final, TypeAlias
 import attrs
 import yaml
 
-from .cloud import Cloud, Operation
-from .drivers.fake import VERBS, FakeFault, FaultMode
-from .exceptions import ColdmigError, ScenarioError
-from .messages import KINDS
-from .operations import OPERATIONS, Op
-from .records import Caller, CloudConfig, Flavor, Host, Project
-from .states import MigrationStatus, MigrationType, PowerState, TaskState, VmState
+from coldmig_fsm.drivers.fake import VERBS, FakeFault, FaultMode
+from coldmig_fsm.exceptions import ColdmigError, ScenarioError
+from coldmig_fsm.messages import KINDS
+from coldmig_fsm.operations import OPERATIONS, Op
+from coldmig_fsm.records import Caller, CloudConfig, Flavor, Host, Project
+from coldmig_fsm.runners.cloud import Cloud, Operation
+from coldmig_fsm.states import MigrationStatus, MigrationType, PowerState, TaskState, VmState
 
 __all__ = [
     "LIMITS",

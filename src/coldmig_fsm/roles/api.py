@@ -23,8 +23,8 @@ from typing import Any, Final
 
 import attrs
 
-from . import messages
-from .exceptions import (
+from coldmig_fsm import messages
+from coldmig_fsm.exceptions import (
     CannotMigrateToSameHost,
     CannotResizeDisk,
     CannotResizeToSameFlavor,
@@ -39,11 +39,19 @@ from .exceptions import (
     QuotaError,
     UnexpectedMigrationStatusError,
 )
-from .guards import GuardContext, require_policy
-from .operations import OPERATIONS, Op
-from .records import Caller, Flavor, Instance, InstanceAction, Migration, Outcome, RequestRecord
-from .runtime import Runtime
-from .states import MigrationStatus, TaskState, VmState
+from coldmig_fsm.guards import GuardContext, require_policy
+from coldmig_fsm.operations import OPERATIONS, Op
+from coldmig_fsm.records import (
+    Caller,
+    Flavor,
+    Instance,
+    InstanceAction,
+    Migration,
+    Outcome,
+    RequestRecord,
+)
+from coldmig_fsm.roles.runtime import Runtime
+from coldmig_fsm.states import MigrationStatus, TaskState, VmState
 
 __all__ = ["ACTION_NAMES", "ComputeAPI", "PreparedRequest"]
 

@@ -32,12 +32,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from .machine import MACHINE, Machine
-from .records import Outcome
-from .states import MigrationStatus, PowerState, TaskState, VmState
+from coldmig_fsm.machine import MACHINE, Machine
+from coldmig_fsm.records import Outcome
+from coldmig_fsm.states import MigrationStatus, PowerState, TaskState, VmState
 
 if TYPE_CHECKING:
-    from .cloud import Cloud
+    from coldmig_fsm.runners.cloud import Cloud
 
 __all__ = ["violations"]
 

@@ -2,7 +2,7 @@
 
 :class:`Store` defines every operation the roles use, written once on top of a few
 primitives that a backend implements. Two backends ship: :class:`MemoryStore` (the
-default, for tests and harnesses) and :class:`coldmig_fsm.sqlite_store.SqliteStore` (a
+default, for tests and harnesses) and :class:`coldmig_fsm.stores.sqlite.SqliteStore` (a
 real database file, used by the CLI).
 
 Invariants every backend keeps:
@@ -31,14 +31,14 @@ from typing import Any
 
 import attrs
 
-from .exceptions import (
+from coldmig_fsm.exceptions import (
     InstanceNotFound,
     MigrationNotFound,
     UnexpectedMigrationStatusError,
     UnexpectedTaskStateError,
 )
-from .messages import Message
-from .records import (
+from coldmig_fsm.messages import Message
+from coldmig_fsm.records import (
     ActionEvent,
     Allocation,
     EventResult,
@@ -53,7 +53,7 @@ from .records import (
     RequestRecord,
     Resources,
 )
-from .states import MigrationStatus, TaskState
+from coldmig_fsm.states import MigrationStatus, TaskState
 
 __all__ = ["MemoryStore", "Store"]
 

@@ -26,14 +26,11 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from . import claims, exceptions, messages
-from .api import ComputeAPI
-from .clock import Clock, ManualClock
-from .compute import ComputeService, reconcile
-from .conductor import Conductor
-from .drivers.base import HypervisorDriver
-from .drivers.fake import FakeDriver, FakeHypervisor, SimulatedCrash
-from .exceptions import (
+from coldmig_fsm import exceptions, messages
+from coldmig_fsm.clock import Clock, ManualClock
+from coldmig_fsm.drivers.base import HypervisorDriver
+from coldmig_fsm.drivers.fake import FakeDriver, FakeHypervisor, SimulatedCrash
+from coldmig_fsm.exceptions import (
     ColdmigError,
     ComputeHostNotFound,
     FlavorNotFound,
@@ -41,10 +38,10 @@ from .exceptions import (
     InstanceNotFound,
     NoValidHost,
 )
-from .machine import MACHINE, Machine
-from .messages import CONDUCTOR, Message
-from .operations import OPERATIONS, Op
-from .records import (
+from coldmig_fsm.machine import MACHINE, Machine
+from coldmig_fsm.messages import CONDUCTOR, Message
+from coldmig_fsm.operations import OPERATIONS, Op
+from coldmig_fsm.records import (
     IMAGE_MIN_DISK,
     Caller,
     CloudConfig,
@@ -60,9 +57,13 @@ from .records import (
     RequestRecord,
     Resources,
 )
-from .runtime import Runtime
-from .states import PowerState, TaskState, VmState
-from .store import MemoryStore, Store
+from coldmig_fsm.roles import claims
+from coldmig_fsm.roles.api import ComputeAPI
+from coldmig_fsm.roles.compute import ComputeService, reconcile
+from coldmig_fsm.roles.conductor import Conductor
+from coldmig_fsm.roles.runtime import Runtime
+from coldmig_fsm.states import PowerState, TaskState, VmState
+from coldmig_fsm.stores.memory import MemoryStore, Store
 
 __all__ = ["Cloud", "LostMessage", "Operation", "OperationResult", "Preflight"]
 
@@ -493,7 +494,7 @@ class Cloud:
     def reconcile(self) -> list[Instance]:
         """Recover every instance left busy with no message on its way (a lost hop, or
         a process that died between hops): what a new orchestrator runs on start-up
-        (:func:`coldmig_fsm.compute.reconcile` over the running services).
+        (:func:`coldmig_fsm.roles.compute.reconcile` over the running services).
 
         Instances whose hosts' compute services are down are left to
         :meth:`restart_compute`. Returns the instances recovered, as saved.

@@ -1,12 +1,12 @@
 """What the verification tools share: actions on a cloud, its abstraction, the step checks.
 
-Both explorers (the exhaustive model checker in :mod:`coldmig_fsm.verify` and the
+Both explorers (the exhaustive model checker in :mod:`coldmig_fsm.verification.model_check` and the
 Hypothesis machine in :mod:`coldmig_fsm.testing.stateful`) drive a :class:`~coldmig_fsm.Cloud`
 through the same :class:`Action` values and judge every step with the same checks:
 
-* :func:`coldmig_fsm.invariants.violations` on the cloud after the step (the spec's state
-  invariants, always against the *shipped* machine's allowed states, so that a mutated
-  machine cannot widen what is allowed);
+* :func:`~coldmig_fsm.verification.invariants.violations` on the cloud after the step
+  (the spec's state invariants, always against the *shipped* machine's allowed states,
+  so that a mutated machine cannot widen what is allowed);
 * :func:`step_violations`, the invariants about a *change*: a stopped instance is never
   powered on by a move, a confirm or a revert; every state change belongs to a request
   recorded in the instance-action history;
@@ -26,20 +26,20 @@ from typing import Any, Final
 
 import attrs
 
-from . import invariants
-from .cloud import Cloud
-from .drivers.fake import FakeFault, FakeGuest, FaultMode
-from .exceptions import (
+from coldmig_fsm.drivers.fake import FakeFault, FakeGuest, FaultMode
+from coldmig_fsm.exceptions import (
     ColdmigError,
     InstanceInvalidState,
     MigrationNotFoundByStatus,
     UnexpectedTaskStateError,
 )
-from .machine import MACHINE, Machine
-from .messages import CONDUCTOR, Message
-from .operations import OPERATIONS, Argument, Op, admin_only
-from .records import Caller, Instance, Outcome
-from .states import MigrationStatus, PowerState, TaskState, VmState
+from coldmig_fsm.machine import MACHINE, Machine
+from coldmig_fsm.messages import CONDUCTOR, Message
+from coldmig_fsm.operations import OPERATIONS, Argument, Op, admin_only
+from coldmig_fsm.records import Caller, Instance, Outcome
+from coldmig_fsm.runners.cloud import Cloud
+from coldmig_fsm.states import MigrationStatus, PowerState, TaskState, VmState
+from coldmig_fsm.verification import invariants
 
 __all__ = [
     "API_OPS",
@@ -596,7 +596,7 @@ def check_step(
 ) -> list[str]:
     """Every invariant after ``action``: the spec's (on the cloud) and the step's.
 
-    :func:`coldmig_fsm.invariants.violations` is written for a settled cloud; between
+    :func:`~coldmig_fsm.verification.invariants.violations` is written for a settled cloud; between
     two hops it reports two states that are a hop in flight, not a leak, and
     :func:`tolerated` drops exactly those (see its docstring).
     """

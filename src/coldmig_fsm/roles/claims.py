@@ -10,8 +10,8 @@ and nothing is claimed or released twice (doing so raises ``ClaimError``, a bug)
 
 from __future__ import annotations
 
-from .records import Host, Resources
-from .store import Store
+from coldmig_fsm.records import Host, Resources
+from coldmig_fsm.stores.memory import Store
 
 __all__ = [
     "ClaimError",

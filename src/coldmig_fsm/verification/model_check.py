@@ -11,13 +11,14 @@ advance. With ``faults``, every driver call a step makes can also raise, raise
 ``InstanceFaultRollback``, hang or crash its compute service, and every message can be
 lost.
 
-States are hashed by :func:`coldmig_fsm._explore.abstract` together with the budgets
+States are hashed by :func:`coldmig_fsm.verification.explorer.abstract` together with the budgets
 left (see :class:`Bounds`): a state is expanded once. Every invariant is checked after
-every transition (:func:`coldmig_fsm._explore.check_step`); the first violation ends the
+every transition
+(:func:`~coldmig_fsm.verification.explorer.check_step`); the first violation ends the
 search with the *shortest* trace from the start that reaches it (breadth first: no
 shorter trace violates anything).
 
-To expand a state the cloud is copied (:func:`coldmig_fsm._explore.clone`, a
+To expand a state the cloud is copied (:func:`coldmig_fsm.verification.explorer.clone`, a
 ``deepcopy`` of its store and fake hypervisor): about 0.5 ms for a small cloud, far
 cheaper than replaying the trace from the start.
 
@@ -36,7 +37,14 @@ from typing import Any
 
 import attrs
 
-from ._explore import (
+from coldmig_fsm.drivers.fake import FakeHypervisor
+from coldmig_fsm.exceptions import ColdmigError
+from coldmig_fsm.machine import MACHINE, Machine
+from coldmig_fsm.messages import Message
+from coldmig_fsm.records import CloudConfig, Flavor, Host, Project
+from coldmig_fsm.runners.cloud import Cloud
+from coldmig_fsm.states import MigrationStatus, VmState
+from coldmig_fsm.verification.explorer import (
     API_OPS,
     RACES,
     Action,
@@ -52,13 +60,6 @@ from ._explore import (
     other_flavor,
     prepare,
 )
-from .cloud import Cloud
-from .drivers.fake import FakeHypervisor
-from .exceptions import ColdmigError
-from .machine import MACHINE, Machine
-from .messages import Message
-from .records import CloudConfig, Flavor, Host, Project
-from .states import MigrationStatus, VmState
 
 __all__ = ["KNOWN_ISSUES", "Bounds", "CheckResult", "KnownIssue", "initial_cloud", "model_check"]
 

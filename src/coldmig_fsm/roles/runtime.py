@@ -11,11 +11,11 @@ from typing import Any
 
 import attrs
 
-from .clock import Clock
-from .exceptions import ColdmigError
-from .guards import GuardContext
-from .machine import MACHINE, Machine
-from .records import (
+from coldmig_fsm.clock import Clock
+from coldmig_fsm.exceptions import ColdmigError
+from coldmig_fsm.guards import GuardContext
+from coldmig_fsm.machine import MACHINE, Machine
+from coldmig_fsm.records import (
     ActionEvent,
     Caller,
     CloudConfig,
@@ -27,7 +27,7 @@ from .records import (
     Outcome,
     RequestRecord,
 )
-from .store import Store
+from coldmig_fsm.stores.memory import Store
 
 __all__ = ["SERVICE", "Runtime"]
 

@@ -20,9 +20,9 @@ from typing import Any, Final
 
 import attrs
 
-from . import claims, messages
-from .drivers.base import DiskInfo, HypervisorDriver
-from .exceptions import (
+from coldmig_fsm import messages
+from coldmig_fsm.drivers.base import DiskInfo, HypervisorDriver
+from coldmig_fsm.exceptions import (
     ColdmigError,
     ComputeResourcesUnavailable,
     InstanceFaultRollback,
@@ -33,11 +33,12 @@ from .exceptions import (
     UnableToMigrateToSelf,
     UnexpectedTaskStateError,
 )
-from .guards import GuardContext
-from .records import Instance, InstanceAction, Migration, Outcome, RequestRecord
-from .runtime import SERVICE, Runtime
-from .states import MigrationStatus, PowerState, TaskState, VmState
-from .store import Store
+from coldmig_fsm.guards import GuardContext
+from coldmig_fsm.records import Instance, InstanceAction, Migration, Outcome, RequestRecord
+from coldmig_fsm.roles import claims
+from coldmig_fsm.roles.runtime import SERVICE, Runtime
+from coldmig_fsm.states import MigrationStatus, PowerState, TaskState, VmState
+from coldmig_fsm.stores.memory import Store
 
 __all__ = ["ComputeService", "reconcile"]
 

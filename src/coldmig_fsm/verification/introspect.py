@@ -7,8 +7,8 @@ when the committed files differ from what the machine generates now.
 
 from __future__ import annotations
 
-from .machine import MACHINE, Machine, Role
-from .states import MachineState
+from coldmig_fsm.machine import MACHINE, Machine, Role
+from coldmig_fsm.states import MachineState
 
 __all__ = ["mermaid", "states_markdown"]
 

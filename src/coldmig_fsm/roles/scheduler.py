@@ -55,9 +55,9 @@ from typing import Final
 
 import attrs
 
-from .exceptions import NoValidHost
-from .records import Host, Resources
-from .store import Store
+from coldmig_fsm.exceptions import NoValidHost
+from coldmig_fsm.records import Host, Resources
+from coldmig_fsm.stores.memory import Store
 
 __all__ = [
     "DEFAULT_WEIGHERS",

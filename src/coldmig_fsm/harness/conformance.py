@@ -264,7 +264,7 @@ def _rule_for(seen: Seen) -> str | None:
 
 def default_adapter() -> Path:
     """``conformance/nova_adapter.py`` of this checkout (or of the working directory)."""
-    here = Path(__file__).resolve().parents[2] / "conformance" / "nova_adapter.py"
+    here = Path(__file__).resolve().parents[3] / "conformance" / "nova_adapter.py"
     return here if here.is_file() else Path.cwd() / "conformance" / "nova_adapter.py"
 
 

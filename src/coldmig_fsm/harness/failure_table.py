@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 
 import attrs
 
-from .cloud import Cloud, Operation, OperationResult
-from .drivers.fake import FakeFault, FaultMode
-from .records import CloudConfig, Flavor, Host
-from .states import VmState
+from coldmig_fsm.drivers.fake import FakeFault, FaultMode
+from coldmig_fsm.records import CloudConfig, Flavor, Host
+from coldmig_fsm.runners.cloud import Cloud, Operation, OperationResult
+from coldmig_fsm.states import VmState
 
 __all__ = ["Row", "failure_rows", "failures_markdown"]
 

@@ -29,12 +29,13 @@ from collections.abc import Callable, Collection, Mapping
 
 import attrs
 
-from . import claims, messages, scheduler
-from .drivers.base import HypervisorDriver
-from .exceptions import ColdmigError, MaxRetriesExceeded, NoValidHost
-from .records import Instance, Migration, Outcome
-from .runtime import Runtime
-from .states import MigrationStatus, MigrationType, TaskState
+from coldmig_fsm import messages
+from coldmig_fsm.drivers.base import HypervisorDriver
+from coldmig_fsm.exceptions import ColdmigError, MaxRetriesExceeded, NoValidHost
+from coldmig_fsm.records import Instance, Migration, Outcome
+from coldmig_fsm.roles import claims, scheduler
+from coldmig_fsm.roles.runtime import Runtime
+from coldmig_fsm.states import MigrationStatus, MigrationType, TaskState
 
 __all__ = ["Conductor"]
 

@@ -1,0 +1,1 @@
+"""The test harness: scenario files, the differential check against Nova, the failure table."""

@@ -1,0 +1,1 @@
+"""Verification: the invariants, the explorer and model checker, the generated documents."""
