@@ -1,0 +1,192 @@
+"""``coldmig verify``: the model checker over a small cloud, within the bounds given.
+
+Exit 0 when no reachable state violates an invariant, 1 with the shortest counterexample,
+3 when ``--max-states`` stopped the search first; ``--json`` prints the same as data.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from coldmig_fsm.cli._output import JSON_OPTION, fail, log, out, print_json
+from coldmig_fsm.verification.model_check import (
+    KNOWN_ISSUES,
+    Bounds,
+    CheckResult,
+    initial_cloud,
+    model_check,
+)
+
+__all__ = ["verify"]
+
+_MAX_HOSTS = 26  # host-a ... host-z
+
+
+def _verify_data(
+    result: CheckResult, instances: int, hosts: int, bounds: Bounds, faults: bool
+) -> dict[str, Any]:
+    if not result.ok:
+        verdict = "counterexample"
+    elif not result.complete:
+        verdict = "incomplete"
+    else:
+        verdict = "ok"
+    return {
+        "result": verdict,
+        "instances": instances,
+        "hosts": hosts,
+        "bounds": {
+            "operations": bounds.operations,
+            "ops_per_instance": bounds.ops_per_instance,
+            "faults": bounds.faults if faults else 0,
+            "races": bounds.races,
+            "max_states": bounds.max_states,
+        },
+        "states": result.states,
+        "transitions": result.transitions,
+        "depth": result.depth,
+        "seconds": round(result.seconds, 3),
+        "complete": result.complete,
+        "counterexample": None
+        if result.counterexample is None
+        else [str(a) for a in result.counterexample],
+        "violations": list(result.violations),
+    }
+
+
+def verify(
+    instances: Annotated[
+        int,
+        typer.Option(min=1, metavar="N", help="Instances: vm1 active, vm2 stopped, vm3 active..."),
+    ] = 2,
+    hosts: Annotated[
+        int,
+        typer.Option(
+            min=1, max=_MAX_HOSTS, metavar="N", help="Fake compute hosts (host-a, host-b, ...)."
+        ),
+    ] = 3,
+    operations: Annotated[
+        int,
+        typer.Option(min=1, metavar="N", help="API requests per trace, all instances together."),
+    ] = 2,
+    ops_per_instance: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            show_default=False,
+            help="API requests each instance may receive per trace (default: as --operations).",
+        ),
+    ] = None,
+    faults: Annotated[
+        bool, typer.Option(help="Also inject driver faults, crashes and lost messages.")
+    ] = False,
+    fault_budget: Annotated[
+        int | None,
+        typer.Option(
+            min=1, metavar="N", show_default="1", help="Faults per trace (needs --faults)."
+        ),
+    ] = None,
+    races: Annotated[bool, typer.Option(help="Also race two requests on one instance.")] = True,
+    max_states: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            show_default=False,
+            help="Stop after N states (default: no limit): 'incomplete: bound reached', exit 3.",
+        ),
+    ] = None,
+    ignore_known: Annotated[
+        bool,
+        typer.Option(
+            help="Skip the known core issues (coldmig_fsm.verification.model_check.KNOWN_ISSUES)."
+        ),
+    ] = False,
+    as_json: Annotated[bool, JSON_OPTION] = False,
+) -> None:
+    """Model-check a small cloud exhaustively within the bounds given.
+
+    Exit 0 when no reachable state violates an invariant, 1 with the shortest
+    counterexample, 3 when --max-states stopped the search first.
+    """
+    if fault_budget is not None and not faults:
+        fail("--fault-budget needs --faults: without it no fault is injected")
+    per_instance = operations if ops_per_instance is None else ops_per_instance
+    bounds = Bounds(
+        operations=operations,
+        ops_per_instance=per_instance,
+        faults=1 if fault_budget is None else fault_budget,
+        races=races,
+        max_states=max_states,
+    )
+    reachable = min(operations, instances * per_instance)
+    if reachable < operations:
+        log.warning(
+            "at most %d requests per trace are reachable: %d instance(s) x %d per instance",
+            reachable,
+            instances,
+            per_instance,
+        )
+    result = model_check(
+        lambda: initial_cloud(instances, hosts),
+        bounds,
+        faults=faults,
+        ignore=KNOWN_ISSUES if ignore_known else (),
+        progress=lambda states, transitions: log.info(
+            "explored %d states, %d transitions", states, transitions
+        ),
+    )
+    status = 1 if not result.ok else (0 if result.complete else 3)
+    if as_json:
+        print_json(_verify_data(result, instances, hosts, bounds, faults))
+        raise typer.Exit(status)
+    _print_verify(result, instances, hosts, bounds, faults)
+    raise typer.Exit(status)
+
+
+def _print_verify(
+    result: CheckResult, instances: int, hosts: int, bounds: Bounds, faults: bool
+) -> None:
+    table = Table(title=f"model check: {instances} instances x {hosts} hosts")
+    table.add_column("bounds")
+    table.add_column("states", justify="right")
+    table.add_column("transitions", justify="right")
+    table.add_column("depth", justify="right")
+    table.add_column("seconds", justify="right")
+    shown = (
+        f"{bounds.operations} requests ({min(bounds.ops_per_instance, bounds.operations)} per "
+        f"instance), {'races' if bounds.races else 'no races'}, "
+        + (f"{bounds.faults} fault(s)" if faults else "no faults")
+    )
+    table.add_row(
+        shown,
+        f"{result.states:,}",
+        f"{result.transitions:,}",
+        str(result.depth),
+        f"{result.seconds:.2f}",
+    )
+    out.print(table)
+    if not result.ok:
+        out.print(
+            f"[bold red]counterexample[/] ({len(result.counterexample or ())} actions):",
+            highlight=False,
+        )
+        for index, action in enumerate(result.counterexample or (), 1):
+            out.print(f"  {index}. {escape(str(action))}", highlight=False)
+        for violation in result.violations:
+            out.print(f"  [red]violates[/]: {escape(violation)}", highlight=False, soft_wrap=True)
+    elif not result.complete:
+        out.print(
+            f"[bold yellow]incomplete: bound reached[/]: --max-states {bounds.max_states} "
+            f"stopped the search; no invariant violated in the {result.states:,} states "
+            "explored, the rest were not checked",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        out.print("[bold green]no invariant violated[/] in any reachable state", highlight=False)
