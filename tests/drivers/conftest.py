@@ -36,7 +36,7 @@ try:
 except ImportError:
     unavailable("libvirt-python is not installed (make libvirt-hosts installs it)")
 
-from coldmig_fsm.drivers.libvirt.driver import read_hosts_env  # noqa: E402  (needs the binding)
+from coldmig_fsm.drivers.libvirt import read_hosts_env  # noqa: E402  (needs the binding)
 
 NODE_XML = """<node>
   <cpu><nodes>1</nodes><sockets>1</sockets><cores>8</cores><threads>1</threads>

@@ -14,7 +14,7 @@ import pytest
 
 from coldmig_fsm import Cloud, CloudConfig, Flavor, Instance, Outcome, PowerState, VmState
 from coldmig_fsm.drivers import DiskInfo, HypervisorDriver
-from coldmig_fsm.drivers.libvirt.driver import (
+from coldmig_fsm.drivers.libvirt import (
     DiskCopy,
     DiskTransport,
     LibvirtDriver,

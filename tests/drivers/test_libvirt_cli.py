@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from coldmig_fsm import Flavor, Instance, PowerState
 from coldmig_fsm.cli.app import app
-from coldmig_fsm.drivers.libvirt.driver import LibvirtFabric, VolumeStreamTransport
+from coldmig_fsm.drivers.libvirt import LibvirtFabric, VolumeStreamTransport
 
 from .conftest import HOSTS_ENV
 

@@ -25,7 +25,7 @@ from coldmig_fsm import (
     PowerState,
     VmState,
 )
-from coldmig_fsm.drivers.libvirt.driver import (
+from coldmig_fsm.drivers.libvirt import (
     DiskTransport,
     LibvirtDriver,
     LibvirtFabric,

@@ -1,17 +1,18 @@
 """The libvirt hypervisor driver: cold migration and resize of real guests.
 
 :class:`LibvirtDriver` implements :class:`~coldmig_fsm.drivers.HypervisorDriver` for one
-libvirt host (one connection, opened on first use and kept). A cold migration needs two
-hosts, so drivers are registered in a :class:`LibvirtFabric`, the map *host name → driver*
-through which the source's driver reaches the destination (to create and fill the target
-volumes) and the destination's driver reads the source guest's definition.
+libvirt host (one connection, opened on first use, kept, and reopened when it died). A
+cold migration needs two hosts, so each driver belongs to a
+:class:`~coldmig_fsm.drivers.libvirt.fabric.LibvirtFabric`, through which the source's
+driver reaches the destination (to create and fill the target volumes) and the
+destination's driver reads the source guest's definition. The guest's and its disks'
+names and XML come from :mod:`~coldmig_fsm.drivers.libvirt.domain`; the bytes of a disk
+travel through a :mod:`~coldmig_fsm.drivers.libvirt.transport`.
 
-What lives where on a host:
-
-- the guest of an instance is the libvirt domain whose UUID is the instance's uuid; the
-  domains this driver creates are named ``coldmig-<uuid>``;
-- its disks are volumes of the host's ``coldmig`` storage pool, a ``dir`` pool on the
-  host's image directory; the driver names them ``<uuid>-disk<N>.qcow2``.
+What lives where on a host: the guest of an instance is the libvirt domain whose UUID is
+the instance's uuid (the domains this driver creates are named ``coldmig-<uuid>``); its
+disks are volumes of the host's ``coldmig`` storage pool, a ``dir`` pool on the host's
+image directory, named ``<uuid>-disk<N>.qcow2``.
 
 Safety: every name is built from a validated uuid; a path read from a domain definition is
 only copied or deleted when it lies directly in the image directory; no shell is run.
@@ -23,6 +24,12 @@ would shrink the root disk, or the destination is unreachable or cannot take the
 checked *before* the guest is stopped), or the copy failed and the guest was brought back
 to its power state (the half-written copy is removed first).
 
+Why one module of some 700 lines: it is one class, the driver, whose calls share its
+connection, its storage pool and its step wrapper, and call those of the peer driver on
+the other host; split further, each part would reach into the others' private state.
+What is not the driver's own (names and XML, the fabric, the transports, the hosts file)
+lives in the sibling modules.
+
 Importing this module installs a silent libvirt error handler: libvirt would otherwise
 print every error to stderr, and this driver reports each one as an exception.
 """
@@ -32,35 +39,50 @@ from __future__ import annotations
 import contextlib
 import logging
 import posixpath
-import re
 import time
-import uuid as uuidlib
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path, PurePath, PurePosixPath
+from pathlib import PurePath, PurePosixPath
 from typing import Any
 
 import attrs
 import libvirt
 
-from coldmig_fsm.clock import Clock
-from coldmig_fsm.drivers._disk_transport import (
+from coldmig_fsm.drivers.base import DiskInfo, DriverCapabilities, GuestInfo
+from coldmig_fsm.drivers.libvirt.domain import (
+    DISK_NAME,
+    GIB,
+    POOL_NAME,
+    Disk,
+    checked_uuid,
+    disk_name,
+    domain_xml,
+    file_disks,
+    gib,
+    pool_xml,
+    rewrite_domain,
+    root_bytes,
+    volume_xml,
+)
+from coldmig_fsm.drivers.libvirt.fabric import LibvirtFabric
+from coldmig_fsm.drivers.libvirt.hosts import read_hosts_env
+from coldmig_fsm.drivers.libvirt.transport import (
     DiskCopy,
     DiskTransport,
     LocalCopyTransport,
     ProgressCallback,
     VolumeStreamTransport,
 )
-from coldmig_fsm.drivers.base import DiskInfo, DriverCapabilities, GuestInfo, HypervisorDriver
 from coldmig_fsm.exceptions import HypervisorError, InstanceFaultRollback, UnableToMigrateToSelf
-from coldmig_fsm.records import CloudConfig, Flavor, Host, Instance, Migration, Resources
-from coldmig_fsm.runners.cloud import Cloud
+from coldmig_fsm.records import Flavor, Instance, Migration, Resources
 from coldmig_fsm.states import PowerState
-from coldmig_fsm.stores.memory import Store
 
+# DiskTransport, LibvirtFabric, LocalCopyTransport, VolumeStreamTransport and
+# read_hosts_env are the sibling modules': still importable from here, where they were
+# before the package was split (benchmarks/bench_libvirt.py imports them so); new code
+# imports them from coldmig_fsm.drivers.libvirt.
 __all__ = [
-    "DiskCopy",
     "DiskTransport",
     "GuestDescription",
     "LibvirtDriver",
@@ -68,8 +90,6 @@ __all__ = [
     "LocalCopyTransport",
     "MigrationProgress",
     "VolumeStreamTransport",
-    "disk_name",
-    "guest_name",
     "read_hosts_env",
 ]
 
@@ -81,22 +101,6 @@ def _ignore_libvirt_error(_context: object, _error: object) -> None:
 
 
 libvirt.registerErrorHandler(_ignore_libvirt_error, None)
-
-_GIB = 1024**3
-_EMPTY_ROOT_BYTES = 64 * 1024**2
-"""Virtual size of the root disk of a flavor with ``root_gb = 0``."""
-
-
-def _root_bytes(flavor: Flavor) -> int:
-    """The virtual size of a root disk created for ``flavor``."""
-    return flavor.root_gb * _GIB or _EMPTY_ROOT_BYTES
-
-
-def _gib(size: int) -> str:
-    return f"{size / _GIB:g} GiB"
-
-
-POOL_NAME = "coldmig"
 
 _CAPABILITIES = DriverCapabilities(supports_migrate_to_same_host=False, has_real_disks=True)
 
@@ -110,32 +114,6 @@ _POWER_STATES = {
     libvirt.VIR_DOMAIN_CRASHED: PowerState.CRASHED,
     libvirt.VIR_DOMAIN_PMSUSPENDED: PowerState.SUSPENDED,
 }
-
-
-def _checked_uuid(value: str) -> str:
-    """``value`` when it is a uuid in canonical form; names are built from nothing else."""
-    try:
-        parsed = uuidlib.UUID(value)
-    except (ValueError, TypeError, AttributeError):
-        raise HypervisorError(f"not an instance uuid: {value!r}") from None
-    if str(parsed) != value:
-        raise HypervisorError(f"not an instance uuid in canonical form: {value!r}")
-    return str(parsed)
-
-
-def guest_name(uuid: str) -> str:
-    """The libvirt domain name this driver gives the guest of instance ``uuid``."""
-    return f"coldmig-{_checked_uuid(uuid)}"
-
-
-def disk_name(uuid: str, index: int) -> str:
-    """The volume (file) name of disk ``index`` of instance ``uuid``."""
-    if index < 0:
-        raise ValueError("disk index must be >= 0")
-    return f"{_checked_uuid(uuid)}-disk{index}.qcow2"
-
-
-_DISK_NAME = re.compile(r"^(?P<uuid>[0-9a-f-]{36})-disk(?P<index>\d+)\.qcow2$")
 
 
 @attrs.frozen
@@ -169,136 +147,12 @@ class GuestDescription:
     running: bool
 
 
-@attrs.frozen
-class _Disk:
-    """A disk of a domain definition: its path, format and target device."""
-
-    path: str
-    format: str
-    target: str
-
-
 def _wrap(host: str, action: str, error: libvirt.libvirtError) -> HypervisorError:
     return HypervisorError(f"{host}: {action}: {error.get_error_message() or error}")
 
 
 def _is_missing(error: libvirt.libvirtError, *codes: int) -> bool:
     return error.get_error_code() in codes
-
-
-class LibvirtFabric:
-    """The libvirt hosts one cloud can move guests between: host name → driver.
-
-    Example::
-
-        fabric = LibvirtFabric()
-        a = fabric.add_host("host-a", "qemu+ssh://a/system", Path("/var/lib/coldmig"),
-                            VolumeStreamTransport())
-        b = fabric.add_host("host-b", "qemu+ssh://b/system", Path("/var/lib/coldmig"),
-                            VolumeStreamTransport())
-        cloud = Cloud({"host-a": a, "host-b": b})
-    """
-
-    def __init__(self) -> None:
-        self._drivers: dict[str, LibvirtDriver] = {}
-
-    def add_host(
-        self,
-        host: str,
-        uri: str,
-        image_dir: PurePath | str,
-        transport: DiskTransport,
-        **options: Any,
-    ) -> LibvirtDriver:
-        """Create the driver of ``host`` and register it here (options: see the driver)."""
-        return LibvirtDriver(host, uri, image_dir, transport, fabric=self, **options)
-
-    def register(self, driver: LibvirtDriver) -> None:
-        if driver.host in self._drivers and self._drivers[driver.host] is not driver:
-            raise ValueError(f"host {driver.host!r} is already in this fabric")
-        self._drivers[driver.host] = driver
-
-    def driver(self, host: str) -> LibvirtDriver:
-        """The driver of ``host``.
-
-        Raises:
-            HypervisorError: no such host in this fabric.
-        """
-        try:
-            return self._drivers[host]
-        except KeyError:
-            raise HypervisorError(f"no libvirt host {host!r} in this fabric") from None
-
-    @property
-    def drivers(self) -> dict[str, LibvirtDriver]:
-        return dict(self._drivers)
-
-    def cloud(
-        self,
-        flavors: Iterable[Flavor] = (),
-        *,
-        capacity: Resources | None = None,
-        store: Store | None = None,
-        config: CloudConfig | None = None,
-        clock: Clock | None = None,
-    ) -> Cloud:
-        """A :class:`~coldmig_fsm.Cloud` whose compute hosts are this fabric's hosts.
-
-        Each host is recorded with ``capacity``, or else with what libvirt reports (CPUs,
-        memory, the image directory's size); ``flavors`` are added to the store.
-        """
-        drivers: dict[str, HypervisorDriver] = dict(self._drivers)
-        cloud = Cloud(drivers, store=store, config=config, clock=clock)
-        with cloud.store.atomic():
-            for name, driver in sorted(self._drivers.items()):
-                size = capacity if capacity is not None else driver.resources()
-                cloud.store.put_host(Host(name, size.vcpus, size.ram_mb, size.disk_gb))
-            for flavor in flavors:
-                cloud.store.put_flavor(flavor)
-        return cloud
-
-    def close(self) -> None:
-        """Close every host's connection."""
-        for driver in self._drivers.values():
-            driver.close()
-
-    @classmethod
-    def from_env_file(
-        cls, path: Path | str, transport: DiskTransport | None = None, **options: Any
-    ) -> LibvirtFabric:
-        """The hosts written by ``scripts/libvirt-hosts.sh start`` (its ``hosts.env``)."""
-        fabric = cls()
-        for name, (uri, images) in read_hosts_env(path).items():
-            fabric.add_host(name, uri, images, transport or LocalCopyTransport(), **options)
-        return fabric
-
-
-def read_hosts_env(path: Path | str) -> dict[str, tuple[str, str]]:
-    """Parse a ``hosts.env`` file: host name → (URI, image directory).
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: the file does not describe a host it lists.
-    """
-    values: dict[str, str] = {}
-    for raw in Path(path).read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        values[key.strip()] = value.strip().strip('"')
-    hosts: dict[str, tuple[str, str]] = {}
-    for name in values.get("COLDMIG_LIBVIRT_HOSTS", "").split():
-        try:
-            hosts[name] = (
-                values[f"COLDMIG_LIBVIRT_{name}_URI"],
-                values[f"COLDMIG_LIBVIRT_{name}_IMAGES"],
-            )
-        except KeyError as missing:
-            raise ValueError(f"{path}: host {name} has no {missing.args[0]}") from None
-    if not hosts:
-        raise ValueError(f"{path}: no hosts listed in COLDMIG_LIBVIRT_HOSTS")
-    return hosts
 
 
 class LibvirtDriver:
@@ -421,10 +275,7 @@ class LibvirtDriver:
         return pool
 
     def _define_pool(self, conn: Any) -> Any:
-        root = ET.Element("pool", type="dir")
-        ET.SubElement(root, "name").text = POOL_NAME
-        ET.SubElement(ET.SubElement(root, "target"), "path").text = str(self.image_dir)
-        pool = conn.storagePoolDefineXML(ET.tostring(root, encoding="unicode"), 0)
+        pool = conn.storagePoolDefineXML(pool_xml(self.image_dir), 0)
         pool.build(0)  # mkdir -p; nothing when it exists
         pool.setAutostart(1)
         return pool
@@ -444,24 +295,9 @@ class LibvirtDriver:
             raise HypervisorError(f"{self._host}: {call}: no guest {uuid} on this host")
         return domain
 
-    def _disks(self, xml: str) -> list[_Disk]:
+    def _disks(self, xml: str) -> list[Disk]:
         """The file disks of a domain definition (CD-ROMs and floppies are left out)."""
-        disks = []
-        for disk in ET.fromstring(xml).iterfind("devices/disk"):
-            if disk.get("device", "disk") != "disk":
-                continue
-            source = disk.find("source")
-            path = source.get("file") if source is not None else None
-            if disk.get("type") != "file" or path is None:
-                raise HypervisorError(
-                    f"{self._host}: only file disks can be moved (found a "
-                    f"{disk.get('type')!r} disk)"
-                )
-            driver = disk.find("driver")
-            fmt = driver.get("type", "raw") if driver is not None else "raw"
-            target = disk.find("target")
-            disks.append(_Disk(path, fmt, target.get("dev", "") if target is not None else ""))
-        return disks
+        return file_disks(xml, self._host)
 
     def _in_image_dir(self, path: str) -> bool:
         normal = PurePosixPath(posixpath.normpath(path))
@@ -479,7 +315,7 @@ class LibvirtDriver:
         """Volumes named after instance ``uuid`` (``<uuid>-diskN.qcow2``)."""
         found = []
         for name in pool.listVolumes():
-            match = _DISK_NAME.match(name)
+            match = DISK_NAME.match(name)
             if match is not None and match["uuid"] == uuid:
                 found.append(pool.storageVolLookupByName(name))
         return found
@@ -557,7 +393,7 @@ class LibvirtDriver:
         A guest already defined with the instance's uuid is taken as it is (only its power
         state is set), so that an existing libvirt guest can be brought under the cloud.
         """
-        uuid = _checked_uuid(instance.uuid)
+        uuid = checked_uuid(instance.uuid)
         existing = self._domain(uuid)
         if existing is not None:
             self._set_power(existing, uuid, power_on)
@@ -565,16 +401,16 @@ class LibvirtDriver:
         conn = self.connection()
         pool = self.pool()
         name = disk_name(uuid, 0)
-        size = _root_bytes(flavor)
+        size = root_bytes(flavor)
         volume = None
         try:
             with self._step("create root disk"):
                 if self._volume(pool, name) is not None:
                     raise HypervisorError(f"{self._host}: disk {name} already exists")
-                volume = pool.createXML(_volume_xml(name, size), 0)
+                volume = pool.createXML(volume_xml(name, size), 0)
             with self._step("define guest"):
                 domain = conn.defineXML(
-                    _domain_xml(self._guest_type(conn), uuid, flavor, str(volume.path()))
+                    domain_xml(self._guest_type(conn), uuid, flavor, str(volume.path()))
                 )
         except HypervisorError:
             if volume is not None:
@@ -610,7 +446,7 @@ class LibvirtDriver:
                 guest is back in its power state.
             HypervisorError: the guest could not be stopped or brought back.
         """
-        uuid = _checked_uuid(instance.uuid)
+        uuid = checked_uuid(instance.uuid)
         if dest == self._host:
             raise UnableToMigrateToSelf(f"{self._host}: cannot migrate {uuid} to its own host")
         domain = self._require(uuid, "migrate_disk_and_power_off")
@@ -641,7 +477,7 @@ class LibvirtDriver:
             target.pool()
         return DiskInfo(disks=tuple(str(c.target.name()) for c in copies), bytes_copied=moved)
 
-    def _source_volumes(self, disks: list[_Disk]) -> list[tuple[_Disk, Any]]:
+    def _source_volumes(self, disks: list[Disk]) -> list[tuple[Disk, Any]]:
         """The volume of each disk of the guest (the root disk first), read only."""
         source_pool = self.pool()
         sources = []
@@ -658,7 +494,7 @@ class LibvirtDriver:
                 sources.append((disk, volume))
         return sources
 
-    def _refuse_shrink(self, uuid: str, flavor: Flavor, sources: list[tuple[_Disk, Any]]) -> None:
+    def _refuse_shrink(self, uuid: str, flavor: Flavor, sources: list[tuple[Disk, Any]]) -> None:
         """A resize must not make the root disk smaller than it is (as in Nova's driver).
 
         A disk image cannot be shrunk without losing what lies past its new end, so Nova's
@@ -675,16 +511,16 @@ class LibvirtDriver:
         disk, root = sources[0]
         with self._step("size root disk"):
             current = int(root.info()[1])
-        wanted = _root_bytes(flavor)
+        wanted = root_bytes(flavor)
         if wanted < current:
             raise HypervisorError(
                 f"{self._host}: Unable to resize disk down: the root disk of {uuid} "
-                f"({disk.target or disk.path}) is {_gib(current)}, flavor {flavor.id} has "
-                f"{_gib(wanted)}; a disk image cannot be shrunk"
+                f"({disk.target or disk.path}) is {gib(current)}, flavor {flavor.id} has "
+                f"{gib(wanted)}; a disk image cannot be shrunk"
             )
 
     def _prepare_copies(
-        self, target: LibvirtDriver, uuid: str, sources: list[tuple[_Disk, Any]]
+        self, target: LibvirtDriver, uuid: str, sources: list[tuple[Disk, Any]]
     ) -> list[DiskCopy]:
         """Create an empty target volume on ``target`` for each source volume.
 
@@ -703,7 +539,7 @@ class LibvirtDriver:
                     capacity = int(source.info()[1])
                     name = disk_name(uuid, index)
                     created.append(
-                        target_pool.createXML(_volume_xml(name, capacity, disk.format), 0)
+                        target_pool.createXML(volume_xml(name, capacity, disk.format), 0)
                     )
         except HypervisorError:
             target.discard_volumes(uuid, created)
@@ -755,7 +591,7 @@ class LibvirtDriver:
         The definition is the source guest's, read from the source host, with this host's
         disk paths; the root disk grows to the flavor's size when ``resize_instance``.
         """
-        uuid = _checked_uuid(instance.uuid)
+        uuid = checked_uuid(instance.uuid)
         names = list(disk_info.disks)
         expected = [disk_name(uuid, i) for i in range(len(names))]
         if not names or names != expected:
@@ -777,13 +613,13 @@ class LibvirtDriver:
                     raise HypervisorError(f"{self._host}: copied disk {name} is missing")
                 volumes.append(volume)
             paths = [str(v.path()) for v in volumes]
-        want = flavor.root_gb * _GIB
+        want = flavor.root_gb * GIB
         if resize_instance and want > int(volumes[0].info()[1]):
             self._emit(uuid, "grow", 0, 1, f"root disk to {flavor.root_gb} GiB")
             with self._step("grow root disk"):
                 volumes[0].resize(want, 0)
             self._emit(uuid, "grow", 1, 1)
-        xml = _rewrite_domain(source_xml, flavor, paths)
+        xml = rewrite_domain(source_xml, flavor, paths)
         self._emit(uuid, "define", 0, 1)
         with self._step("define guest"):
             domain = self.connection().defineXML(xml)
@@ -793,7 +629,7 @@ class LibvirtDriver:
 
     def confirm_migration(self, instance: Instance, migration: Migration) -> None:
         """Undefine the source guest and delete its disks (this host is the source)."""
-        uuid = _checked_uuid(instance.uuid)
+        uuid = checked_uuid(instance.uuid)
         if migration.dest_compute == self._host:
             return  # a same-host move is never made by this driver: nothing to drop
         self._remove(uuid, destroy_disks=True)
@@ -807,7 +643,7 @@ class LibvirtDriver:
         already did it in ``destroy``); if it does not, that is logged, not raised: the
         guest's way back must not depend on the host it is leaving.
         """
-        uuid = _checked_uuid(instance.uuid)
+        uuid = checked_uuid(instance.uuid)
         dest = migration.dest_compute
         if dest is not None and dest != self._host:
             try:
@@ -818,7 +654,7 @@ class LibvirtDriver:
         self._set_power(domain, uuid, power_on)
 
     def destroy(self, instance: Instance, destroy_disks: bool = True) -> None:
-        self._remove(_checked_uuid(instance.uuid), destroy_disks)
+        self._remove(checked_uuid(instance.uuid), destroy_disks)
 
     def _remove(self, uuid: str, destroy_disks: bool) -> None:
         domain = self._domain(uuid)
@@ -836,15 +672,15 @@ class LibvirtDriver:
             self._delete_disks(uuid, paths)
 
     def power_on(self, instance: Instance) -> None:
-        uuid = _checked_uuid(instance.uuid)
+        uuid = checked_uuid(instance.uuid)
         self._start(self._require(uuid, "power_on"), uuid)
 
     def power_off(self, instance: Instance, timeout: float = 0, retry_interval: float = 0) -> None:
-        uuid = _checked_uuid(instance.uuid)
+        uuid = checked_uuid(instance.uuid)
         self._stop(self._require(uuid, "power_off"), uuid, timeout, retry_interval)
 
     def get_info(self, instance: Instance) -> GuestInfo:
-        domain = self._domain(_checked_uuid(instance.uuid))
+        domain = self._domain(checked_uuid(instance.uuid))
         if domain is None:
             return GuestInfo(PowerState.NOSTATE)
         with self._step("guest state"):
@@ -860,7 +696,7 @@ class LibvirtDriver:
         conn = self.connection()
         with self._step(f"find guest {ref!r}"):
             try:
-                domain = conn.lookupByUUIDString(_checked_uuid(ref))
+                domain = conn.lookupByUUIDString(checked_uuid(ref))
             except HypervisorError:
                 domain = conn.lookupByName(ref)
             root = ET.fromstring(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
@@ -874,7 +710,7 @@ class LibvirtDriver:
                 name=str(domain.name()),
                 vcpus=int(root.findtext("vcpu") or 1),
                 ram_mb=int(domain.maxMemory()) // 1024,
-                root_gb=-(-size // _GIB),
+                root_gb=-(-size // GIB),
                 running=bool(domain.isActive()),
             )
 
@@ -882,12 +718,12 @@ class LibvirtDriver:
         """What this host offers: its CPUs and memory, and its image directory's size."""
         with self._step("host info"):
             info = self.connection().getInfo()
-            disk = int(self.pool().info()[1]) // _GIB
+            disk = int(self.pool().info()[1]) // GIB
         return Resources(int(info[2]), int(info[1]), disk)
 
     def domain_xml(self, uuid: str) -> str:
         """The guest's current definition (for inspection and tests)."""
-        domain = self._require(_checked_uuid(uuid), "domain_xml")
+        domain = self._require(checked_uuid(uuid), "domain_xml")
         with self._step("read guest"):
             return str(domain.XMLDesc(0))
 
@@ -897,77 +733,9 @@ class LibvirtDriver:
             return sorted(str(n) for n in self.pool().listVolumes())
 
 
-# -- XML ----------------------------------------------------------------------------------
-
-
 def _physical_size(volume: Any) -> int:
     try:
         info = volume.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)
     except libvirt.libvirtError:
         info = volume.info()
     return int(info[2])
-
-
-def _volume_xml(name: str, capacity: int, fmt: str = "qcow2") -> str:
-    root = ET.Element("volume")
-    ET.SubElement(root, "name").text = name
-    ET.SubElement(root, "capacity", unit="bytes").text = str(capacity)
-    target = ET.SubElement(root, "target")
-    ET.SubElement(target, "format", type=fmt)
-    if fmt == "qcow2":
-        ET.SubElement(target, "compat").text = "1.1"
-    return ET.tostring(root, encoding="unicode")
-
-
-def _domain_xml(domain_type: str, uuid: str, flavor: Flavor, root_path: str) -> str:
-    """A minimal guest: the flavor's vCPUs and memory, one virtio root disk, no display."""
-    root = ET.Element("domain", type=domain_type)
-    ET.SubElement(root, "name").text = guest_name(uuid)
-    ET.SubElement(root, "uuid").text = uuid
-    ET.SubElement(root, "memory", unit="KiB").text = str(flavor.ram_mb * 1024)
-    ET.SubElement(root, "currentMemory", unit="KiB").text = str(flavor.ram_mb * 1024)
-    ET.SubElement(root, "vcpu").text = str(flavor.vcpus)
-    os_ = ET.SubElement(root, "os")
-    ET.SubElement(os_, "type", arch="x86_64").text = "hvm"
-    ET.SubElement(os_, "boot", dev="hd")
-    devices = ET.SubElement(root, "devices")
-    disk = ET.SubElement(devices, "disk", type="file", device="disk")
-    ET.SubElement(disk, "driver", name="qemu", type="qcow2")
-    ET.SubElement(disk, "source", file=root_path)
-    ET.SubElement(disk, "target", dev="vda", bus="virtio")
-    return ET.tostring(root, encoding="unicode")
-
-
-def _rewrite_domain(xml: str, flavor: Flavor, disk_paths: list[str]) -> str:
-    """The source definition with ``flavor``'s vCPUs/memory and this host's disk paths."""
-    root = ET.fromstring(xml)
-    vcpu = root.find("vcpu")
-    if vcpu is None:
-        vcpu = ET.SubElement(root, "vcpu")
-    vcpu.text = str(flavor.vcpus)
-    vcpu.attrib.pop("current", None)
-    cpu = root.find("cpu")
-    if cpu is not None:
-        for topology in cpu.findall("topology"):  # it would contradict the new vCPU count
-            cpu.remove(topology)
-    for tag in ("memory", "currentMemory"):
-        element = root.find(tag)
-        if element is None:
-            element = ET.SubElement(root, tag)
-        element.text = str(flavor.ram_mb * 1024)
-        element.attrib.clear()
-        element.set("unit", "KiB")
-    for extra in root.findall("maxMemory"):
-        root.remove(extra)
-    disks = [d for d in root.iterfind("devices/disk") if d.get("device", "disk") == "disk"]
-    if len(disks) != len(disk_paths):
-        raise HypervisorError(
-            f"the source guest has {len(disks)} disks but {len(disk_paths)} were copied"
-        )
-    for disk, path in zip(disks, disk_paths, strict=True):
-        source = disk.find("source")
-        if source is None:
-            source = ET.SubElement(disk, "source")
-        source.attrib.clear()
-        source.set("file", path)
-    return ET.tostring(root, encoding="unicode")
