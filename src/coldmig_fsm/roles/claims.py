@@ -6,12 +6,18 @@ the destination side (new flavor); otherwise the instance holds its flavor on it
 
 Invariant kept by every function here: a consumer holds at most one allocation per host,
 and nothing is claimed or released twice (doing so raises ``ClaimError``, a bug).
+
+Checking that a claim fits and making it are one step in :func:`try_claim`: the host's
+usage is read with its generation and the claim written with a compare-and-swap on it
+(:meth:`~coldmig_fsm.stores.base.Store.set_allocations` ``generations=``), so that two
+schedulers or conductors in different processes can never both take the last room on a
+host: the second one's write finds the generation moved, reads again, and finds no room.
 """
 
 from __future__ import annotations
 
 from coldmig_fsm.records import Host, Resources
-from coldmig_fsm.stores.memory import Store
+from coldmig_fsm.stores.base import GenerationConflict, Store
 
 __all__ = [
     "ClaimError",
@@ -21,7 +27,11 @@ __all__ = [
     "free",
     "move_allocations",
     "release",
+    "try_claim",
 ]
+
+MAX_CONFLICTS = 16
+"""How many generation conflicts in a row :func:`try_claim` takes before giving up."""
 
 
 class ClaimError(RuntimeError):
@@ -30,7 +40,17 @@ class ClaimError(RuntimeError):
 
 def free(store: Store, host: Host) -> Resources | None:
     """What is left on ``host``; ``None`` when something is over-committed."""
-    used = store.usage(host.name)
+    return _left(host, store.usage(host.name))
+
+
+def fits(store: Store, host: Host, wanted: Resources) -> bool:
+    """True when ``wanted`` fits in what ``host`` has left (a reading: to claim what
+    fits, use :func:`try_claim`, which cannot be overtaken between the two)."""
+    left = free(store, host)
+    return left is not None and wanted.fits_within(left)
+
+
+def _left(host: Host, used: Resources) -> Resources | None:
     if not used.fits_within(host.capacity):
         return None
     return Resources(
@@ -38,10 +58,37 @@ def free(store: Store, host: Host) -> Resources | None:
     )
 
 
-def fits(store: Store, host: Host, wanted: Resources) -> bool:
-    """True when ``wanted`` fits in what ``host`` has left."""
-    left = free(store, host)
-    return left is not None and wanted.fits_within(left)
+def try_claim(store: Store, host: Host, consumer: str, resources: Resources) -> bool:
+    """Claim ``resources`` on ``host`` for ``consumer`` if they fit; False if they do not.
+
+    The fit is checked against the host's usage as of its generation, and the claim is
+    written only if that generation is still current (a compare-and-swap); when another
+    writer got there first, the usage is read again and the fit checked again. Call it
+    inside the caller's atomic block to make the claim part of the step.
+
+    Raises:
+        ClaimError: ``consumer`` already holds a claim on ``host`` (a bug).
+        GenerationConflict: the host changed under :data:`MAX_CONFLICTS` attempts in a
+            row (a storm of writers: the caller may retry later).
+    """
+    conflict: GenerationConflict | None = None
+    for _ in range(MAX_CONFLICTS):
+        seen = store.host_usage(host.name)
+        left = _left(host, seen.used)
+        if left is None or not resources.fits_within(left):
+            return False
+        held = store.allocations(consumer)
+        if host.name in held:
+            raise ClaimError(f"{consumer} already holds a claim on {host.name}")
+        held[host.name] = resources
+        try:
+            store.set_allocations(consumer, held, generations={host.name: seen.generation})
+        except GenerationConflict as error:
+            conflict = error
+            continue
+        return True
+    assert conflict is not None
+    raise conflict
 
 
 def claim(store: Store, consumer: str, host: str, resources: Resources) -> None:

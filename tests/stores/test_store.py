@@ -1,8 +1,9 @@
-"""Both stores: compare-and-swap, atomic blocks, the queue, round trips."""
+"""Both stores side by side: compare-and-swap, atomic blocks, the queue, round trips, and
+the usage aggregates after random blocks (Hypothesis). The contract suite is
+test_contract.py; files, upgrades and several stores on one file: test_sqlite_files.py."""
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,6 @@ from coldmig_fsm import (
     messages,
 )
 from coldmig_fsm.exceptions import UnexpectedMigrationStatusError
-from coldmig_fsm.stores.sqlite import SCHEMA_VERSION, SchemaVersionError
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -110,18 +110,6 @@ def test_usage_sums_every_consumer(store: Store) -> None:
     store.set_allocations("m-1", {})
     assert store.usage("host-a") == Resources(1, 512, 1)
     assert [a.consumer for a in store.all_allocations()] == ["u1"]
-
-
-def test_sqlite_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "x.db"
-    first = SqliteStore(path)
-    first.add_instance(inst())
-    first.push_message(messages.StopInstance("r", "u1", "host-a"))
-    first.close()
-    second = SqliteStore(path)
-    assert second.get_instance("u1") == inst()
-    assert [m.kind for m in second.pending_messages()] == ["stop_instance"]
-    second.close()
 
 
 def test_message_dicts_round_trip() -> None:
@@ -285,53 +273,3 @@ def test_usage_counts_what_a_consumer_held_before_its_owner(store: Store) -> Non
     store.set_allocations("u1", {})
     assert store.project_usage("demo") == Resources(2, 1024, 20)
     assert store.project_usage("other") == Resources()
-
-
-def _version_0(path: Path) -> None:
-    """Turn a store file back into the first schema (no aggregates, user_version 0)."""
-    db = sqlite3.connect(path)
-    for trigger in ("allocation_added", "allocation_removed", "allocation_changed"):
-        db.execute(f"DROP TRIGGER {trigger}")
-    db.execute("DROP TRIGGER consumer_owned")
-    for table in ("consumer", "host_usage", "project_usage"):
-        db.execute(f"DROP TABLE {table}")
-    db.execute("PRAGMA user_version = 0")
-    db.commit()
-    db.close()
-
-
-def test_sqlite_migrates_a_file_of_the_first_schema(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    first = SqliteStore(path)
-    first.add_instance(inst())
-    first.set_allocations("u1", {"host-a": Resources(1, 512, 1)})
-    first.add_migration(
-        Migration(
-            1, "m-1", "u1", MigrationType.MIGRATION, MigrationStatus.PRE_MIGRATING, "a", "t", "t"
-        )
-    )
-    first.set_allocations("m-1", {"host-b": Resources(2, 1024, 20)})
-    first.set_allocations("stray", {"host-a": Resources(4, 4, 4)})
-    first.close()
-    _version_0(path)
-    second = SqliteStore(path)
-    assert second.usage("host-a") == Resources(5, 516, 5)
-    assert second.usage("host-b") == Resources(2, 1024, 20)
-    assert second.project_usage("demo") == Resources(3, 1536, 21)
-    second.set_allocations("m-1", {})
-    assert second.project_usage("demo") == Resources(1, 512, 1)
-    second.close()
-    db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-    db.close()
-
-
-def test_sqlite_refuses_a_file_of_a_newer_schema(tmp_path: Path) -> None:
-    path = tmp_path / "new.db"
-    SqliteStore(path).close()
-    db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    db.commit()
-    db.close()
-    with pytest.raises(SchemaVersionError, match=r"schema version 2 is newer than .* \(1\)"):
-        SqliteStore(path)
