@@ -22,11 +22,18 @@ def test_init_host_rolls_back_a_move_whose_hop_was_lost() -> None:
     cloud.run()
     assert cloud.instance("vm1").task_state is TaskState.RESIZE_MIGRATED
     # The instance involves host-a (its source) and host-b (its dest): whichever service
-    # starts first recovers it.
+    # starts first recovers it. host-b's own part (the copied disks) and host-a's (the
+    # guest back) are hops of their own: init_host sends the first one.
     recovered = cloud.compute("host-b").init_host()
-    assert [(i.name, i.vm_state, i.task_state, i.host) for i in recovered] == [
-        ("vm1", VmState.ACTIVE, None, "host-a")
+    assert [(i.name, i.task_state, i.host) for i in recovered] == [
+        ("vm1", TaskState.RESIZE_MIGRATED, "host-b")
     ]
+    assert [(m.kind, m.destination) for m in cloud.pending()] == [
+        ("roll_back_move", "compute:host-b")
+    ]
+    cloud.run()
+    vm = cloud.instance("vm1")
+    assert (vm.vm_state, vm.task_state, vm.host) == (VmState.ACTIVE, None, "host-a")
     assert moving.result is not None
     assert moving.result.outcome is Outcome.ROLLED_BACK
     assert cloud.compute("host-a").init_host() == []  # nothing left to do
@@ -54,7 +61,9 @@ def test_reconcile_runs_every_services_recovery() -> None:
     cloud.migrate("vm2", "host-c")
     cloud.run()
     recovered = reconcile(cloud.compute(h) for h in cloud.hosts)
-    assert sorted((i.name, i.task_state, i.host) for i in recovered) == [
+    assert sorted(i.name for i in recovered) == ["vm1", "vm2"]
+    cloud.run()  # the rollbacks it sent (each move's source: nothing was copied)
+    assert sorted((i.name, i.task_state, i.host) for i in cloud.instances()) == [
         ("vm1", None, "host-a"),
         ("vm2", None, "host-b"),
     ]
@@ -108,7 +117,9 @@ def test_an_abort_after_an_interrupted_recovery_settles_it(restart_first: bool) 
         cloud.restart_compute("host-c")
     cloud.run()
     if not restart_first:
+        # The abort's first hop is host-c's (the copy's destination): it waits for it.
         cloud.restart_compute("host-c")
+        cloud.run()
     assert _requests(cloud) == [
         ("migrate", Outcome.ROLLED_BACK, "MigrationCancelled"),
         ("recover", Outcome.FAILED, "MoveInterrupted"),

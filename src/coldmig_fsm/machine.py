@@ -36,7 +36,11 @@ import attrs
 from transitions import EventData
 from transitions import Machine as _TransitionsMachine
 
-from coldmig_fsm.exceptions import InstanceInvalidState, MachineDefinitionError
+from coldmig_fsm.exceptions import (
+    InstanceInvalidState,
+    MachineDefinitionError,
+    UnexpectedMigrationStatusError,
+)
 from coldmig_fsm.guards import (
     Guard,
     GuardContext,
@@ -49,12 +53,16 @@ from coldmig_fsm.guards import (
 )
 from coldmig_fsm.operations import OPERATIONS, Op
 from coldmig_fsm.records import Caller, Instance
-from coldmig_fsm.states import MachineState, TaskState, VmState
+from coldmig_fsm.states import MachineState, MigrationStatus, TaskState, VmState
 
 __all__ = [
     "MACHINE",
+    "MIGRATION_TABLE",
     "TABLE",
+    "Fired",
     "Machine",
+    "MigrationChange",
+    "MigrationRule",
     "Role",
     "Rule",
     "Target",
@@ -97,8 +105,55 @@ class Target:
 
 
 @attrs.frozen
+class MigrationChange:
+    """What a rule does to the migration record of the move it belongs to.
+
+    ``steps`` maps each status the record may have when the rule fires to the status it
+    is saved with (``None``: left as it is; the save still compares-and-swaps on the
+    status read, so a concurrent change makes the step lose). A status not listed
+    refuses the trigger (:class:`~coldmig_fsm.exceptions.UnexpectedMigrationStatusError`).
+    ``creates``: the rule creates the record, in this status.
+    """
+
+    steps: tuple[tuple[MigrationStatus, MigrationStatus | None], ...] = ()
+    creates: MigrationStatus | None = None
+
+    @property
+    def accepts(self) -> frozenset[MigrationStatus]:
+        return frozenset(before for before, _ in self.steps)
+
+    def after(self, status: MigrationStatus) -> MigrationStatus | None:
+        """The status a record in ``status`` is saved with (``None``: unchanged).
+
+        Raises:
+            KeyError: the rule does not accept ``status``.
+        """
+        for before, after in self.steps:
+            if before is status:
+                return after
+        raise KeyError(status)
+
+    def describe(self) -> str:
+        parts = [f"creates `{self.creates.value}`"] if self.creates is not None else []
+        grouped: dict[str, list[str]] = {}
+        for before, after in self.steps:
+            grouped.setdefault("=" if after is None else after.value, []).append(before.value)
+        for to, befores in grouped.items():
+            names = ", ".join(f"`{b}`" for b in befores)
+            parts.append(f"{names} kept" if to == "=" else f"{names} → `{to}`")
+        return "; ".join(parts) or "—"
+
+
+def _migration(
+    *accepts: MigrationStatus, to: MigrationStatus | None = None
+) -> tuple[tuple[MigrationStatus, MigrationStatus | None], ...]:
+    return tuple((status, to) for status in accepts)
+
+
+@attrs.frozen
 class Rule:
-    """One row of the table: ``trigger`` takes each of ``sources`` to ``target``."""
+    """One row of the table: ``trigger`` takes each of ``sources`` to ``target``, and the
+    move's migration record as ``migration`` says (``None``: the rule has no record)."""
 
     trigger: str = attrs.field(converter=str)  # an Op is kept as its plain name
     role: Role
@@ -106,6 +161,41 @@ class Rule:
     target: Target
     guards: tuple[Guard, ...]
     doc: str
+    migration: MigrationChange | None = None
+
+
+@attrs.frozen
+class MigrationRule:
+    """A step of a migration record alone, with no instance step (the instance is gone,
+    or not the record's to move): ``trigger`` moves the record as ``migration`` says."""
+
+    trigger: str
+    role: Role
+    migration: MigrationChange
+    doc: str
+
+
+@attrs.frozen
+class Fired:
+    """What firing one trigger decided; nothing is saved yet.
+
+    The caller saves the instance in :attr:`state` with a compare-and-swap on
+    :attr:`expected_task_state` (the task_state the trigger was fired from), and the
+    migration record (when there is one) in :attr:`migration_status` with a
+    compare-and-swap on :attr:`expected_migration_status`. ``migration_status`` equals
+    ``expected_migration_status`` when the rule holds the record where it is.
+    """
+
+    trigger: str
+    state: MachineState
+    expected_task_state: TaskState | None
+    migration_status: MigrationStatus | None = None
+    expected_migration_status: MigrationStatus | None = None
+    result: Any = None
+
+    @property
+    def changes_migration(self) -> bool:
+        return self.migration_status is not self.expected_migration_status
 
 
 @attrs.frozen
@@ -150,6 +240,7 @@ def _step(
     sources: tuple[MachineState, ...],
     target: Target,
     doc: str,
+    migration: MigrationChange | None = None,
 ) -> Rule:
     """A compute/conductor step: guarded by the task_state(s) it expects."""
     expected = sorted({s.task_state for s in sources}, key=lambda t: "" if t is None else t.value)
@@ -161,6 +252,7 @@ def _step(
         target,
         (require_vm_state(*vm_states), require_expected_task_state(*expected)),
         doc,
+        migration,
     )
 
 
@@ -191,6 +283,38 @@ def _delete_guards() -> tuple[Guard, ...]:
     )
 
 
+_M = MigrationStatus
+_MOVING_STATUSES: Final = (_M.PRE_MIGRATING, _M.MIGRATING, _M.POST_MIGRATING)
+_FINAL_STATUSES: Final = (_M.CONFIRMED, _M.REVERTED, _M.ERROR, _M.CANCELLED)
+_OPEN_STATUSES: Final = tuple(s for s in _M if s not in _FINAL_STATUSES)
+
+
+def _fail_migration(*, cancelling_to: MigrationStatus) -> MigrationChange:
+    """A failure end meets the record in any status: it fails (a step after ``reverted``
+    fails it too: the stop that ends a revert, the delete of a half-reverted instance),
+    unless it already failed, was cancelled or was confirmed."""
+    kept = (_M.ERROR, _M.CANCELLED, _M.CONFIRMED)
+    return MigrationChange(
+        (
+            *_migration(*(s for s in _M if s not in (*kept, _M.CANCELLING)), to=_M.ERROR),
+            (_M.CANCELLING, cancelling_to),
+            *_migration(*kept),
+        )
+    )
+
+
+def _end_with_instance() -> MigrationChange:
+    """A deleted instance's records: each open one fails (an abort not yet carried out
+    is cancelled); a final one stays."""
+    return MigrationChange(
+        (
+            *_migration(*(s for s in _OPEN_STATUSES if s is not _M.CANCELLING), to=_M.ERROR),
+            (_M.CANCELLING, _M.CANCELLED),
+            *_migration(*_FINAL_STATUSES),
+        )
+    )
+
+
 TABLE: Final[tuple[Rule, ...]] = (
     # API: checks and the first compare-and-swap write.
     Rule(
@@ -215,7 +339,8 @@ TABLE: Final[tuple[Rule, ...]] = (
         (MachineState(_R),),
         Target(_R, _NO_TASK),
         _api_guards(Op.CONFIRM_RESIZE, _R),
-        "confirm accepted: migration `confirming` (task_state stays null, as in Nova)",
+        "confirm accepted (task_state stays null, as in Nova)",
+        MigrationChange(_migration(_M.FINISHED, to=_M.CONFIRMING)),
     ),
     Rule(
         Op.REVERT_RESIZE,
@@ -223,7 +348,8 @@ TABLE: Final[tuple[Rule, ...]] = (
         (MachineState(_R),),
         Target(_R, TaskState.RESIZE_REVERTING),
         _api_guards(Op.REVERT_RESIZE, _R),
-        "revert accepted: migration `reverting`",
+        "revert accepted",
+        MigrationChange(_migration(_M.FINISHED, to=_M.REVERTING)),
     ),
     Rule(
         Op.ABORT_MIGRATION,
@@ -237,6 +363,7 @@ TABLE: Final[tuple[Rule, ...]] = (
             require_task_state(*_RESIZE_TASKS[:3]),
         ),
         "abort accepted (not in Nova): the move is rolled back before finish_resize",
+        MigrationChange(_migration(*_MOVING_STATUSES, to=_M.CANCELLING)),
     ),
     Rule(
         Op.STOP,
@@ -260,7 +387,9 @@ TABLE: Final[tuple[Rule, ...]] = (
         _DELETE_SOURCES,
         Target(None, TaskState.DELETING),
         _delete_guards(),
-        "delete accepted (also during a move: the move's claims are released with it)",
+        "delete accepted (also during a move: the move's claims are released with it); "
+        "a `resized` instance's move is confirmed first",
+        MigrationChange(_migration(_M.FINISHED, to=_M.CONFIRMING)),
     ),
     # Conductor.
     _step(
@@ -269,13 +398,15 @@ TABLE: Final[tuple[Rule, ...]] = (
         _moving(TaskState.RESIZE_PREP),
         Target(None, _NO_TASK),
         "no valid host (or retries exhausted): task_state back to null",
+        MigrationChange(_migration(_M.PRE_MIGRATING, to=_M.ERROR)),
     ),
     _step(
         "migrate_server",
         Role.CONDUCTOR,
         _moving(TaskState.RESIZE_PREP),
         Target(None, TaskState.RESIZE_PREP),
-        "migration record created (`pre-migrating`); scheduler asked for hosts",
+        "migration record created; scheduler asked for hosts",
+        MigrationChange(creates=_M.PRE_MIGRATING),
     ),
     # Destination compute: prep_resize.
     _step(
@@ -284,6 +415,16 @@ TABLE: Final[tuple[Rule, ...]] = (
         _moving(TaskState.RESIZE_PREP),
         Target(None, TaskState.RESIZE_PREP),
         "claim on the destination; old_vm_state stashed",
+        MigrationChange(_migration(_M.PRE_MIGRATING)),
+    ),
+    _step(
+        "reschedule",
+        Role.DEST,
+        _moving(TaskState.RESIZE_PREP),
+        Target(None, TaskState.RESIZE_PREP),
+        "this destination cannot take the move: its record fails, the next alternate gets "
+        "a new one",
+        MigrationChange(_migration(_M.PRE_MIGRATING, to=_M.ERROR)),
     ),
     # Source compute: resize_instance.
     _step(
@@ -291,14 +432,16 @@ TABLE: Final[tuple[Rule, ...]] = (
         Role.SOURCE,
         _moving(TaskState.RESIZE_PREP),
         Target(None, TaskState.RESIZE_MIGRATING),
-        "migration `migrating`; the driver powers off and copies the disks",
+        "the driver powers off and copies the disks",
+        MigrationChange(_migration(_M.PRE_MIGRATING, to=_M.MIGRATING)),
     ),
     _step(
         "resize_migrated",
         Role.SOURCE,
         _moving(TaskState.RESIZE_MIGRATING),
         Target(None, TaskState.RESIZE_MIGRATED),
-        "disks copied: migration `post-migrating`, host = destination",
+        "disks copied: host = destination",
+        MigrationChange(_migration(_M.MIGRATING, to=_M.POST_MIGRATING)),
     ),
     # Destination compute: finish_resize.
     _step(
@@ -306,14 +449,17 @@ TABLE: Final[tuple[Rule, ...]] = (
         Role.DEST,
         _moving(TaskState.RESIZE_MIGRATED),
         Target(None, TaskState.RESIZE_FINISH),
-        "new flavor applied; the driver defines the guest on the destination",
+        "new flavor applied (holding the record at `post-migrating` is what makes an abort "
+        "lose from here on); the driver defines the guest on the destination",
+        MigrationChange(_migration(_M.POST_MIGRATING)),
     ),
     _step(
         "resize_finished",
         Role.DEST,
         _moving(TaskState.RESIZE_FINISH),
         Target(_R, _NO_TASK),
-        "migration `finished`: waits for confirm or revert",
+        "waits for confirm or revert",
+        MigrationChange(_migration(_M.POST_MIGRATING, to=_M.FINISHED)),
     ),
     # Source compute: confirm_resize.
     _step(
@@ -322,6 +468,7 @@ TABLE: Final[tuple[Rule, ...]] = (
         (MachineState(_R),),
         Target(_A, _NO_TASK),
         "source guest deleted, source claim released; the guest runs",
+        MigrationChange(_migration(_M.CONFIRMING, to=_M.CONFIRMED)),
     ),
     _step(
         "confirmed_shutdown",
@@ -329,6 +476,7 @@ TABLE: Final[tuple[Rule, ...]] = (
         (MachineState(_R),),
         Target(_S, _NO_TASK),
         "source guest deleted, source claim released; the guest is shut down",
+        MigrationChange(_migration(_M.CONFIRMING, to=_M.CONFIRMED)),
     ),
     # Revert: destination compute, then source compute.
     _step(
@@ -336,7 +484,8 @@ TABLE: Final[tuple[Rule, ...]] = (
         Role.DEST,
         (MachineState(_R, TaskState.RESIZE_REVERTING),),
         Target(_R, TaskState.RESIZE_REVERTING),
-        "destination guest destroyed, destination claim released; migration `reverted`",
+        "destination guest destroyed, destination claim released",
+        MigrationChange(_migration(_M.REVERTING, to=_M.REVERTED)),
     ),
     _step(
         "reverted_active",
@@ -344,6 +493,7 @@ TABLE: Final[tuple[Rule, ...]] = (
         (MachineState(_R, TaskState.RESIZE_REVERTING),),
         Target(_A, _NO_TASK),
         "guest back on the source, powered on",
+        MigrationChange(_migration(_M.REVERTED)),
     ),
     _step(
         "reverted_stopping",
@@ -351,6 +501,7 @@ TABLE: Final[tuple[Rule, ...]] = (
         (MachineState(_R, TaskState.RESIZE_REVERTING),),
         Target(_R, TaskState.POWERING_OFF),
         "guest back on the source, not powered on: the ordinary stop path follows",
+        MigrationChange(_migration(_M.REVERTED)),
     ),
     # Ordinary power actions of any compute host.
     _step(
@@ -379,7 +530,9 @@ TABLE: Final[tuple[Rule, ...]] = (
         Role.COMPUTE,
         _pairs(_DELETABLE_VM, TaskState.DELETING),
         Target(VmState.DELETED, _NO_TASK),
-        "guest destroyed on every host, every claim released",
+        "guest destroyed on every host, every claim released; each of the instance's "
+        "records that is still open fails (an abort not yet run is cancelled)",
+        _end_with_instance(),
     ),
     # Failure ends (used by the failure paths of every role).
     _step(
@@ -387,7 +540,16 @@ TABLE: Final[tuple[Rule, ...]] = (
         Role.COMPUTE,
         _IN_FLIGHT[: 2 * len(_RESIZE_TASKS)],
         Target(None, _NO_TASK),
-        "the move is undone: guest as it was, task_state null, migration `error`",
+        "the move is undone: guest as it was, task_state null",
+        _fail_migration(cancelling_to=_M.CANCELLED),
+    ),
+    _step(
+        "aborted",
+        Role.COMPUTE,
+        _IN_FLIGHT[: 2 * len(_RESIZE_TASKS)],
+        Target(None, _NO_TASK),
+        "an accepted abort is done: the move is undone as by `rolled_back`",
+        MigrationChange(_migration(_M.CANCELLING, to=_M.CANCELLED)),
     ),
     _step(
         "errored",
@@ -395,6 +557,23 @@ TABLE: Final[tuple[Rule, ...]] = (
         (*_DELETE_SOURCES, *_pairs(_DELETABLE_VM, TaskState.DELETING)),
         Target(_E, _NO_TASK),
         "a step failed with the guest's state unknown: vm_state `error`, fault recorded",
+        _fail_migration(cancelling_to=_M.ERROR),
+    ),
+)
+
+
+MIGRATION_TABLE: Final[tuple[MigrationRule, ...]] = (
+    MigrationRule(
+        "confirm_window_orphaned",
+        Role.DEST,
+        MigrationChange(_migration(_M.FINISHED, to=_M.ERROR)),
+        "auto-confirm finds the record's instance gone or no longer `resized`",
+    ),
+    MigrationRule(
+        "confirmed_on_delete",
+        Role.SOURCE,
+        MigrationChange(_migration(_M.CONFIRMING, to=_M.CONFIRMED)),
+        "the delete of a `resized` instance confirmed its move first (source guest removed)",
     ),
 )
 
@@ -447,8 +626,14 @@ class Machine:
             module docstring; the message says which and how to fix it.
     """
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    def __init__(
+        self, rules: Sequence[Rule], migration_rules: Sequence[MigrationRule] = MIGRATION_TABLE
+    ) -> None:
         self._rules: tuple[Rule, ...] = tuple(rules)
+        self._migration_rules: tuple[MigrationRule, ...] = tuple(migration_rules)
+        self._changes: dict[str, MigrationChange] = {
+            r.trigger: r.migration for r in self._migration_rules
+        }
         self._by_trigger: dict[str, Rule] = {}
         for rule in self._rules:
             if rule.trigger in self._by_trigger:
@@ -456,6 +641,12 @@ class Machine:
                     f"trigger {rule.trigger!r} has two rows: merge their sources into one rule"
                 )
             self._by_trigger[rule.trigger] = rule
+            if rule.migration is not None:
+                if rule.trigger in self._changes:
+                    raise MachineDefinitionError(
+                        f"trigger {rule.trigger!r} is both an instance and a migration rule"
+                    )
+                self._changes[rule.trigger] = rule.migration
         states: set[MachineState] = set(_STABLE)
         for rule in self._rules:
             states.update(rule.sources)
@@ -551,6 +742,21 @@ class Machine:
         return self._rules
 
     @property
+    def migration_rules(self) -> tuple[MigrationRule, ...]:
+        return self._migration_rules
+
+    def migration_change(self, trigger: str) -> MigrationChange | None:
+        """What ``trigger`` does to a migration record (``None``: it has none)."""
+        if trigger not in self._by_trigger and trigger not in self._changes:
+            raise MachineDefinitionError(f"unknown trigger {trigger!r}")
+        return self._changes.get(trigger)
+
+    def accepts(self, trigger: str, migration_status: MigrationStatus) -> bool:
+        """Does ``trigger`` accept a migration record in ``migration_status``?"""
+        change = self.migration_change(trigger)
+        return change is not None and migration_status in change.accepts
+
+    @property
     def states(self) -> frozenset[MachineState]:
         """Every allowed ``(vm_state, task_state)`` pair."""
         return self._states
@@ -593,15 +799,20 @@ class Machine:
         trigger: str,
         ctx: GuardContext,
         effect: Callable[[], Any] | None = None,
-    ) -> tuple[MachineState, Any]:
-        """Fire ``trigger`` for ``ctx.instance``; return the new state and the effect's result.
+        migration_status: MigrationStatus | None = None,
+    ) -> Fired:
+        """Fire ``trigger`` for ``ctx.instance`` whose move's record is in ``migration_status``.
 
-        Nothing is mutated: the caller saves the new state. ``effect`` runs after the guards
-        passed and before the state changes; if it raises, the exception propagates and
-        the state is as before.
+        Returns what to save: the new state, the new migration status, and the
+        task_state and migration status to compare-and-swap on (:class:`Fired`).
+        Nothing is mutated. ``effect`` runs after the guards passed and before the state
+        changes; if it raises, the exception propagates and nothing was decided.
+        ``migration_status`` ``None``: there is no record (or the rule has none).
 
         Raises:
-            RequestRefused: the public exception of the first failing guard.
+            RequestRefused: the public exception of the first failing guard, or
+                ``UnexpectedMigrationStatusError`` when the rule does not accept the
+                record's status.
         """
         instance = ctx.instance
         if instance is None:
@@ -616,12 +827,57 @@ class Machine:
                 f"Cannot '{trigger}' instance {instance.describe()}: its state {name} is "
                 "outside this workflow"
             )
+        after = (
+            None
+            if migration_status is None
+            else self.migration_after(trigger, migration_status, instance)
+        )
         cursor = _Cursor(name, ctx, effect)
         runner = self._machine if effect is not None else self._plain
         if not runner.events[trigger].trigger(cursor):
             assert cursor.failure is not None
             raise cursor.failure.to_exception()
-        return self._by_name[cursor.state], cursor.result
+        return Fired(
+            trigger,
+            self._by_name[cursor.state],
+            instance.task_state,
+            after,
+            migration_status,
+            cursor.result,
+        )
+
+    def migration_after(
+        self,
+        trigger: str,
+        status: MigrationStatus,
+        instance: Instance | None = None,
+    ) -> MigrationStatus:
+        """The status a record in ``status`` is saved with when ``trigger`` fires (the
+        same status when the rule holds it).
+
+        Raises:
+            UnexpectedMigrationStatusError: the rule does not accept ``status``.
+        """
+        change = self.migration_change(trigger)
+        try:
+            if change is None:
+                raise KeyError(status)
+            after = change.after(status)
+        except KeyError:
+            accepted = sorted(s.value for s in change.accepts) if change is not None else []
+            whose = f" of instance {instance.describe()}" if instance is not None else ""
+            raise UnexpectedMigrationStatusError(
+                f"Cannot '{trigger}' the migration{whose} in status {status.value}: "
+                f"expected one of {accepted}"
+            ) from None
+        return status if after is None else after
+
+    def created_status(self, trigger: str) -> MigrationStatus:
+        """The status a record created by ``trigger`` starts in."""
+        change = self.migration_change(trigger)
+        if change is None or change.creates is None:
+            raise MachineDefinitionError(f"trigger {trigger!r} creates no migration record")
+        return change.creates
 
     def apply(
         self,
@@ -631,7 +887,7 @@ class Machine:
         effect: Callable[[], Any] | None = None,
     ) -> Instance:
         """Fire ``trigger`` and return ``instance`` moved to the new state."""
-        state, _ = self.fire(trigger, GuardContext(trigger, caller, instance), effect)
+        state = self.fire(trigger, GuardContext(trigger, caller, instance), effect).state
         return attrs.evolve(instance, vm_state=state.vm_state, task_state=state.task_state)
 
 

@@ -12,6 +12,7 @@ Every message names the request it belongs to (``request_id``) and the instance;
 
 from __future__ import annotations
 
+import enum
 from typing import Any, ClassVar
 
 import attrs
@@ -20,6 +21,7 @@ import cattrs
 __all__ = [
     "AbortMigration",
     "ConfirmResize",
+    "DeletePhase",
     "FinishResize",
     "FinishRevertResize",
     "Message",
@@ -27,6 +29,7 @@ __all__ = [
     "PrepResize",
     "ResizeInstance",
     "RevertResize",
+    "RollBackMove",
     "StartInstance",
     "StopInstance",
     "TerminateInstance",
@@ -133,34 +136,80 @@ class FinishRevertResize(_ToCompute):
 
 @attrs.frozen
 class AbortMigration(_ToCompute):
-    """API → the instance's current host: roll back a move that has not reached
-    ``finish_resize`` (not in Nova). The migration is already ``cancelled``."""
+    """API → compute: roll back a move that has not reached ``finish_resize`` (not in
+    Nova); the migration is already ``cancelling``. ``host`` is the destination when
+    its disks must be removed first (it then sends the message on to the source with
+    ``on_source``), else the source."""
 
     migration_id: int
+    on_source: bool = False
     kind: ClassVar[str] = "abort_migration"
 
 
 @attrs.frozen
+class RollBackMove(_ToCompute):
+    """Start-up recovery → compute: undo a move interrupted before ``finish_resize``
+    (the destination removes its disks, then the source brings the guest back).
+
+    ``reason`` is what interrupted the move (recorded with the fault and the move's
+    outcome); ``also_settles`` are the instance's other open requests, settled with this
+    one when it ends. ``migration_id`` ``None``: the conductor never created a record.
+    """
+
+    migration_id: int | None
+    reason: str
+    on_source: bool = False
+    also_settles: tuple[str, ...] = ()
+    kind: ClassVar[str] = "roll_back_move"
+
+
+@attrs.frozen
 class StopInstance(_ToCompute):
+    """API → the instance's compute: power off. ``also_settles``: (start-up recovery)
+    other open requests of the instance, settled as this one is."""
+
+    also_settles: tuple[str, ...] = ()
     kind: ClassVar[str] = "stop_instance"
 
 
 @attrs.frozen
 class StartInstance(_ToCompute):
+    """API → the instance's compute: power on (``also_settles`` as for a stop)."""
+
+    also_settles: tuple[str, ...] = ()
     kind: ClassVar[str] = "start_instance"
+
+
+class DeletePhase(enum.StrEnum):
+    """Where a delete is: each phase runs on one host's compute service."""
+
+    CONFIRM = "confirm"
+    """On the source of a ``resized`` instance's move: confirm it (remove the source guest)."""
+    DELETE = "delete"
+    """On the instance's host: destroy its guest there."""
+    CLEAN = "clean"
+    """On another host that may still hold a guest or disks of the instance (a failed
+    move's): destroy them there."""
+    FINISH = "finish"
+    """Back on the instance's host: the records (deleted, claims released)."""
 
 
 @attrs.frozen
 class TerminateInstance(_ToCompute):
-    """API → the instance's compute: delete it.
+    """Delete an instance, one host at a time (see :class:`DeletePhase`).
 
     For a ``resized`` instance the API has already moved its migration to
-    ``confirming`` under ``confirm_request_id``: the move is confirmed first (as Nova's
-    ``_confirm_resize_on_deleting`` does), then the guest is deleted.
+    ``confirming`` under ``confirm_request_id`` and sends the first message to the
+    move's source (phase ``confirm``), as Nova's ``_confirm_resize_on_deleting`` does;
+    otherwise to the instance's host (phase ``delete``). ``clean`` are the hosts still to
+    visit after this one; ``also_settles`` as for :class:`StopInstance`.
     """
 
     confirm_request_id: str | None = None
     migration_id: int | None = None
+    phase: DeletePhase = DeletePhase.DELETE
+    clean: tuple[str, ...] = ()
+    also_settles: tuple[str, ...] = ()
     kind: ClassVar[str] = "terminate_instance"
 
 
@@ -175,6 +224,7 @@ KINDS: dict[str, type[Message]] = {
         RevertResize,
         FinishRevertResize,
         AbortMigration,
+        RollBackMove,
         StopInstance,
         StartInstance,
         TerminateInstance,

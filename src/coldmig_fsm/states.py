@@ -100,7 +100,10 @@ class MigrationStatus(enum.StrEnum):
 
     ``pre-migrating → migrating → post-migrating → finished``, then
     ``confirming → confirmed`` or ``reverting → reverted``; any failure sets ``error``.
-    ``cancelled`` is this library's addition for an aborted move.
+    ``cancelling`` (an abort accepted, its rollback not yet run) and ``cancelled`` (the
+    abort's rollback done) are this library's additions for an aborted move. Which rule
+    of the machine leads from which status to which is declared in the transition table
+    (:data:`coldmig_fsm.machine.TABLE`), never by the roles.
     """
 
     PRE_MIGRATING = "pre-migrating"
@@ -112,14 +115,26 @@ class MigrationStatus(enum.StrEnum):
     REVERTING = "reverting"
     REVERTED = "reverted"
     ERROR = "error"
+    CANCELLING = "cancelling"
     CANCELLED = "cancelled"
 
     def __str__(self) -> str:
         return self.value
 
     @property
+    def is_failed(self) -> bool:
+        """True for a record whose move failed (``error``)."""
+        return self is MigrationStatus.ERROR
+
+    @property
+    def is_cancelling(self) -> bool:
+        """True while an accepted abort has not been carried out."""
+        return self is MigrationStatus.CANCELLING
+
+    @property
     def is_final(self) -> bool:
-        """True when the record will never change again."""
+        """True when the move is over. Only ``reverted`` can still change: to ``error``,
+        when the step that ends the revert (the stop of a guest that was stopped) fails."""
         return self in _FINAL_MIGRATION_STATUSES
 
 

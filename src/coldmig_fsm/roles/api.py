@@ -40,6 +40,7 @@ from coldmig_fsm.exceptions import (
     UnexpectedMigrationStatusError,
 )
 from coldmig_fsm.guards import GuardContext, require_policy
+from coldmig_fsm.machine import Fired
 from coldmig_fsm.operations import OPERATIONS, Op
 from coldmig_fsm.records import (
     Caller,
@@ -50,8 +51,9 @@ from coldmig_fsm.records import (
     Outcome,
     RequestRecord,
 )
-from coldmig_fsm.roles.runtime import Runtime
-from coldmig_fsm.states import MigrationStatus, TaskState, VmState
+from coldmig_fsm.roles.moves import rollback_hosts
+from coldmig_fsm.roles.runtime import Runtime, moved
+from coldmig_fsm.states import TaskState, VmState
 
 __all__ = ["ACTION_NAMES", "ComputeAPI", "PreparedRequest"]
 
@@ -63,8 +65,10 @@ ACTION_NAMES: Final = {spec.op.value: spec.action for spec in OPERATIONS.values(
 class PreparedRequest:
     """A request that passed every guard on the instance as it was read.
 
-    ``updated`` is the instance to save; ``read_task_state`` the task_state the save
-    expects. For confirm/revert, ``migration`` is the migration to move from ``finished``.
+    ``updated`` is the instance to save, in the state ``fired`` decided; the save expects
+    the task_state it was read with. ``migration`` is the record the request moves on
+    (confirm, revert, abort, the delete of a ``resized`` instance), to the status the
+    machine's rule for ``trigger`` leads to.
     """
 
     trigger: str
@@ -72,9 +76,9 @@ class PreparedRequest:
     instance: Instance
     updated: Instance
     message: messages.Message | None
+    fired: Fired
     migration: Migration | None = None
     request_id: str = attrs.field(factory=lambda: f"req-{uuidlib.uuid4()}")
-    migration_status: MigrationStatus | None = None
     cancels: str | None = None
     """(abort before the conductor ran) the move request this one settles at once."""
 
@@ -108,11 +112,11 @@ class ComputeAPI:
 
     def _guarded(
         self, trigger: str, uuid: str, caller: Caller, **changes: Any
-    ) -> tuple[Instance, Instance]:
+    ) -> tuple[Instance, Fired, Instance]:
         """Policy, existence, then the machine's guards (lock, states) for ``trigger``.
 
-        Returns the instance as read and the instance as it would be saved; nothing is
-        written (the machine never mutates a record).
+        Returns the instance as read, what the machine decided and the instance as it
+        would be saved; nothing is written (the machine never mutates a record).
         """
         rule = self._rt.machine.rule(trigger)
         ctx = GuardContext(trigger, caller, None)
@@ -122,15 +126,15 @@ class ComputeAPI:
                 if failure is not None:
                     raise failure.to_exception()
         instance = self.get_instance(uuid, caller)
-        moved, _ = self._rt.transition(trigger, instance, caller=caller, **changes)
-        return instance, moved
+        fired = self._rt.fire(trigger, instance, caller=caller)
+        return instance, fired, moved(instance, fired, **changes)
 
     # -- prepare ------------------------------------------------------------------------
 
     def prepare_migrate(
         self, uuid: str, caller: Caller, host: str | None = None
     ) -> PreparedRequest:
-        instance, moved = self._guarded("migrate", uuid, caller, progress=0)
+        instance, fired, updated = self._guarded("migrate", uuid, caller, progress=0)
         if host is not None:
             if self._rt.store.get_host(host) is None:
                 raise ComputeHostNotFound(f"Compute host {host} could not be found.")
@@ -138,10 +142,10 @@ class ComputeAPI:
                 raise CannotMigrateToSameHost(
                     f"Cannot migrate instance {instance.describe()} to its current host {host}"
                 )
-        return self._move("migrate", instance, moved, caller, instance.flavor, host)
+        return self._move(fired, instance, updated, caller, instance.flavor, host)
 
     def prepare_resize(self, uuid: str, flavor_id: str, caller: Caller) -> PreparedRequest:
-        instance, moved = self._guarded("resize", uuid, caller, progress=0)
+        instance, fired, updated = self._guarded("resize", uuid, caller, progress=0)
         # Nova's order: zero disk, disabled flavor, same flavor, quota, image minimum disk.
         new = self._rt.store.get_flavor(flavor_id)
         if new is None:
@@ -165,18 +169,18 @@ class ComputeAPI:
                 f"metadata. Flavor disk is {new.root_gb} GB, minimum size is "
                 f"{instance.image_min_disk_gb} GB."
             )
-        return self._move("resize", instance, moved, caller, new.id, None)
+        return self._move(fired, instance, updated, caller, new.id, None)
 
     def _move(
         self,
-        trigger: str,
+        fired: Fired,
         instance: Instance,
         updated: Instance,
         caller: Caller,
         flavor_id: str,
         host: str | None,
     ) -> PreparedRequest:
-        prepared = PreparedRequest(trigger, caller, instance, updated, None)
+        prepared = PreparedRequest(fired.trigger, caller, instance, updated, None, fired)
         message = messages.MigrateServer(
             prepared.request_id, instance.uuid, flavor_id=flavor_id, target_host=host
         )
@@ -202,27 +206,22 @@ class ComputeAPI:
                     f"of {limit} {what} (project {instance.project_id})"
                 )
 
-    def _finished_migration(self, instance: Instance) -> Migration:
-        """The migration a ``resized`` instance waits on (its migration context)."""
+    def _finished_migration(self, instance: Instance, trigger: str) -> Migration:
+        """The migration a ``resized`` instance waits on (its migration context), when
+        ``trigger``'s rule accepts its status (``finished``)."""
         if instance.migration_id is not None:
             migration = self._rt.store.get_migration(instance.migration_id)
-            if migration.status is MigrationStatus.FINISHED:
+            if self._rt.machine.accepts(trigger, migration.status):
                 return migration
         raise MigrationNotFoundByStatus(
             f"Instance {instance.describe()} has no migration in status finished"
         )
 
     def prepare_confirm_resize(self, uuid: str, caller: Caller) -> PreparedRequest:
-        instance, updated = self._guarded("confirm_resize", uuid, caller)
-        migration = self._finished_migration(instance)
+        instance, fired, updated = self._guarded("confirm_resize", uuid, caller)
+        migration = self._finished_migration(instance, "confirm_resize")
         prepared = PreparedRequest(
-            "confirm_resize",
-            caller,
-            instance,
-            updated,
-            None,
-            migration,
-            migration_status=MigrationStatus.CONFIRMING,
+            "confirm_resize", caller, instance, updated, None, fired, migration
         )
         message = messages.ConfirmResize(
             prepared.request_id, instance.uuid, migration.source_compute, migration.id
@@ -230,16 +229,10 @@ class ComputeAPI:
         return attrs.evolve(prepared, message=message)
 
     def prepare_revert_resize(self, uuid: str, caller: Caller) -> PreparedRequest:
-        instance, updated = self._guarded("revert_resize", uuid, caller)
-        migration = self._finished_migration(instance)
+        instance, fired, updated = self._guarded("revert_resize", uuid, caller)
+        migration = self._finished_migration(instance, "revert_resize")
         prepared = PreparedRequest(
-            "revert_resize",
-            caller,
-            instance,
-            updated,
-            None,
-            migration,
-            migration_status=MigrationStatus.REVERTING,
+            "revert_resize", caller, instance, updated, None, fired, migration
         )
         dest = migration.dest_compute
         assert dest is not None  # a finished migration has a destination
@@ -253,34 +246,42 @@ class ComputeAPI:
             InstanceInvalidState: no move in progress, or it is past the point of no
                 return (``finish_resize`` started: revert is the way back).
         """
-        instance, same = self._guarded("abort_migration", uuid, caller)
+        instance, fired, same = self._guarded("abort_migration", uuid, caller)
         store = self._rt.store
         candidates = [m for m in store.list_migrations(instance.uuid) if not m.status.is_final]
         if not candidates:
-            move = self._pending_move(instance)
-            if any(
-                m.request_id == move and m.status is MigrationStatus.CANCELLED
-                for m in store.list_migrations(instance.uuid)
-            ):
-                raise InstanceInvalidState(
-                    f"Cannot 'abort_migration' instance {instance.describe()}: its move is "
-                    "already being aborted"
-                )
             # The conductor has not run yet: nothing to undo but the task_state.
-            updated, _ = self._rt.transition("rolled_back", instance, caller=caller)
-            return PreparedRequest("abort_migration", caller, instance, updated, None, cancels=move)
+            move = self._pending_move(instance)
+            undone = self._rt.fire("rolled_back", instance, caller=caller)
+            return PreparedRequest(
+                "abort_migration",
+                caller,
+                instance,
+                moved(instance, undone),
+                None,
+                undone,
+                cancels=move,
+            )
         migration = candidates[-1]
+        try:
+            self._rt.machine.migration_after("abort_migration", migration.status, instance)
+        except UnexpectedMigrationStatusError:
+            raise InstanceInvalidState(
+                f"Cannot 'abort_migration' instance {instance.describe()}: its move is "
+                f"{migration.status.value}"
+                + (", already being aborted" if migration.status.is_cancelling else "")
+            ) from None
         prepared = PreparedRequest(
-            "abort_migration",
-            caller,
-            instance,
-            same,
-            None,
-            migration,
-            migration_status=MigrationStatus.CANCELLED,
+            "abort_migration", caller, instance, same, None, fired, migration
         )
+        # The destination removes what the copy left there first, then the source.
+        first = rollback_hosts(migration, instance.task_state)[0]
         message = messages.AbortMigration(
-            prepared.request_id, instance.uuid, instance.host, migration.id
+            prepared.request_id,
+            instance.uuid,
+            first,
+            migration.id,
+            on_source=first == migration.source_compute,
         )
         return attrs.evolve(prepared, message=message)
 
@@ -292,8 +293,8 @@ class ComputeAPI:
 
     def prepare_power(self, trigger: str, uuid: str, caller: Caller) -> PreparedRequest:
         """``stop``, ``start`` or ``delete``."""
-        instance, updated = self._guarded(trigger, uuid, caller)
-        prepared = PreparedRequest(trigger, caller, instance, updated, None)
+        instance, fired, updated = self._guarded(trigger, uuid, caller)
+        prepared = PreparedRequest(trigger, caller, instance, updated, None, fired)
         kinds: dict[str, type[messages.StopInstance | messages.StartInstance]] = {
             "stop": messages.StopInstance,
             "start": messages.StartInstance,
@@ -301,18 +302,20 @@ class ComputeAPI:
         message: messages.Message
         if trigger == "delete":
             migration = self._deleting_resized(instance)
-            message = messages.TerminateInstance(
-                prepared.request_id,
-                instance.uuid,
-                instance.host,
-                confirm_request_id=None if migration is None else f"req-{uuidlib.uuid4()}",
-                migration_id=None if migration is None else migration.id,
-            )
-            prepared = attrs.evolve(
-                prepared,
-                migration=migration,
-                migration_status=None if migration is None else MigrationStatus.CONFIRMING,
-            )
+            if migration is None:
+                message = messages.TerminateInstance(
+                    prepared.request_id, instance.uuid, instance.host
+                )
+            else:  # confirmed first, on the move's source
+                message = messages.TerminateInstance(
+                    prepared.request_id,
+                    instance.uuid,
+                    migration.source_compute,
+                    confirm_request_id=f"req-{uuidlib.uuid4()}",
+                    migration_id=migration.id,
+                    phase=messages.DeletePhase.CONFIRM,
+                )
+            prepared = attrs.evolve(prepared, migration=migration)
         else:
             message = kinds[trigger](prepared.request_id, instance.uuid, instance.host)
         return attrs.evolve(prepared, message=message)
@@ -322,7 +325,7 @@ class ComputeAPI:
         if instance.vm_state is not VmState.RESIZED or instance.task_state is not None:
             return None
         try:
-            return self._finished_migration(instance)
+            return self._finished_migration(instance, "delete")
         except MigrationNotFoundByStatus:
             return None
 
@@ -338,14 +341,11 @@ class ComputeAPI:
         store = self._rt.store
         instance = prepared.instance
         with store.atomic():
-            store.save_instance(prepared.updated, expected_task_state=[prepared.read_task_state])
+            self._rt.save(prepared.fired, prepared.updated)
             migration = prepared.migration
-            if migration is not None and prepared.migration_status is not None:
-                changed = attrs.evolve(
-                    migration, status=prepared.migration_status, updated_at=self._rt.clock.now()
-                )
+            if migration is not None:
                 try:
-                    store.save_migration(changed, expected_status=[migration.status])
+                    self._rt.save_migration(prepared.fired, migration)
                 except UnexpectedMigrationStatusError:
                     if prepared.trigger == "abort_migration":
                         raise InstanceInvalidState(

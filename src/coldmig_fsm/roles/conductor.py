@@ -27,15 +27,13 @@ from __future__ import annotations
 import uuid as uuidlib
 from collections.abc import Callable, Collection, Mapping
 
-import attrs
-
 from coldmig_fsm import messages
 from coldmig_fsm.drivers.base import HypervisorDriver
 from coldmig_fsm.exceptions import ColdmigError, MaxRetriesExceeded, NoValidHost
 from coldmig_fsm.records import Instance, Migration, Outcome
 from coldmig_fsm.roles import claims, scheduler
-from coldmig_fsm.roles.runtime import Runtime
-from coldmig_fsm.states import MigrationStatus, MigrationType, TaskState
+from coldmig_fsm.roles.runtime import Runtime, moved
+from coldmig_fsm.states import MigrationType
 
 __all__ = ["Conductor"]
 
@@ -57,7 +55,7 @@ class Conductor:
             return None
         store = self._rt.store
         migration = store.get_migration(instance.migration_id)
-        held = migration.status is MigrationStatus.ERROR and store.allocations(migration.uuid)
+        held = migration.status.is_failed and store.allocations(migration.uuid)
         return migration if held else None
 
     def leftover_hosts(self, instance: Instance) -> set[str]:
@@ -102,7 +100,7 @@ class Conductor:
                     if message.flavor_id == instance.flavor
                     else MigrationType.RESIZE
                 ),
-                status=MigrationStatus.PRE_MIGRATING,
+                status=rt.machine.created_status("migrate_server"),
                 source_compute=instance.host,
                 old_flavor=instance.flavor,
                 new_flavor=message.flavor_id,
@@ -195,11 +193,9 @@ class Conductor:
         rt, store = self._rt, self._rt.store
         with store.atomic():
             current = store.get_instance(instance.uuid)
-            rolled, _ = rt.transition("schedule_failed", current)
-            store.save_instance(rolled, expected_task_state=[TaskState.RESIZE_PREP])
-            store.save_migration(
-                attrs.evolve(migration, status=MigrationStatus.ERROR, updated_at=rt.clock.now())
-            )
+            fired = rt.fire("schedule_failed", current, migration=migration)
+            rolled = moved(current, fired)
+            rt.save(fired, rolled, migration)
             claims.move_allocations(store, migration.uuid, instance.uuid)
             rt.fault(rolled, error, None)
             rt.notify("compute_task.migrate_server.error", rolled, None)

@@ -14,7 +14,7 @@ import attrs
 from coldmig_fsm.clock import Clock
 from coldmig_fsm.exceptions import ColdmigError
 from coldmig_fsm.guards import GuardContext
-from coldmig_fsm.machine import MACHINE, Machine
+from coldmig_fsm.machine import MACHINE, Fired, Machine
 from coldmig_fsm.records import (
     ActionEvent,
     Caller,
@@ -23,16 +23,24 @@ from coldmig_fsm.records import (
     Fault,
     Flavor,
     Instance,
+    Migration,
     Notification,
     Outcome,
     RequestRecord,
 )
 from coldmig_fsm.stores.memory import Store
 
-__all__ = ["SERVICE", "Runtime"]
+__all__ = ["SERVICE", "Runtime", "moved"]
 
 SERVICE = Caller.admin()
 """The identity of the services themselves (Nova's elevated context)."""
+
+
+def moved(instance: Instance, fired: Fired, **changes: Any) -> Instance:
+    """``instance`` in the state ``fired`` leads to, with ``changes`` (one copy)."""
+    return attrs.evolve(
+        instance, vm_state=fired.state.vm_state, task_state=fired.state.task_state, **changes
+    )
 
 
 @attrs.define
@@ -54,6 +62,22 @@ class Runtime:
             self._flavors[flavor_id] = found
         return found
 
+    def fire(
+        self,
+        trigger: str,
+        instance: Instance,
+        effect: Callable[[], Any] | None = None,
+        caller: Caller = SERVICE,
+        migration: Migration | None = None,
+    ) -> Fired:
+        """Fire ``trigger`` for ``instance`` (and its move's record ``migration``)."""
+        return self.machine.fire(
+            trigger,
+            GuardContext(trigger, caller, instance),
+            effect,
+            None if migration is None else migration.status,
+        )
+
     def transition(
         self,
         trigger: str,
@@ -66,11 +90,61 @@ class Runtime:
 
         ``changes`` are other fields to set on the returned record (one copy, not two).
         """
-        state, result = self.machine.fire(trigger, GuardContext(trigger, caller, instance), effect)
-        moved = attrs.evolve(
-            instance, vm_state=state.vm_state, task_state=state.task_state, **changes
-        )
-        return moved, result
+        fired = self.fire(trigger, instance, effect, caller)
+        return moved(instance, fired, **changes), fired.result
+
+    def save(
+        self,
+        fired: Fired,
+        instance: Instance,
+        migration: Migration | None = None,
+        **migration_changes: Any,
+    ) -> Migration | None:
+        """Save what ``fired`` decided, each record with its compare-and-swap.
+
+        ``instance`` is the record to save, already in ``fired.state`` (see :func:`moved`);
+        it is saved only if the task_state is still the one the trigger fired from.
+        ``migration`` (as read) is saved in the status the rule leads to, only if its
+        status is still the one read; a rule that holds the record saves it too, so a
+        concurrent change of status makes this step lose. Returns the saved migration.
+
+        Raises:
+            UnexpectedTaskStateError, UnexpectedMigrationStatusError: another writer won.
+        """
+        assert (instance.vm_state, instance.task_state) == (
+            fired.state.vm_state,
+            fired.state.task_state,
+        ), f"{fired.trigger}: the record to save is not in the state fired"
+        self.store.save_instance(instance, expected_task_state=[fired.expected_task_state])
+        if migration is None:
+            return None
+        return self.save_migration(fired, migration, **migration_changes)
+
+    def save_migration(self, fired: Fired, migration: Migration, **changes: Any) -> Migration:
+        """Save ``migration`` as ``fired`` decided (see :meth:`save`)."""
+        status = self.machine.migration_after(fired.trigger, migration.status)
+        if status is migration.status and not changes:
+            # The rule holds the record: saved as read, with the compare-and-swap.
+            self.store.save_migration(migration, expected_status=[migration.status])
+            return migration
+        updated = attrs.evolve(migration, status=status, updated_at=self.clock.now(), **changes)
+        self.store.save_migration(updated, expected_status=[migration.status])
+        return updated
+
+    def end_migration(self, trigger: str, migration: Migration) -> Migration:
+        """Move a record on by ``trigger``'s rule alone (no instance step: the record of a
+        move whose instance is gone, or one of several records a step ends)."""
+        status = self.machine.migration_after(trigger, migration.status)
+        if status is migration.status:
+            return migration
+        updated = attrs.evolve(migration, status=status, updated_at=self.clock.now())
+        self.store.save_migration(updated, expected_status=[migration.status])
+        return updated
+
+    def keep(self, read: Instance, changed: Instance) -> None:
+        """Save fields of an instance without a state change, with a compare-and-swap on
+        the task_state it was read with (the step loses if another writer moved it)."""
+        self.store.save_instance(changed, expected_task_state=[read.task_state])
 
     def notify(self, event_type: str, instance: Instance | None, host: str | None) -> None:
         self.store.add_notification(

@@ -22,7 +22,7 @@ Example::
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 import attrs
 
@@ -236,7 +236,7 @@ class Cloud:
         self._drivers = dict(drivers)
         self.conductor = Conductor(self.runtime, self._drivers)
         self._computes = {
-            host: ComputeService(self.runtime, driver, self._drivers)
+            host: ComputeService(self.runtime, driver)
             for host, driver in self._drivers.items()
         }
         self._down: set[str] = set()
@@ -438,7 +438,10 @@ class Cloud:
         A message armed to be lost (:meth:`lose_next`) is taken and dropped. A simulated
         crash in a driver call marks that host's compute service down.
         """
-        message = self.store.take_message([f"compute:{host}" for host in self._down])
+        return self._deliver([f"compute:{host}" for host in self._down])
+
+    def _deliver(self, held: Collection[str]) -> Message | None:
+        message = self.store.take_message(held)
         if message is None:
             return None
         for index, loss in enumerate(self._losses):
@@ -509,11 +512,33 @@ class Cloud:
         for host in hosts:
             if host in self._down:
                 continue
+            before = {m.request_id for m in self.store.pending_messages()}
             try:
-                recovered += reconcile([self.compute(host)])
+                started = reconcile([self.compute(host)])
             except SimulatedCrash as crash:
                 self._mark_down(crash.host)
+                continue
+            sent = {m.request_id for m in self.store.pending_messages()} - before
+            self._finish_recoveries(sent)
+            recovered += [self.store.get_instance(i.uuid) for i in started]
         return recovered
+
+    def _finish_recoveries(self, requests: set[str]) -> None:
+        """Deliver what a start-up recovery sent (its hops on other hosts), so that a
+        restart returns with its recovery done, unless a crash or a lost message stops
+        it. Only the destinations of those messages are served (oldest first, as
+        always); the rest of the queue waits for :meth:`step`."""
+        for _ in range(MAX_STEPS):
+            queue = self.store.pending_messages()
+            down = {f"compute:{host}" for host in self._down}
+            wanted = {
+                m.destination
+                for m in queue
+                if m.request_id in requests and m.destination not in down
+            }
+            if not wanted:
+                return
+            self._deliver({m.destination for m in queue} - wanted)
 
     def run_periodic_tasks(self) -> None:
         """Run the periodic tasks once on every running compute (auto-confirm:

@@ -8,7 +8,7 @@ when the committed files differ from what the machine generates now.
 from __future__ import annotations
 
 from coldmig_fsm.machine import MACHINE, Machine, Role
-from coldmig_fsm.states import MachineState
+from coldmig_fsm.states import MachineState, MigrationStatus
 
 __all__ = ["mermaid", "states_markdown"]
 
@@ -44,23 +44,79 @@ def states_markdown(machine: Machine = MACHINE) -> str:
         "",
         "## Transitions",
         "",
-        "Each trigger, who fires it, where it goes and its guards, in the order they run.",
+        "Each trigger, who fires it, where it goes, what it does to the move's migration",
+        "record (the statuses it accepts and the one it leads to; any other status refuses",
+        "the trigger) and its guards, in the order they run.",
         "",
-        "| trigger | role | from | to | guards | what happens |",
-        "|---|---|---|---|---|---|",
+        "| trigger | role | from | to | migration | guards | what happens |",
+        "|---|---|---|---|---|---|---|",
     ]
     for rule in machine.rules:
         sources = ", ".join(f"`{s.name}`" for s in sorted(rule.sources, key=_order))
         guards = "; ".join(repr(g) for g in rule.guards)
+        migration = "—" if rule.migration is None else rule.migration.describe()
         lines.append(
             f"| `{rule.trigger}` | {rule.role.value} | {sources} | {rule.target.describe()} | "
-            f"{guards} | {rule.doc} |"
+            f"{migration} | {guards} | {rule.doc} |"
         )
+    lines += [
+        "",
+        "## Migration records alone",
+        "",
+        "Steps of a migration record with no instance step.",
+        "",
+        "| trigger | role | migration | what happens |",
+        "|---|---|---|---|",
+    ]
+    for only in machine.migration_rules:
+        lines.append(
+            f"| `{only.trigger}` | {only.role.value} | {only.migration.describe()} | {only.doc} |"
+        )
+    lines += ["", *_lifecycle(machine)]
     return "\n".join(lines) + "\n"
+
+
+def _lifecycle(machine: Machine) -> list[str]:
+    """Each migration status and the triggers that lead out of it, and where."""
+    lines = [
+        "## Migration lifecycle",
+        "",
+        "Every status a migration record can have, and which trigger moves it where.",
+        "",
+        "| status | final | triggers that move it on |",
+        "|---|---|---|",
+    ]
+    changes = [(r.trigger, r.migration) for r in machine.rules if r.migration is not None]
+    changes += [(r.trigger, r.migration) for r in machine.migration_rules]
+    for status in MigrationStatus:
+        outs = sorted(
+            f"`{trigger}` → `{after.value}`"
+            for trigger, change in changes
+            for before, after in change.steps
+            if before is status and after is not None and after is not status
+        )
+        created = [f"created by `{t}`" for t, c in changes if c.creates is status]
+        final = "yes" if status.is_final else "no"
+        lines.append(f"| `{status.value}` | {final} | {', '.join(created + outs) or '—'} |")
+    return lines
 
 
 def _node(state: MachineState) -> str:
     return state.name.replace(":", "__").replace("-", "_")
+
+
+def _migration_label(machine: Machine, trigger: str) -> str:
+    """`` [pre-migrating → migrating]`` for a rule that moves one status to another."""
+    change = machine.rule(trigger).migration
+    if change is None:
+        return ""
+    if change.creates is not None:
+        return f" [creates {change.creates.value}]"
+    moves = [(b, a) for b, a in change.steps if a is not None and a is not b]
+    if len(change.steps) == 1 and len(moves) == 1:
+        before, after = moves[0]
+        return f" [{before.value} → {after.value}]"
+    return ""
 
 
 def mermaid(machine: Machine = MACHINE, include_failures: bool = False) -> str:
@@ -77,9 +133,8 @@ def mermaid(machine: Machine = MACHINE, include_failures: bool = False) -> str:
         if transition.trigger in noisy and not include_failures:
             continue
         used.update((transition.source, transition.dest))
-        edges.append(
-            f"    {_node(transition.source)} --> {_node(transition.dest)}: {transition.trigger}"
-        )
+        label = transition.trigger + _migration_label(machine, transition.trigger)
+        edges.append(f"    {_node(transition.source)} --> {_node(transition.dest)}: {label}")
     for state in sorted(used, key=_order):
         lines.append(f'    state "{state.name}" as {_node(state)}')
     lines += edges

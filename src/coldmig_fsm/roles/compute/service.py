@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any
 
 import attrs
 
@@ -31,26 +31,16 @@ from coldmig_fsm.exceptions import (
     MoveInterrupted,
     RequestRefused,
     UnableToMigrateToSelf,
-    UnexpectedTaskStateError,
 )
 from coldmig_fsm.guards import GuardContext
 from coldmig_fsm.records import Instance, InstanceAction, Migration, Outcome, RequestRecord
 from coldmig_fsm.roles import claims
-from coldmig_fsm.roles.runtime import SERVICE, Runtime
-from coldmig_fsm.states import MigrationStatus, PowerState, TaskState, VmState
+from coldmig_fsm.roles.moves import guest_touched, rollback_hosts
+from coldmig_fsm.roles.runtime import SERVICE, Runtime, moved
+from coldmig_fsm.states import PowerState, TaskState, VmState
 from coldmig_fsm.stores.memory import Store
 
 __all__ = ["ComputeService", "reconcile"]
-
-_MOVE_STATUSES_TO_ERROR = frozenset(
-    {
-        MigrationStatus.PRE_MIGRATING,
-        MigrationStatus.MIGRATING,
-        MigrationStatus.POST_MIGRATING,
-        MigrationStatus.CONFIRMING,
-        MigrationStatus.REVERTING,
-    }
-)
 
 
 class ComputeService:
@@ -59,19 +49,14 @@ class ComputeService:
     Args:
         runtime: the shared store, clock, configuration and machine.
         driver: this host's hypervisor driver.
-        peers: every host's driver, used only to clean a deleted instance's guest off the
-            other host of an unfinished move.
+
+    It calls only its own host's driver: what must happen on another host is a message
+    to that host's service.
     """
 
-    def __init__(
-        self,
-        runtime: Runtime,
-        driver: HypervisorDriver,
-        peers: Mapping[str, HypervisorDriver] | None = None,
-    ) -> None:
+    def __init__(self, runtime: Runtime, driver: HypervisorDriver) -> None:
         self._rt = runtime
         self._driver = driver
-        self._peers = peers if peers is not None else {driver.host: driver}
         self._handlers: dict[type[messages.Message], Callable[[Any], None]] = {
             messages.PrepResize: self.prep_resize,
             messages.ResizeInstance: self.resize_instance,
@@ -83,6 +68,7 @@ class ComputeService:
             messages.StartInstance: self.start_instance,
             messages.TerminateInstance: self.terminate_instance,
             messages.AbortMigration: self.abort_migration,
+            messages.RollBackMove: self.roll_back_move,
         }
 
     @property
@@ -97,11 +83,6 @@ class ComputeService:
     def runtime(self) -> Runtime:
         return self._rt
 
-    @property
-    def peers(self) -> Mapping[str, HypervisorDriver]:
-        """Every host's driver (this one included), for clean-ups across hosts."""
-        return self._peers
-
     def handle(self, message: messages.Message) -> None:
         handler = self._handlers.get(type(message))
         if handler is None:
@@ -114,23 +95,26 @@ class ComputeService:
         self,
         message: messages.Message,
         trigger: str,
+        migration: Migration,
         update: Callable[[Instance], Instance] | None = None,
-        expected: TaskState | None = None,
-    ) -> Instance | None:
-        """Load the instance, fire ``trigger`` and save it; ``None`` if the step lost a race."""
+    ) -> tuple[Instance, Migration] | None:
+        """Load the instance, fire ``trigger`` and save both records as it decided;
+        ``None`` if the step lost a race."""
         rt = self._rt
         try:
             with rt.store.atomic():
                 instance = rt.store.get_instance(message.instance_uuid)
-                moved, _ = rt.transition(trigger, instance)
+                fired = rt.fire(trigger, instance, migration=migration)
+                begun = moved(instance, fired)
                 if update is not None:
-                    moved = update(moved)
-                rt.store.save_instance(moved, expected_task_state=[instance.task_state])
+                    begun = update(begun)
+                saved = rt.save(fired, begun, migration)
         except ColdmigError as error:
             if not self._cancelled(message):
                 rt.settle(message.request_id, Outcome.FAILED, error)
             return None
-        return moved
+        assert saved is not None
+        return begun, saved
 
     def _settle_stranded(self, instance_uuid: str, event: str, error: BaseException) -> None:
         """Fail every other open request of the instance that has no message on its way.
@@ -151,12 +135,7 @@ class ComputeService:
         if migration_id is None:
             return False
         status = self._rt.store.get_migration(migration_id).status
-        return status is MigrationStatus.CANCELLED
-
-    def _save_migration(self, migration: Migration, status: MigrationStatus) -> Migration:
-        updated = attrs.evolve(migration, status=status, updated_at=self._rt.clock.now())
-        self._rt.store.save_migration(updated, expected_status=[migration.status])
-        return updated
+        return status.is_cancelling
 
     def fail_step(
         self,
@@ -175,9 +154,9 @@ class ComputeService:
         reported = error.inner if isinstance(error, InstanceFaultRollback) else error
         with store.atomic():
             current = store.get_instance(instance.uuid)
-            trigger = "rolled_back" if rollback else "errored"
-            ended, _ = rt.transition(trigger, current)
-            ended = attrs.evolve(ended, **dict(changes or {}))
+            latest = None if migration is None else store.get_migration(migration.id)
+            fired = rt.fire("rolled_back" if rollback else "errored", current, migration=latest)
+            ended = moved(current, fired, **dict(changes or {}))
             if rollback:
                 # As before the move, with no migration context or stashed old_vm_state
                 # left for a later recovery to roll back a second time (new_flavor stays,
@@ -189,11 +168,7 @@ class ComputeService:
                     migration_id=None,
                     system_metadata=metadata,
                 )
-            store.save_instance(ended, expected_task_state=[current.task_state])
-            if migration is not None:
-                latest = store.get_migration(migration.id)
-                if latest.status not in (MigrationStatus.ERROR, MigrationStatus.CANCELLED):
-                    self._save_migration(latest, MigrationStatus.ERROR)
+            rt.save(fired, ended, latest)
             if fix_claims is not None:
                 fix_claims()
             rt.fault(ended, reported, self.host)
@@ -209,7 +184,7 @@ class ComputeService:
         if instance.migration_id is None:
             return None
         migration = self._rt.store.get_migration(instance.migration_id)
-        reverted = migration.status is MigrationStatus.REVERTED
+        reverted = self._rt.machine.accepts("reverted_active", migration.status)
         holding = migration.source_compute in self._rt.store.allocations(migration.uuid)
         return migration if reverted and holding else None
 
@@ -236,11 +211,11 @@ class ComputeService:
         """Claim the new flavor here; stash ``old_vm_state``; set the flavors."""
         rt, store = self._rt, self._rt.store
         migration = store.get_migration(message.migration_id)
-        if migration.status is MigrationStatus.CANCELLED:
+        if migration.status.is_cancelling:
             return  # aborted: the abort step rolls back and settles the request
         try:
             instance = store.get_instance(message.instance_uuid)
-            rt.transition("prep_resize", instance)
+            fired = rt.fire("prep_resize", instance, migration=migration)
         except ColdmigError as error:
             rt.settle(message.request_id, Outcome.FAILED, error)
             return
@@ -265,17 +240,14 @@ class ComputeService:
                     )
                 claims.claim(store, instance.uuid, self.host, new_flavor.resources)
                 metadata = {**instance.system_metadata, "old_vm_state": instance.vm_state.value}
-                prepared = attrs.evolve(
+                prepared = moved(
                     instance,
+                    fired,
                     system_metadata=metadata,
                     new_flavor=new_flavor.id,
                     migration_id=migration.id,
                 )
-                store.save_instance(prepared, expected_task_state=[TaskState.RESIZE_PREP])
-                store.save_migration(
-                    attrs.evolve(migration, dest_compute=self.host, updated_at=rt.clock.now()),
-                    expected_status=[MigrationStatus.PRE_MIGRATING],
-                )
+                rt.save(fired, prepared, migration, dest_compute=self.host)
                 rt.notify("instance.resize_prep.end", prepared, self.host)
                 rt.event(message.request_id, "compute_prep_resize", self.host)
                 store.push_message(
@@ -287,7 +259,7 @@ class ComputeService:
             self._reschedule(message, instance, migration, error)
         except RequestRefused as refusal:
             # Lost a race (aborted, deleted, reset) after the first check: nothing written.
-            if store.get_migration(migration.id).status is not MigrationStatus.CANCELLED:
+            if not store.get_migration(migration.id).status.is_cancelling:
                 rt.settle(message.request_id, Outcome.FAILED, refusal)
 
     def _reschedule(
@@ -300,7 +272,8 @@ class ComputeService:
         """This host failed: try the next alternate with a fresh migration record."""
         rt, store = self._rt, self._rt.store
         with store.atomic():
-            self._save_migration(migration, MigrationStatus.ERROR)
+            fired = rt.fire("reschedule", instance, migration=migration)
+            rt.save_migration(fired, migration)
             claims.move_allocations(store, migration.uuid, instance.uuid)
             rt.event(message.request_id, "compute_prep_resize", self.host, error)
             store.push_message(
@@ -319,19 +292,14 @@ class ComputeService:
         """Power off and copy the disks to the destination; the instance moves there."""
         rt, store = self._rt, self._rt.store
         migration = store.get_migration(message.migration_id)
-        if migration.status is MigrationStatus.CANCELLED:
+        if migration.status.is_cancelling:
             return
         dest = migration.dest_compute
         assert dest is not None  # prep_resize filled it in
-
-        def start(instance: Instance) -> Instance:
-            self._save_migration(migration, MigrationStatus.MIGRATING)
-            return instance
-
-        moving = self._begin(message, "resize_instance", start)
-        if moving is None:
+        begun = self._begin(message, "resize_instance", migration)
+        if begun is None:
             return
-        migration = store.get_migration(migration.id)
+        moving, migration = begun
         rt.notify("instance.resize.start", moving, self.host)
         new_flavor = rt.flavor(migration.new_flavor)
         config = rt.config
@@ -346,7 +314,7 @@ class ComputeService:
             )
 
         try:
-            migrated, disk_info = rt.transition("resize_migrated", moving, effect=copy)
+            fired = rt.fire("resize_migrated", moving, effect=copy, migration=migration)
         except RequestRefused as refusal:
             rt.settle(message.request_id, Outcome.FAILED, refusal)
             return
@@ -362,10 +330,10 @@ class ComputeService:
             )
             return
         try:
+            disk_info: DiskInfo = fired.result
             with store.atomic():
-                self._save_migration(migration, MigrationStatus.POST_MIGRATING)
-                migrated = attrs.evolve(migrated, host=dest, node=dest)
-                store.save_instance(migrated, expected_task_state=[TaskState.RESIZE_MIGRATING])
+                migrated = moved(moving, fired, host=dest, node=dest)
+                rt.save(fired, migrated, migration)
                 rt.notify("instance.resize.end", migrated, self.host)
                 rt.event(message.request_id, "compute_resize_instance", self.host)
                 store.push_message(
@@ -387,18 +355,17 @@ class ComputeService:
         """Apply the new flavor and define the guest here; the instance is ``resized``."""
         rt, store = self._rt, self._rt.store
         migration = store.get_migration(message.migration_id)
-        if migration.status is MigrationStatus.CANCELLED:
+        if migration.status.is_cancelling:
             return
 
         def start(inst: Instance) -> Instance:
-            # Holding the migration at post-migrating is what makes abort lose from here on.
-            store.save_migration(migration, expected_status=[MigrationStatus.POST_MIGRATING])
             # Nova stashes the old flavor only now (a move failed earlier has none).
             return attrs.evolve(inst, flavor=migration.new_flavor, old_flavor=migration.old_flavor)
 
-        finishing = self._begin(message, "finish_resize", start)
-        if finishing is None:
+        begun = self._begin(message, "finish_resize", migration, start)
+        if begun is None:
             return
+        finishing, migration = begun
         rt.notify("instance.resize_finish.start", finishing, self.host)
         power_on = finishing.old_vm_state is not VmState.STOPPED
         flavor = rt.flavor(migration.new_flavor)
@@ -415,7 +382,7 @@ class ComputeService:
             )
 
         try:
-            finished, _ = rt.transition("resize_finished", finishing, effect=define)
+            fired = rt.fire("resize_finished", finishing, effect=define, migration=migration)
         except RequestRefused as refusal:
             rt.settle(message.request_id, Outcome.FAILED, refusal)
             return
@@ -434,9 +401,9 @@ class ComputeService:
             return
         try:
             with store.atomic():
-                self._save_migration(migration, MigrationStatus.FINISHED)
+                finished = moved(finishing, fired)
                 finished = attrs.evolve(finished, power_state=self._power_state(finished))
-                store.save_instance(finished, expected_task_state=[TaskState.RESIZE_FINISH])
+                rt.save(fired, finished, migration)
                 rt.notify("instance.resize_finish.end", finished, self.host)
                 rt.event(message.request_id, "compute_finish_resize", self.host)
                 rt.settle(message.request_id, Outcome.SUCCEEDED)
@@ -456,10 +423,11 @@ class ComputeService:
             return
         rt.notify("instance.resize_confirm.start", instance, self.host)
         try:
-            confirmed, _ = rt.transition(
+            fired = rt.fire(
                 trigger,
                 instance,
                 effect=lambda: self._driver.confirm_migration(instance, migration),
+                migration=migration,
             )
         except Exception as error:
             self.fail_step(
@@ -474,10 +442,9 @@ class ComputeService:
             return
         try:
             with store.atomic():
-                self._save_migration(migration, MigrationStatus.CONFIRMED)
                 claims.release(store, migration.uuid)
-                confirmed = _drop_move_state(confirmed)
-                store.save_instance(confirmed, expected_task_state=[None])
+                confirmed = _drop_move_state(moved(instance, fired))
+                rt.save(fired, confirmed, migration)
                 rt.notify("instance.resize_confirm.end", confirmed, self.host)
                 rt.event(message.request_id, "compute_confirm_resize", self.host)
                 rt.settle(message.request_id, Outcome.SUCCEEDED)
@@ -493,10 +460,11 @@ class ComputeService:
         instance = store.get_instance(message.instance_uuid)
         rt.notify("instance.exists", instance, self.host)
         try:
-            reverting, _ = rt.transition(
+            fired = rt.fire(
                 "revert_resize_on_dest",
                 instance,
                 effect=lambda: self._driver.destroy(instance, destroy_disks=True),
+                migration=migration,
             )
         except RequestRefused as refusal:
             rt.settle(message.request_id, Outcome.FAILED, refusal)
@@ -506,9 +474,8 @@ class ComputeService:
             return
         try:
             with store.atomic():
-                self._save_migration(migration, MigrationStatus.REVERTED)
                 claims.release(store, instance.uuid, self.host)
-                store.save_instance(reverting, expected_task_state=[TaskState.RESIZE_REVERTING])
+                rt.save(fired, moved(instance, fired), migration)
                 rt.event(message.request_id, "compute_revert_resize", self.host)
                 store.push_message(
                     messages.FinishRevertResize(
@@ -538,12 +505,13 @@ class ComputeService:
             # Claim and record move back together, before the driver call, so that a
             # crash in it leaves an instance whose host is where its claim is.
             claims.move_allocations(store, migration.uuid, instance.uuid)
-            store.save_instance(restored, expected_task_state=[TaskState.RESIZE_REVERTING])
+            rt.keep(instance, restored)
         try:
-            reverted, _ = rt.transition(
+            fired = rt.fire(
                 trigger,
                 restored,
                 effect=lambda: self._driver.finish_revert_migration(restored, migration, power_on),
+                migration=migration,
             )
         except Exception as error:
             changes = {
@@ -563,9 +531,9 @@ class ComputeService:
             )
             return
         with store.atomic():
-            reverted = _drop_move_state(reverted)
+            reverted = _drop_move_state(moved(restored, fired))
             reverted = attrs.evolve(reverted, power_state=self._power_state(reverted))
-            store.save_instance(reverted, expected_task_state=[TaskState.RESIZE_REVERTING])
+            rt.save(fired, reverted, migration)
             rt.event(message.request_id, "compute_finish_revert_resize", self.host)
         if not power_on:
             # Nova stops a reverted guest that was stopped through the ordinary stop path.
@@ -588,7 +556,7 @@ class ComputeService:
         rt.notify("instance.power_off.start", instance, self.host)
         config = rt.config
         try:
-            stopped, _ = rt.transition(
+            fired = rt.fire(
                 "powered_off",
                 instance,
                 effect=lambda: self._driver.power_off(
@@ -606,8 +574,9 @@ class ComputeService:
                 self._power_failed(message, instance, error, "compute_stop_instance")
             return False
         with store.atomic():
+            stopped = moved(instance, fired)
             stopped = attrs.evolve(stopped, power_state=self._power_state(stopped))
-            store.save_instance(stopped, expected_task_state=[TaskState.POWERING_OFF])
+            rt.save(fired, stopped)
             rt.notify("instance.power_off.end", stopped, self.host)
             rt.event(message.request_id, "compute_stop_instance", self.host)
         return True
@@ -618,34 +587,33 @@ class ComputeService:
         rt, store = self._rt, self._rt.store
         with store.atomic():
             current = store.get_instance(instance.uuid)
-            reverted, _ = rt.transition("power_action_failed", current)
+            fired = rt.fire("power_action_failed", current)
+            reverted = moved(current, fired)
             reverted = attrs.evolve(reverted, power_state=self._power_state(reverted))
-            store.save_instance(reverted, expected_task_state=[current.task_state])
+            rt.save(fired, reverted)
             rt.fault(reverted, error, self.host)
             rt.notify("compute.exception", reverted, self.host)
             rt.event(message.request_id, event, self.host, error)
-            rt.settle(message.request_id, Outcome.ROLLED_BACK, error)
+            self._settle_recovery(message, Outcome.ROLLED_BACK, error)
 
     def stop_instance(self, message: messages.StopInstance) -> None:
-        instance = self._rt.store.get_instance(message.instance_uuid)
-        if instance.task_state is not TaskState.POWERING_OFF:
-            self._rt.settle(
-                message.request_id,
-                Outcome.FAILED,
-                _unexpected(instance, TaskState.POWERING_OFF, "stop_instance"),
-            )
+        rt = self._rt
+        instance = rt.store.get_instance(message.instance_uuid)
+        if self._refused(message, "powered_off", instance):
             return
         if self._power_off(message, instance):
-            self._rt.settle(message.request_id, Outcome.SUCCEEDED)
+            if instance.vm_state is VmState.RESIZED:
+                # (start-up recovery) the stop that ends a revert ends the revert too.
+                current = rt.store.get_instance(instance.uuid)
+                rt.notify("instance.resize_revert.end", current, self.host)
+            self._settle_recovery(message, Outcome.SUCCEEDED, None)
 
     def start_instance(self, message: messages.StartInstance) -> None:
         rt, store = self._rt, self._rt.store
         instance = store.get_instance(message.instance_uuid)
         rt.notify("instance.power_on.start", instance, self.host)
         try:
-            started, _ = rt.transition(
-                "powered_on", instance, effect=lambda: self._driver.power_on(instance)
-            )
+            fired = rt.fire("powered_on", instance, effect=lambda: self._driver.power_on(instance))
         except RequestRefused as refusal:
             rt.settle(message.request_id, Outcome.FAILED, refusal)
             return
@@ -653,50 +621,182 @@ class ComputeService:
             self._power_failed(message, instance, error, "compute_start_instance")
             return
         with store.atomic():
+            started = moved(instance, fired)
             started = attrs.evolve(started, power_state=self._power_state(started))
-            store.save_instance(started, expected_task_state=[TaskState.POWERING_ON])
+            rt.save(fired, started)
             rt.notify("instance.power_on.end", started, self.host)
             rt.event(message.request_id, "compute_start_instance", self.host)
-            rt.settle(message.request_id, Outcome.SUCCEEDED)
+            self._settle_recovery(message, Outcome.SUCCEEDED, None)
 
-    # -- abort (not in Nova) and start-up recovery --------------------------------------
+    # -- abort (not in Nova) and the rollback of a move ---------------------------------
 
     def abort_migration(self, message: messages.AbortMigration) -> None:
-        """Roll back a move that the API cancelled before ``finish_resize`` started."""
+        """Roll back a move that the API cancelled before ``finish_resize`` started.
+
+        On the destination (when the copy may have left disks there) the disks are
+        removed and the message goes on to the source; on the source the guest comes back
+        as it was and the migration ends ``cancelled``.
+        """
         rt, store = self._rt, self._rt.store
         instance = store.get_instance(message.instance_uuid)
         migration = store.get_migration(message.migration_id)
-        if instance.task_state not in _ROLLBACK_TASKS:
-            error = _unexpected(instance, TaskState.RESIZE_PREP, "abort_migration")
-            rt.settle(message.request_id, Outcome.FAILED, error)
+        if self._refused(message, "aborted", instance):
             return
         cancelled = MigrationCancelled(
             f"Migration {migration.id} of instance {instance.describe()} was cancelled"
         )
-        done = roll_back_move(
-            self,
-            instance,
-            migration,
-            cancelled,
-            final_status=MigrationStatus.CANCELLED,
-            request_id=message.request_id,
-            event="compute_abort_migration",
-        )
+        event = "compute_abort_migration"
+        if not message.on_source:
+            if self._remove_copy(message, instance, migration, cancelled, event):
+                store.push_message(
+                    attrs.evolve(message, host=migration.source_compute, on_source=True)
+                )
+            return
+        done = self._roll_back(message, instance, migration, cancelled, "aborted", event)
         if done is not None:
             rt.settle(message.request_id, Outcome.SUCCEEDED)
             # A recovery that a crash interrupted before this abort can no longer finish.
             travelling = {m.request_id for m in store.pending_messages()}
             self._settle_interrupted_recoveries(done, travelling)
 
+    def roll_back_move(self, message: messages.RollBackMove) -> None:
+        """Start-up recovery's rollback of a move interrupted before ``finish_resize``:
+        the same two halves as an abort; the migration ends ``error`` (``cancelled`` if
+        an abort had been accepted)."""
+        store = self._rt.store
+        instance = store.get_instance(message.instance_uuid)
+        migration = (
+            None if message.migration_id is None else store.get_migration(message.migration_id)
+        )
+        if self._refused(message, "rolled_back", instance):
+            return
+        interrupted = MoveInterrupted(message.reason)
+        event = "compute_recover"
+        if not message.on_source:
+            assert migration is not None  # only a record's move visits its destination
+            if self._remove_copy(message, instance, migration, interrupted, event):
+                store.push_message(
+                    attrs.evolve(message, host=migration.source_compute, on_source=True)
+                )
+            else:
+                self._settle_recovery(message, Outcome.FAILED, interrupted)
+            return
+        aborting = migration is not None and migration.status.is_cancelling
+        trigger = "aborted" if aborting else "rolled_back"
+        done = self._roll_back(message, instance, migration, interrupted, trigger, event)
+        outcome = Outcome.ROLLED_BACK if done is not None else Outcome.FAILED
+        self._settle_recovery(message, outcome, interrupted)
+
+    def _remove_copy(
+        self,
+        message: messages.Message,
+        instance: Instance,
+        migration: Migration,
+        reason: ColdmigError,
+        event: str,
+    ) -> bool:
+        """(Destination) remove what the interrupted copy left here; ``False`` when that
+        failed (the instance is then in ``error``, back at the source with its claim)."""
+        source = migration.source_compute
+        at_source = attrs.evolve(instance, host=source, node=source)
+        try:
+            self._driver.destroy(at_source, destroy_disks=True)
+        except Exception as failure:  # the guest's state is unknown: error, not stuck
+            self._rollback_failed(message, instance, migration, failure, reason, event)
+            return False
+        return True
+
+    def _rollback_failed(
+        self,
+        message: messages.Message,
+        instance: Instance,
+        migration: Migration | None,
+        failure: Exception,
+        reason: ColdmigError,
+        event: str,
+    ) -> None:
+        source = migration.source_compute if migration is not None else instance.host
+
+        def fix_claims() -> None:
+            if migration is not None:
+                claims.back_on_source(self._rt.store, instance.uuid, migration.uuid)
+
+        # Its claims go back to the source, so the record says the source too.
+        at = {"host": source, "node": source}
+        self.fail_step(message, instance, migration, failure, event, fix_claims, changes=at)
+        if migration is not None and migration.request_id is not None:
+            self._rt.settle(migration.request_id, Outcome.FAILED, reason)
+
+    def _roll_back(
+        self,
+        message: messages.Message,
+        instance: Instance,
+        migration: Migration | None,
+        reason: ColdmigError,
+        trigger: str,
+        event: str,
+    ) -> Instance | None:
+        """(Source) undo a move that has not reached ``finish_resize``: the guest back
+        here as it was, claims here only, the migration as ``trigger``'s rule says; the
+        move's request is settled ``rolled_back`` with ``reason``. When the guest cannot
+        be brought back, the instance goes to ``error`` instead. Returns the saved
+        instance, ``None`` when it did not roll back."""
+        rt, store = self._rt, self._rt.store
+        source = migration.source_compute if migration is not None else instance.host
+        power_on = (instance.old_vm_state or instance.vm_state) is not VmState.STOPPED
+        at_source = attrs.evolve(instance, host=source, node=source)
+        touched = migration is not None and guest_touched(instance.task_state, rt.machine)
+
+        def restore() -> None:
+            if touched:
+                assert migration is not None
+                self._driver.finish_revert_migration(at_source, migration, power_on)
+
+        try:
+            fired = rt.fire(trigger, at_source, effect=restore, migration=migration)
+        except RequestRefused:
+            return None
+        except Exception as failure:  # the guest could not be brought back: error
+            self._rollback_failed(message, instance, migration, failure, reason, event)
+            return None
+        with store.atomic():
+            if migration is not None:
+                claims.back_on_source(store, instance.uuid, migration.uuid)
+            rolled = moved(at_source, fired)
+            metadata = {k: v for k, v in rolled.system_metadata.items() if k != "old_vm_state"}
+            rolled = attrs.evolve(
+                rolled,
+                flavor=migration.old_flavor if migration is not None else rolled.flavor,
+                power_state=self._driver.get_info(rolled).power_state,
+                migration_id=None,
+                system_metadata=metadata,
+            )
+            rt.save(fired, rolled, migration)
+            if trigger != "aborted":
+                rt.fault(rolled, reason, self.host)
+            rt.event(message.request_id, event, self.host)
+            move_request = migration.request_id if migration is not None else None
+            if move_request is not None:
+                settled = store.get_request(move_request)
+                if settled is not None and settled.outcome is Outcome.PENDING:
+                    # The move's own history says how it ended.
+                    rt.event(move_request, event, self.host, reason)
+                rt.settle(move_request, Outcome.ROLLED_BACK, reason)
+        return rolled
+
+    # -- start-up recovery ----------------------------------------------------------------
+
     def recover_instance(self, instance: Instance) -> None:
         """Bring one busy instance whose step was lost to a safe state (Nova's ``init_host``).
 
         By task_state: ``resize_prep``/``resize_migrating``/``resize_migrated`` roll back
-        to the source (guest as it was, claims on the source, migration ``error``);
-        ``resize_finish`` and ``resize_reverting`` go to ``error`` (the guest's location
-        is unknown); ``powering-off``/``powering-on`` finish the power action;
-        ``deleting`` finishes the delete. The recovery is recorded as an instance action
-        ``recover``, and the interrupted request is settled with ``MoveInterrupted``.
+        to the source (guest as it was, claims on the source, migration ``error``), by a
+        message to the destination and the source (:meth:`roll_back_move`);
+        ``resize_finish`` and ``resize_reverting`` go to ``error`` here (the guest's
+        location is unknown); ``powering-off``/``powering-on`` finish the power action and
+        ``deleting`` the delete, by a message to the instance's host. The recovery is
+        recorded as an instance action ``recover``; the interrupted requests are settled
+        with ``MoveInterrupted`` (or as the resumed action ends).
         """
         rt, store = self._rt, self._rt.store
         task = instance.task_state
@@ -718,80 +818,99 @@ class ComputeService:
             f"the compute service of {self.host} restarted while instance "
             f"{instance.describe()} was in task_state {task.value}"
         )
-        pending = [
+        pending = tuple(
             r.request_id
             for r in store.list_requests(instance.uuid)
             if r.outcome is Outcome.PENDING and r.request_id != request_id
-        ]
+        )
         migration = _open_migration(store, instance)
-        marker = messages.StopInstance(request_id, instance.uuid, self.host)
-        if task in _ROLLBACK_TASKS:
-            cancelled = migration is not None and migration.status is MigrationStatus.CANCELLED
-            done = roll_back_move(
-                self,
-                instance,
-                migration,
-                interrupted,
-                final_status=MigrationStatus.CANCELLED if cancelled else MigrationStatus.ERROR,
-                request_id=request_id,
-                event="compute_recover",
+        marker = messages.StopInstance(request_id, instance.uuid, self.host, also_settles=pending)
+        resumed: messages.Message | None = None
+        if instance.state in rt.machine.rule("abort_migration").sources:
+            # What an abort could still undo (before finish_resize), recovery undoes.
+            route = rollback_hosts(migration, task) or (instance.host,)
+            resumed = messages.RollBackMove(
+                request_id,
+                instance.uuid,
+                route[0],
+                None if migration is None else migration.id,
+                reason=str(interrupted),
+                on_source=len(route) == 1,
+                also_settles=pending,
             )
-            outcome = Outcome.ROLLED_BACK if done is not None else Outcome.FAILED
         elif task in (TaskState.RESIZE_FINISH, TaskState.RESIZE_REVERTING):
-            fix: Callable[[], None] | None = None
-            changes: dict[str, Any] = {}
-            if migration is not None and task is TaskState.RESIZE_FINISH:
-                # As a failed finish_migration: the destination keeps its claim.
-                source_side = migration
-
-                def fix() -> None:
-                    claims.release(store, source_side.uuid)
-
-            elif migration is not None and migration.status is MigrationStatus.REVERTED:
-                # The destination side of the revert was done: the instance belongs at
-                # the source, and so does its claim.
-                back = migration
-
-                def fix() -> None:
-                    claims.move_allocations(store, back.uuid, instance.uuid)
-
-                changes = {"host": back.source_compute, "node": back.source_compute}
-            self.fail_step(
-                marker, instance, migration, interrupted, "compute_recover", fix, changes=changes
-            )
-            outcome = Outcome.FAILED
+            self._recover_in_error(marker, instance, migration, interrupted)
         elif task is TaskState.POWERING_OFF:
-            outcome = Outcome.SUCCEEDED if self._power_off(marker, instance) else Outcome.FAILED
-            if outcome is Outcome.SUCCEEDED and instance.vm_state is VmState.RESIZED:
-                rt.notify(
-                    "instance.resize_revert.end", store.get_instance(instance.uuid), self.host
-                )
+            resumed = attrs.evolve(marker, host=instance.host)
         elif task is TaskState.POWERING_ON:
-            self.start_instance(messages.StartInstance(request_id, instance.uuid, self.host))
-            outcome = Outcome.SUCCEEDED
-        elif task is TaskState.DELETING:
-            self.terminate_instance(
-                messages.TerminateInstance(request_id, instance.uuid, self.host)
+            resumed = messages.StartInstance(
+                request_id, instance.uuid, instance.host, also_settles=pending
             )
-            outcome = Outcome.SUCCEEDED
+        elif task is TaskState.DELETING:
+            resumed = messages.TerminateInstance(
+                request_id, instance.uuid, instance.host, also_settles=pending
+            )
         else:
             # A task_state this library never sets (resize_confirming, say): the state is
             # outside the machine, so it is reset to error directly, with a fault.
             with store.atomic():
                 current = attrs.evolve(instance, vm_state=VmState.ERROR, task_state=None)
-                store.save_instance(current, expected_task_state=[task])
+                rt.keep(instance, current)
                 rt.fault(current, interrupted, self.host)
                 rt.event(request_id, "compute_recover", self.host, interrupted)
-            outcome = Outcome.FAILED
-        rt.settle(request_id, outcome, None if outcome is Outcome.SUCCEEDED else interrupted)
-        for other in pending:
-            request = store.get_request(other)
+        if resumed is not None:
+            store.push_message(resumed)
+            return
+        self._settle_recovery(marker, Outcome.FAILED, interrupted)
+
+    def _recover_in_error(
+        self,
+        marker: messages.Message,
+        instance: Instance,
+        migration: Migration | None,
+        interrupted: ColdmigError,
+    ) -> None:
+        """``resize_finish``/``resize_reverting``: the guest's location is unknown."""
+        store = self._rt.store
+        fix: Callable[[], None] | None = None
+        changes: dict[str, Any] = {}
+        if migration is not None and instance.task_state is TaskState.RESIZE_FINISH:
+            # As a failed finish_migration: the destination keeps its claim.
+            source_side = migration
+
+            def fix() -> None:
+                claims.release(store, source_side.uuid)
+
+        elif migration is not None and self._rt.machine.accepts(
+            "reverted_active", migration.status
+        ):
+            # The destination side of the revert was done: the instance belongs at the
+            # source, and so does its claim.
+            back = migration
+
+            def fix() -> None:
+                claims.move_allocations(store, back.uuid, instance.uuid)
+
+            changes = {"host": back.source_compute, "node": back.source_compute}
+        self.fail_step(
+            marker, instance, migration, interrupted, "compute_recover", fix, changes=changes
+        )
+
+    def _settle_recovery(
+        self, message: messages.Message, outcome: Outcome, error: BaseException | None
+    ) -> None:
+        """End a recovery (or a resumed action): its request and the instance's other
+        open requests it took over (``also_settles``), each with its own event."""
+        rt = self._rt
+        failed = None if outcome is Outcome.SUCCEEDED else error
+        rt.settle(message.request_id, outcome, failed)
+        for other in getattr(message, "also_settles", ()):
+            request = rt.store.get_request(other)
             if request is None or request.outcome is not Outcome.PENDING:
                 continue
             # The interrupted request's own history says how it ended.
-            error = None if outcome is Outcome.SUCCEEDED else interrupted
-            rt.event(other, "compute_recover", self.host, error)
-            rt.settle(other, outcome, error)
+            rt.event(other, "compute_recover", self.host, failed)
+            rt.settle(other, outcome, failed)
 
     # -- background work: start-up recovery and periodic tasks ---------------------------
 
@@ -801,9 +920,10 @@ class ComputeService:
         Every busy instance that involves this host (as its host, or as the source or
         destination of its open move; for a delete, any host of its earlier moves) and has
         no message on its way is brought to a safe state (:meth:`recover_instance`),
-        unless another involved host's service is down (its own restart recovers it). A
-        confirm whose message was lost is sent again. Host liveness is read from the
-        store's host records. Returns the instances recovered, as saved.
+        unless another involved host's service is down (its own restart recovers it).
+        What must happen on another host is sent there as a message. A confirm whose
+        message was lost is sent again. Host liveness is read from the store's host
+        records. Returns the instances whose recovery started, as saved.
         """
         store = self._rt.store
         travelling = store.pending_messages()
@@ -821,9 +941,10 @@ class ComputeService:
                 continue
             self.recover_instance(instance)
             recovered.append(store.get_instance(instance.uuid))
+        waiting = {m.instance_uuid for m in store.pending_messages()}
         for migration in store.list_migrations():
             if (
-                migration.status is MigrationStatus.CONFIRMING
+                self._rt.machine.accepts("confirmed_running", migration.status)
                 and migration.source_compute == self.host
                 and migration.instance_uuid not in waiting
             ):
@@ -851,6 +972,9 @@ class ComputeService:
     def _resume_confirm(self, migration: Migration) -> None:
         """Send a confirm again whose message was lost (removing a guest is idempotent)."""
         store = self._rt.store
+        instance = store.get_instance(migration.instance_uuid)
+        if instance.state not in self._rt.machine.rule("confirmed_running").sources:
+            return  # (being deleted, say) no longer waiting on its confirm
         pending = [
             r.request_id
             for r in store.list_requests(migration.instance_uuid)
@@ -889,8 +1013,8 @@ class ComputeService:
         now = rt.clock.now()
         due: list[tuple[Migration, str | None]] = []
         for migration in store.list_migrations():
-            if migration.dest_compute != self.host or migration.status is not (
-                MigrationStatus.FINISHED
+            if migration.dest_compute != self.host or not rt.machine.accepts(
+                "confirm_resize", migration.status
             ):
                 continue
             if migration.updated_at is not None and (
@@ -909,119 +1033,147 @@ class ComputeService:
             elif instance.vm_state is not VmState.RESIZED:
                 reason = f"instance is {instance.vm_state.value}, not resized"
             if reason is not None:
-                self._save_migration(migration, MigrationStatus.ERROR)
+                rt.end_migration("confirm_window_orphaned", migration)
             due.append((migration, reason))
         return due
 
     # -- delete -------------------------------------------------------------------------
 
     def terminate_instance(self, message: messages.TerminateInstance) -> None:
-        """Delete: confirm a pending move first, then destroy every guest, release every claim."""
+        """Delete, one host at a time (:class:`~coldmig_fsm.messages.DeletePhase`).
+
+        ``confirm`` (on a ``resized`` instance's source): confirm the move first.
+        ``delete`` (on the instance's host): destroy the guest here, then visit each other
+        host that a failed or unfinished move may have left a guest or disks on
+        (``clean``), then come back here (``finish``): the instance is ``deleted``, every
+        claim released. Each host destroys only its own guest.
+        """
         rt, store = self._rt, self._rt.store
         instance = store.get_instance(message.instance_uuid)
-        if instance.task_state is not TaskState.DELETING:
-            error = _unexpected(instance, TaskState.DELETING, "terminate_instance")
-            rt.settle(message.request_id, Outcome.FAILED, error)
+        if self._refused(message, "terminated", instance):
             return
-        confirm_first = message.confirm_request_id and message.migration_id is not None
-        if confirm_first and not self._confirm_on_delete(message, instance):
+        phase = message.phase
+        if phase is messages.DeletePhase.CONFIRM:
+            self._confirm_on_delete(message, instance)
             return
-        rt.notify("instance.delete.start", instance, self.host)
-        rt.notify("instance.shutdown.start", instance, self.host)
-        # Open moves, and an abort whose own hop never ran (cancelled, still holding).
-        unfinished_abort = {
-            m.id
-            for m in store.list_migrations(instance.uuid)
-            if m.status is MigrationStatus.CANCELLED and store.allocations(m.uuid)
-        }
-        open_moves = [
-            m
-            for m in store.list_migrations(instance.uuid)
-            if not m.status.is_final or m.id in unfinished_abort
-        ]
+        if phase is messages.DeletePhase.FINISH:
+            self._finish_delete(message, instance)
+            return
+        if phase is messages.DeletePhase.DELETE:
+            rt.notify("instance.delete.start", instance, self.host)
+            rt.notify("instance.shutdown.start", instance, self.host)
+        try:
+            self._driver.destroy(instance, destroy_disks=True)
+        except Exception as error:
+            self._delete_failed(message, instance, error)
+            return
+        if phase is messages.DeletePhase.DELETE:
+            remaining = tuple(sorted(self._guest_hosts(instance) - {self.host}))
+        else:
+            remaining = message.clean
+        if remaining:
+            store.push_message(
+                attrs.evolve(
+                    message,
+                    host=remaining[0],
+                    phase=messages.DeletePhase.CLEAN,
+                    clean=remaining[1:],
+                )
+            )
+        elif phase is messages.DeletePhase.CLEAN:
+            store.push_message(
+                attrs.evolve(message, host=instance.host, phase=messages.DeletePhase.FINISH)
+            )
+        else:
+            self._finish_delete(message, instance)
+
+    def _guest_hosts(self, instance: Instance) -> set[str]:
+        """Every host that may hold a guest or disks of ``instance``: its own, and both
+        hosts of each move that is open, failed, or that the instance still refers to
+        (a confirmed, cancelled or completely reverted one has left nothing)."""
+        machine = self._rt.machine
         hosts = {instance.host}
-        for migration in store.list_migrations(instance.uuid):
-            # A move still open, failed, or that the instance still refers to may have left
-            # a guest on either host; a confirmed, cancelled (its abort done) or
-            # finished-revert one has not.
+        for migration in self._rt.store.list_migrations(instance.uuid):
             current = migration.id == instance.migration_id
             clean = (
-                migration.status in _CLEAN_ENDS
-                and migration.id not in unfinished_abort
-                and not (current and migration.status is MigrationStatus.REVERTED)
+                migration.status.is_final
+                and not migration.status.is_failed
+                and not (current and machine.accepts("reverted_active", migration.status))
             )
             if not clean:
                 hosts.update(h for h in (migration.source_compute, migration.dest_compute) if h)
+        return hosts
 
-        def destroy_everywhere() -> None:
-            for host in sorted(hosts):
-                driver = self._peers.get(host)
-                if driver is not None:
-                    driver.destroy(instance, destroy_disks=True)
+    def _delete_failed(
+        self, message: messages.TerminateInstance, instance: Instance, error: Exception
+    ) -> None:
+        store = self._rt.store
+        open_moves = [m for m in store.list_migrations(instance.uuid) if not m.status.is_final]
+        move = open_moves[-1] if open_moves else None  # it ends in error with the instance
+        halfway = self._unfinished_revert(instance)
+        if move is None and halfway is not None:
+            # The revert's dest half ran (dest guest and claim gone), its source half did
+            # not: the guest and the claim left are the source's, so that is where the
+            # instance ends, in error, with the claim back on it.
+            self.fail_step(
+                message,
+                instance,
+                halfway,
+                error,
+                "compute_terminate_instance",
+                lambda: claims.back_on_source(store, instance.uuid, halfway.uuid),
+                changes={"host": halfway.source_compute, "node": halfway.source_compute},
+            )
+            return
+        fix: Callable[[], None] | None = None
+        if move is not None and instance.host == move.source_compute:
+            # The move had not taken the instance away yet: as every failure before the
+            # guest leaves the source, the claims go back to the source.
+            moving = move
 
-        try:
-            gone, _ = rt.transition("terminated", instance, effect=destroy_everywhere)
-        except RequestRefused as refusal:
-            rt.settle(message.request_id, Outcome.FAILED, refusal)
-            return
-        except Exception as error:
-            move = open_moves[-1] if open_moves else None  # it ends in error with the instance
-            if move is not None and move.status is MigrationStatus.CANCELLED:
-                # Its abort never completed: what it holds is a failed move's leftover.
-                move = self._save_migration(move, MigrationStatus.ERROR)
-            halfway = self._unfinished_revert(instance)
-            if move is None and halfway is not None:
-                # The revert's dest half ran (dest guest and claim gone), its source half
-                # did not: the guest and the claim left are the source's, so that is where
-                # the instance ends, in error, with the claim back on it.
-                self.fail_step(
-                    message,
-                    instance,
-                    halfway,
-                    error,
-                    "compute_terminate_instance",
-                    lambda: claims.back_on_source(store, instance.uuid, halfway.uuid),
-                    changes={"host": halfway.source_compute, "node": halfway.source_compute},
-                )
-                return
-            self.fail_step(message, instance, move, error, "compute_terminate_instance")
-            return
+            def fix() -> None:
+                claims.back_on_source(store, instance.uuid, moving.uuid)
+
+        self.fail_step(message, instance, move, error, "compute_terminate_instance", fix)
+
+    def _finish_delete(self, message: messages.TerminateInstance, instance: Instance) -> None:
+        """Every guest is gone: the records. Each open move fails with the instance (an
+        abort not yet carried out is cancelled), every claim is released."""
+        rt, store = self._rt, self._rt.store
+        fired = rt.fire("terminated", instance)
         with store.atomic():
-            for migration in open_moves:
-                if migration.status is not MigrationStatus.CANCELLED:
-                    self._save_migration(migration, MigrationStatus.ERROR)
-            # An errored move may still hold what its failed step left: release it too.
             for migration in store.list_migrations(instance.uuid):
+                rt.end_migration("terminated", migration)
+                # An errored move may still hold what its failed step left: released too.
                 claims.release(store, migration.uuid)
             claims.release(store, instance.uuid)
             # As Nova: a deleted instance keeps the flavors a failed move stashed (a
             # confirm on delete has cleared them).
-            kept = (None, None) if confirm_first else (gone.old_flavor, gone.new_flavor)
+            confirmed = message.confirm_request_id is not None
             gone = attrs.evolve(
-                _drop_move_state(gone),
+                _drop_move_state(moved(instance, fired)),
                 power_state=PowerState.NOSTATE,
-                old_flavor=kept[0],
-                new_flavor=kept[1],
+                old_flavor=None if confirmed else instance.old_flavor,
+                new_flavor=None if confirmed else instance.new_flavor,
             )
-            store.save_instance(gone, expected_task_state=[TaskState.DELETING])
+            rt.save(fired, gone)
             rt.notify("instance.shutdown.end", gone, self.host)
             rt.notify("instance.delete.end", gone, self.host)
             rt.event(message.request_id, "compute_terminate_instance", self.host)
-            rt.settle(message.request_id, Outcome.SUCCEEDED)
+            self._settle_recovery(message, Outcome.SUCCEEDED, None)
             # Whatever else was still under way on this instance ends with it.
             gone_error = InstanceNotFound(f"Instance {instance.uuid} was deleted meanwhile.")
             self._settle_stranded(instance.uuid, "compute_terminate_instance", gone_error)
 
-    def _confirm_on_delete(self, message: messages.TerminateInstance, instance: Instance) -> bool:
-        """Confirm the move of a ``resized`` instance being deleted (source guest removed)."""
+    def _confirm_on_delete(self, message: messages.TerminateInstance, instance: Instance) -> None:
+        """(Source) confirm the move of a ``resized`` instance being deleted: remove the
+        source guest and its claim, then send the delete on to the instance's host."""
         rt, store = self._rt, self._rt.store
         assert message.confirm_request_id is not None and message.migration_id is not None
         migration = store.get_migration(message.migration_id)
         rt.notify("instance.resize_confirm.start", instance, self.host)
-        source = self._peers.get(migration.source_compute)
         try:
-            if source is not None:
-                source.confirm_migration(instance, migration)
+            self._driver.confirm_migration(instance, migration)
         except Exception as error:
             confirm = attrs.evolve(message, request_id=message.confirm_request_id)
             self.fail_step(
@@ -1033,44 +1185,19 @@ class ComputeService:
                 lambda: claims.release(store, migration.uuid),
             )
             rt.settle(message.request_id, Outcome.FAILED, error)
-            return False
+            return
         with store.atomic():
-            self._save_migration(migration, MigrationStatus.CONFIRMED)
+            rt.end_migration("confirmed_on_delete", migration)
             claims.release(store, migration.uuid)
             rt.notify("instance.resize_confirm.end", instance, self.host)
             rt.event(message.confirm_request_id, "compute_confirm_resize", self.host)
             rt.settle(message.confirm_request_id, Outcome.SUCCEEDED)
-        return True
+            store.push_message(
+                attrs.evolve(message, host=instance.host, phase=messages.DeletePhase.DELETE)
+            )
 
 
-# --- recovery and abort (methods of ComputeService, kept together here) ------------------
-
-
-_CLEAN_ENDS: Final = frozenset(
-    {MigrationStatus.CONFIRMED, MigrationStatus.REVERTED, MigrationStatus.CANCELLED}
-)
-_ROLLBACK_TASKS: Final = frozenset(
-    {TaskState.RESIZE_PREP, TaskState.RESIZE_MIGRATING, TaskState.RESIZE_MIGRATED}
-)
-_GUEST_TOUCHED: Final = frozenset({TaskState.RESIZE_MIGRATING, TaskState.RESIZE_MIGRATED})
-
-
-def _open_migration(store: Store, instance: Instance) -> Migration | None:
-    """The instance's move in progress: its migration context, else its last open record.
-
-    A ``cancelled`` record counts only while its move's request is open (the abort's
-    rollback has not run yet): an earlier move, aborted and rolled back, must not be
-    rolled back a second time by the recovery of a later one, which would release the
-    instance's own claim.
-    """
-    if instance.migration_id is not None:
-        return store.get_migration(instance.migration_id)
-    for migration in reversed(store.list_migrations(instance.uuid)):
-        if not migration.status.is_final:
-            return migration
-        if migration.status is MigrationStatus.CANCELLED and _request_open(store, migration):
-            return migration
-    return None
+# --- module helpers ---------------------------------------------------------------------
 
 
 def _request_open(store: Store, migration: Migration) -> bool:
@@ -1080,92 +1207,23 @@ def _request_open(store: Store, migration: Migration) -> bool:
     return request is None or request.outcome is Outcome.PENDING
 
 
-def roll_back_move(
-    service: ComputeService,
-    instance: Instance,
-    migration: Migration | None,
-    error: ColdmigError,
-    *,
-    final_status: MigrationStatus,
-    request_id: str,
-    event: str,
-) -> Instance | None:
-    """Undo a move that has not reached ``finish_resize``: the guest back on the source.
+def _open_migration(store: Store, instance: Instance) -> Migration | None:
+    """The instance's move in progress: its migration context, else its last open record
+    (an accepted abort not yet carried out included).
 
-    Used by ``abort_migration`` and by the restart of a compute service. Claims end on the
-    source only; the migration ends in ``final_status``; the move's request is settled
-    ``rolled_back`` with ``error``. When the guest cannot be brought back, the instance
-    goes to ``error`` instead (and the request is ``failed``). Returns the saved instance.
+    A failed move keeps its record as the instance's context (so that the next move finds
+    what it left, see the conductor); once that move's request has ended, the context is
+    not the move in progress, and rolling it back again would release the instance's own
+    claim.
     """
-    rt, store = service.runtime, service.runtime.store
-    source = migration.source_compute if migration is not None else instance.host
-    dest = migration.dest_compute if migration is not None else None
-    old = instance.old_vm_state or instance.vm_state
-    power_on = old is not VmState.STOPPED
-    at_source = attrs.evolve(instance, host=source, node=source)
-
-    def restore() -> None:
-        if instance.task_state not in _GUEST_TOUCHED or migration is None:
-            return
-        if dest is not None and dest != source and dest in service.peers:
-            service.peers[dest].destroy(at_source, destroy_disks=True)
-        service.peers[source].finish_revert_migration(at_source, migration, power_on)
-
-    move_request = migration.request_id if migration is not None else None
-
-    def fix_claims() -> None:
-        if migration is not None:
-            claims.back_on_source(store, instance.uuid, migration.uuid)
-
-    try:
-        rolled, _ = rt.transition("rolled_back", at_source, effect=restore)
-    except RequestRefused:
-        return None
-    except Exception as failure:  # the guest could not be brought back: error, not stuck
-        marker = messages.StopInstance(request_id, instance.uuid, service.host)
-        # Its claims go back to the source, so the record says the source too.
-        at = {"host": source, "node": source}
-        service.fail_step(marker, instance, migration, failure, event, fix_claims, changes=at)
-        if move_request is not None:
-            rt.settle(move_request, Outcome.FAILED, error)
-        return None
-    with store.atomic():
-        if migration is not None:
-            latest = store.get_migration(migration.id)
-            if latest.status is not final_status:
-                store.save_migration(
-                    attrs.evolve(latest, status=final_status, updated_at=rt.clock.now())
-                )
-        fix_claims()
-        driver = service.peers.get(source)
-        power = driver.get_info(rolled).power_state if driver is not None else rolled.power_state
-        metadata = {k: v for k, v in rolled.system_metadata.items() if k != "old_vm_state"}
-        rolled = attrs.evolve(
-            rolled,
-            flavor=migration.old_flavor if migration is not None else rolled.flavor,
-            power_state=power,
-            migration_id=None,
-            system_metadata=metadata,
-        )
-        store.save_instance(rolled, expected_task_state=[instance.task_state])
-        if final_status is MigrationStatus.ERROR:
-            rt.fault(rolled, error, service.host)
-        rt.event(request_id, event, service.host)
-        if move_request is not None:
-            settled = store.get_request(move_request)
-            if settled is not None and settled.outcome is Outcome.PENDING:
-                # The move's own history says how it ended.
-                rt.event(move_request, event, service.host, error)
-            rt.settle(move_request, Outcome.ROLLED_BACK, error)
-    return rolled
-
-
-def _unexpected(instance: Instance, expected: TaskState, step: str) -> ColdmigError:
-    actual = instance.task_state.value if instance.task_state else "None"
-    return UnexpectedTaskStateError(
-        f"Unexpected task state: expecting [{expected.value}] but the actual state is "
-        f"{actual} (instance {instance.describe()}, step {step})"
-    )
+    if instance.migration_id is not None:
+        current = store.get_migration(instance.migration_id)
+        if not (current.status.is_failed and not _request_open(store, current)):
+            return current
+    for migration in reversed(store.list_migrations(instance.uuid)):
+        if not migration.status.is_final:
+            return migration
+    return None
 
 
 def _drop_move_state(instance: Instance) -> Instance:
