@@ -38,9 +38,10 @@ from coldmig_fsm import (
 from coldmig_fsm.guards import require_task_state
 from coldmig_fsm.machine import TABLE
 from coldmig_fsm.messages import ConfirmResize, FinishRevertResize
-from coldmig_fsm.records import Instance, Migration
 from coldmig_fsm.roles import claims as claims_module
-from coldmig_fsm.roles.compute import service as compute_module
+from coldmig_fsm.roles.compute import move as move_module
+from coldmig_fsm.roles.compute import resize_end as compute_module
+from coldmig_fsm.roles.compute.hops import Step
 from coldmig_fsm.stores.memory import Store
 from coldmig_fsm.testing import ColdMigrationMachine
 from coldmig_fsm.verification.explorer import apply, check_step, observe
@@ -130,15 +131,12 @@ def api_task_guard_widened(monkeypatch: pytest.MonkeyPatch) -> Callable[[], Clou
 def rollback_forgets_dest_claim(monkeypatch: pytest.MonkeyPatch) -> Callable[[], Cloud]:
     """A failed resize_instance gives the source claim back but keeps the destination's."""
 
-    def mutant(
-        self: ComputeService, instance: Instance, migration: Migration
-    ) -> Callable[[], None]:
-        def fix() -> None:
-            claims_module.move_allocations(self.runtime.store, migration.uuid, instance.uuid)
+    def mutant(step: Step) -> None:
+        assert step.migration is not None
+        claims_module.move_allocations(step.runtime.store, step.migration.uuid, step.instance.uuid)
 
-        return fix
-
-    monkeypatch.setattr(ComputeService, "_claims_back_on_source", mutant)
+    hop = attrs.evolve(move_module.RESIZE_INSTANCE, failure_claims=mutant)
+    monkeypatch.setattr(move_module, "RESIZE_INSTANCE", hop)
     return default_cloud
 
 

@@ -1,0 +1,214 @@
+"""Power actions and delete: ``stop_instance``, ``start_instance`` and the phases of
+``terminate_instance`` (each on the host whose guest it touches)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from coldmig_fsm import messages
+from coldmig_fsm.exceptions import InstanceNotFound
+from coldmig_fsm.records import Instance, Outcome
+from coldmig_fsm.roles import claims
+from coldmig_fsm.roles.compute.hops import Failure, Hop, HopRunner, Step, drop_move_state
+from coldmig_fsm.roles.runtime import moved
+from coldmig_fsm.states import PowerState, VmState
+
+__all__ = ["START_INSTANCE", "PowerAndDelete"]
+
+
+def _power_on(step: Step) -> None:
+    """power_on"""
+    step.driver.power_on(step.instance)
+
+
+START_INSTANCE = Hop(
+    trigger="powered_on",
+    event="compute_start_instance",
+    start="instance.power_on.start",
+    end="instance.power_on.end",
+    effect=_power_on,
+    refresh_power=True,
+    on_failure=Failure.REVERT_POWER,
+)
+"""The instance's host: power the guest on."""
+
+
+class PowerAndDelete(HopRunner):
+    """Power and delete hops of one compute service."""
+
+    def stop_instance(self, message: messages.StopInstance) -> None:
+        rt = self._rt
+        instance = rt.store.get_instance(message.instance_uuid)
+        if self._refused(message, "powered_off", instance):
+            return
+        if self._power_off(message, instance):
+            if instance.vm_state is VmState.RESIZED:
+                # (start-up recovery) the stop that ends a revert ends the revert too.
+                current = rt.store.get_instance(instance.uuid)
+                rt.notify("instance.resize_revert.end", current, self.host)
+            self._settle_recovery(message, Outcome.SUCCEEDED, None)
+
+    def start_instance(self, message: messages.StartInstance) -> None:
+        """Power the guest on (:data:`START_INSTANCE`)."""
+        self.run_hop(START_INSTANCE, message)
+
+    # -- delete -------------------------------------------------------------------------
+
+    def terminate_instance(self, message: messages.TerminateInstance) -> None:
+        """Delete, one host at a time (:class:`~coldmig_fsm.messages.DeletePhase`).
+
+        ``confirm`` (on a ``resized`` instance's source): confirm the move first.
+        ``delete`` (on the instance's host): destroy the guest here, then visit each other
+        host that a failed or unfinished move may have left a guest or disks on
+        (``clean``), then come back here (``finish``): the instance is ``deleted``, every
+        claim released. Each host destroys only its own guest.
+        """
+        rt, store = self._rt, self._rt.store
+        instance = store.get_instance(message.instance_uuid)
+        if self._refused(message, "terminated", instance):
+            return
+        phase = message.phase
+        if phase is messages.DeletePhase.CONFIRM:
+            self._confirm_on_delete(message, instance)
+            return
+        if phase is messages.DeletePhase.FINISH:
+            self._finish_delete(message, instance)
+            return
+        if phase is messages.DeletePhase.DELETE:
+            rt.notify("instance.delete.start", instance, self.host)
+            rt.notify("instance.shutdown.start", instance, self.host)
+        try:
+            self._driver.destroy(instance, destroy_disks=True)
+        except Exception as error:
+            self._delete_failed(message, instance, error)
+            return
+        if phase is messages.DeletePhase.DELETE:
+            remaining = tuple(sorted(self._guest_hosts(instance) - {self.host}))
+        else:
+            remaining = message.clean
+        if remaining:
+            store.push_message(
+                attrs.evolve(
+                    message,
+                    host=remaining[0],
+                    phase=messages.DeletePhase.CLEAN,
+                    clean=remaining[1:],
+                )
+            )
+        elif phase is messages.DeletePhase.CLEAN:
+            store.push_message(
+                attrs.evolve(message, host=instance.host, phase=messages.DeletePhase.FINISH)
+            )
+        else:
+            self._finish_delete(message, instance)
+
+    def _guest_hosts(self, instance: Instance) -> set[str]:
+        """Every host that may hold a guest or disks of ``instance``: its own, and both
+        hosts of each move that is open, failed, or that the instance still refers to
+        (a confirmed, cancelled or completely reverted one has left nothing)."""
+        machine = self._rt.machine
+        hosts = {instance.host}
+        for migration in self._rt.store.list_migrations(instance.uuid):
+            current = migration.id == instance.migration_id
+            clean = (
+                migration.status.is_final
+                and not migration.status.is_failed
+                and not (current and machine.accepts("reverted_active", migration.status))
+            )
+            if not clean:
+                hosts.update(h for h in (migration.source_compute, migration.dest_compute) if h)
+        return hosts
+
+    def _delete_failed(
+        self, message: messages.TerminateInstance, instance: Instance, error: Exception
+    ) -> None:
+        store = self._rt.store
+        open_moves = [m for m in store.list_migrations(instance.uuid) if not m.status.is_final]
+        move = open_moves[-1] if open_moves else None  # it ends in error with the instance
+        halfway = self._unfinished_revert(instance)
+        if move is None and halfway is not None:
+            # The revert's dest half ran (dest guest and claim gone), its source half did
+            # not: the guest and the claim left are the source's, so that is where the
+            # instance ends, in error, with the claim back on it.
+            self.fail_step(
+                message,
+                instance,
+                halfway,
+                error,
+                "compute_terminate_instance",
+                lambda: claims.back_on_source(store, instance.uuid, halfway.uuid),
+                changes={"host": halfway.source_compute, "node": halfway.source_compute},
+            )
+            return
+        fix: Callable[[], None] | None = None
+        if move is not None and instance.host == move.source_compute:
+            # The move had not taken the instance away yet: as every failure before the
+            # guest leaves the source, the claims go back to the source.
+            moving = move
+
+            def fix() -> None:
+                claims.back_on_source(store, instance.uuid, moving.uuid)
+
+        self.fail_step(message, instance, move, error, "compute_terminate_instance", fix)
+
+    def _finish_delete(self, message: messages.TerminateInstance, instance: Instance) -> None:
+        """Every guest is gone: the records. Each open move fails with the instance (an
+        abort not yet carried out is cancelled), every claim is released."""
+        rt, store = self._rt, self._rt.store
+        fired = rt.fire("terminated", instance)
+        with store.atomic():
+            for migration in store.list_migrations(instance.uuid):
+                rt.end_migration("terminated", migration)
+                # An errored move may still hold what its failed step left: released too.
+                claims.release(store, migration.uuid)
+            claims.release(store, instance.uuid)
+            # As Nova: a deleted instance keeps the flavors a failed move stashed (a
+            # confirm on delete has cleared them).
+            confirmed = message.confirm_request_id is not None
+            gone = attrs.evolve(
+                drop_move_state(moved(instance, fired)),
+                power_state=PowerState.NOSTATE,
+                old_flavor=None if confirmed else instance.old_flavor,
+                new_flavor=None if confirmed else instance.new_flavor,
+            )
+            rt.save(fired, gone)
+            rt.notify("instance.shutdown.end", gone, self.host)
+            rt.notify("instance.delete.end", gone, self.host)
+            rt.event(message.request_id, "compute_terminate_instance", self.host)
+            self._settle_recovery(message, Outcome.SUCCEEDED, None)
+            # Whatever else was still under way on this instance ends with it.
+            gone_error = InstanceNotFound(f"Instance {instance.uuid} was deleted meanwhile.")
+            self._settle_stranded(instance.uuid, "compute_terminate_instance", gone_error)
+
+    def _confirm_on_delete(self, message: messages.TerminateInstance, instance: Instance) -> None:
+        """(Source) confirm the move of a ``resized`` instance being deleted: remove the
+        source guest and its claim, then send the delete on to the instance's host."""
+        rt, store = self._rt, self._rt.store
+        assert message.confirm_request_id is not None and message.migration_id is not None
+        migration = store.get_migration(message.migration_id)
+        rt.notify("instance.resize_confirm.start", instance, self.host)
+        try:
+            self._driver.confirm_migration(instance, migration)
+        except Exception as error:
+            confirm = attrs.evolve(message, request_id=message.confirm_request_id)
+            self.fail_step(
+                confirm,
+                instance,
+                migration,
+                error,
+                "compute_confirm_resize",
+                lambda: claims.release(store, migration.uuid),
+            )
+            rt.settle(message.request_id, Outcome.FAILED, error)
+            return
+        with store.atomic():
+            rt.end_migration("confirmed_on_delete", migration)
+            claims.release(store, migration.uuid)
+            rt.notify("instance.resize_confirm.end", instance, self.host)
+            rt.event(message.confirm_request_id, "compute_confirm_resize", self.host)
+            rt.settle(message.confirm_request_id, Outcome.SUCCEEDED)
+            store.push_message(
+                attrs.evolve(message, host=instance.host, phase=messages.DeletePhase.DELETE)
+            )

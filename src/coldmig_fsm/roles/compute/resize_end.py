@@ -1,0 +1,147 @@
+"""The end of a move: ``confirm_resize`` (source), ``revert_resize`` (destination) and
+``finish_revert_resize`` (source)."""
+
+from __future__ import annotations
+
+import attrs
+
+from coldmig_fsm import messages
+from coldmig_fsm.records import Instance, Migration, Outcome
+from coldmig_fsm.roles import claims
+from coldmig_fsm.roles.compute.hops import Hop, HopRunner, Step, drop_move_state
+from coldmig_fsm.roles.runtime import moved
+from coldmig_fsm.states import PowerState, VmState
+
+__all__ = ["CONFIRM_RESIZE", "REVERT_RESIZE", "ResizeEndHops"]
+
+
+def _migration(step: Step) -> Migration:
+    assert step.migration is not None  # confirm and revert have their record
+    return step.migration
+
+
+def _remove_source_guest(step: Step) -> None:
+    """confirm_migration"""
+    step.driver.confirm_migration(step.instance, _migration(step))
+
+
+def _running_or_not(step: Step) -> str:
+    running = step.instance.power_state is not PowerState.SHUTDOWN
+    return "confirmed_running" if running else "confirmed_shutdown"
+
+
+def _release_source(step: Step) -> None:
+    claims.release(step.runtime.store, _migration(step).uuid)
+
+
+CONFIRM_RESIZE = Hop(
+    trigger="confirmed_running",
+    choose=_running_or_not,
+    event="compute_confirm_resize",
+    start="instance.resize_confirm.start",
+    end="instance.resize_confirm.end",
+    effect=_remove_source_guest,
+    record=lambda _step, instance: drop_move_state(instance),
+    claims=_release_source,
+    failure_claims=_release_source,
+    failure_changes=lambda _step: {"migration_id": None, "old_flavor": None, "new_flavor": None},
+)
+"""Source: remove the source guest and release the source claim."""
+
+
+def _destroy_new_guest(step: Step) -> None:
+    """destroy"""
+    step.driver.destroy(step.instance, destroy_disks=True)
+
+
+def _release_here(step: Step) -> None:
+    claims.release(step.runtime.store, step.instance.uuid, step.service.host)
+
+
+def _finish_on_source(step: Step, instance: Instance) -> messages.Message:
+    migration = _migration(step)
+    return messages.FinishRevertResize(
+        step.message.request_id, instance.uuid, migration.source_compute, migration.id
+    )
+
+
+REVERT_RESIZE = Hop(
+    trigger="revert_resize_on_dest",
+    event="compute_revert_resize",
+    start="instance.exists",
+    effect=_destroy_new_guest,
+    claims=_release_here,
+    then=_finish_on_source,
+)
+"""Destination: destroy the new guest and release this host's claim."""
+
+
+class ResizeEndHops(HopRunner):
+    """Confirm and revert hops of one compute service."""
+
+    def confirm_resize(self, message: messages.ConfirmResize) -> None:
+        """Remove the source guest and release the source claim (:data:`CONFIRM_RESIZE`)."""
+        self.run_hop(CONFIRM_RESIZE, message)
+
+    def revert_resize(self, message: messages.RevertResize) -> None:
+        """Destroy the guest here and release this host's claim (:data:`REVERT_RESIZE`)."""
+        self.run_hop(REVERT_RESIZE, message)
+
+    def finish_revert_resize(self, message: messages.FinishRevertResize) -> None:
+        """Bring the original guest back here, with the old flavor and this host."""
+        rt, store = self._rt, self._rt.store
+        migration = store.get_migration(message.migration_id)
+        instance = store.get_instance(message.instance_uuid)
+        power_on = instance.old_vm_state is not VmState.STOPPED
+        trigger = "reverted_active" if power_on else "reverted_stopping"
+        if self._refused(message, trigger, instance):
+            return
+        rt.notify("instance.resize_revert.start", instance, self.host)
+        restored = attrs.evolve(
+            instance,
+            flavor=migration.old_flavor,
+            host=migration.source_compute,
+            node=migration.source_compute,
+        )
+        with store.atomic():
+            # Claim and record move back together, before the driver call, so that a
+            # crash in it leaves an instance whose host is where its claim is.
+            claims.move_allocations(store, migration.uuid, instance.uuid)
+            rt.keep(instance, restored)
+        try:
+            fired = rt.fire(
+                trigger,
+                restored,
+                effect=lambda: self._driver.finish_revert_migration(restored, migration, power_on),
+                migration=migration,
+            )
+        except Exception as error:
+            changes = {
+                "flavor": restored.flavor,
+                "host": restored.host,
+                "node": restored.node,
+                "old_flavor": None,
+                "new_flavor": None,
+            }
+            self.fail_step(
+                message,
+                instance,
+                migration,
+                error,
+                "compute_finish_revert_resize",
+                changes=changes,
+            )
+            return
+        with store.atomic():
+            reverted = drop_move_state(moved(restored, fired))
+            reverted = attrs.evolve(reverted, power_state=self._power_state(reverted))
+            rt.save(fired, reverted, migration)
+            rt.event(message.request_id, "compute_finish_revert_resize", self.host)
+        if not power_on:
+            # Nova stops a reverted guest that was stopped through the ordinary stop path.
+            if not self._power_off(message, reverted, migration):
+                return
+            reverted = store.get_instance(instance.uuid)
+        with store.atomic():
+            rt.notify("instance.resize_revert.end", reverted, self.host)
+            rt.settle(message.request_id, Outcome.SUCCEEDED)
