@@ -21,9 +21,7 @@ def _claims(cloud: Cloud, name: str = "vm1") -> dict[str, dict[str, tuple[int, i
     out = {"instance": store.allocations(vm.uuid)}
     for migration in cloud.migrations(name):
         out[f"migration {migration.id}"] = store.allocations(migration.uuid)
-    return {
-        k: {h: (r.vcpus, r.ram_mb, r.disk_gb) for h, r in v.items()} for k, v in out.items()
-    }
+    return {k: {h: (r.vcpus, r.ram_mb, r.disk_gb) for h, r in v.items()} for k, v in out.items()}
 
 
 # --------------------------------------------------------------------------------------
