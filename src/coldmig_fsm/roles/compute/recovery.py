@@ -17,7 +17,7 @@ from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.compute.hops import HopRunner
 from coldmig_fsm.roles.moves import guest_touched, rollback_hosts
 from coldmig_fsm.roles.runtime import SERVICE, moved
-from coldmig_fsm.states import TaskState, VmState
+from coldmig_fsm.states import MigrationStatus, TaskState, VmState
 from coldmig_fsm.stores.base import Store
 
 __all__ = ["Recovery", "reconcile"]
@@ -301,12 +301,12 @@ class Recovery(HopRunner):
         message was lost is sent again. Host liveness is read from the store's host
         records. Returns the instances whose recovery started, as saved.
         """
-        store = self._rt.store
+        store, machine = self._rt.store, self._rt.machine
         travelling = store.pending_messages()
         waiting = {m.instance_uuid for m in travelling}
         down = {h.name for h in store.list_hosts() if not h.up}
         recovered = []
-        for instance in store.list_instances():
+        for instance in self._concerned():
             if instance.task_state is None:
                 self._settle_interrupted_recoveries(instance, {m.request_id for m in travelling})
                 continue
@@ -318,14 +318,24 @@ class Recovery(HopRunner):
             self.recover_instance(instance)
             recovered.append(store.get_instance(instance.uuid))
         waiting = {m.instance_uuid for m in store.pending_messages()}
-        for migration in store.list_migrations():
-            if (
-                self._rt.machine.accepts("confirmed_running", migration.status)
-                and migration.source_compute == self.host
-                and migration.instance_uuid not in waiting
-            ):
+        confirming = machine.migration_change("confirmed_running")
+        assert confirming is not None
+        for migration in store.migrations_on(self.host, confirming.accepts):
+            if migration.source_compute == self.host and migration.instance_uuid not in waiting:
                 self._resume_confirm(migration)
         return recovered
+
+    def _concerned(self) -> list[Instance]:
+        """The instances a start-up recovery of this host looks at, by index: those on
+        this host, and those of the moves from or to it that are open or failed (a
+        failed move may have left a guest here that a delete must remove)."""
+        store = self._rt.store
+        seen: dict[str, Instance] = {i.uuid: i for i in store.instances_on(self.host)}
+        unfinished = [s for s in MigrationStatus if not s.is_final or s.is_failed]
+        for migration in store.migrations_on(self.host, unfinished):
+            if migration.instance_uuid not in seen:
+                seen[migration.instance_uuid] = store.get_instance(migration.instance_uuid)
+        return list(seen.values())
 
     def _settle_interrupted_recoveries(self, instance: Instance, travelling: set[str]) -> None:
         """A recovery runs in one go, with no message: one still pending was interrupted by
@@ -388,7 +398,9 @@ class Recovery(HopRunner):
             return []
         now = rt.clock.now()
         due: list[tuple[Migration, str | None]] = []
-        for migration in store.list_migrations():
+        finished = rt.machine.migration_change("confirm_resize")
+        assert finished is not None
+        for migration in store.migrations_on(self.host, finished.accepts):
             if migration.dest_compute != self.host or not rt.machine.accepts(
                 "confirm_resize", migration.status
             ):
