@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 import attrs
 
 from coldmig_fsm.drivers.fake import FakeFault, FaultMode
+from coldmig_fsm.machine import Role
 from coldmig_fsm.records import CloudConfig, Flavor, Host
+from coldmig_fsm.roles.compute import HOPS, Failure
 from coldmig_fsm.runners.cloud import Cloud, Operation, OperationResult
 from coldmig_fsm.states import VmState
 
@@ -31,6 +33,8 @@ class Row:
     migration: str
     claims: str
     recover: str
+    declared: str = "—"
+    """The failure policy the hop declares (``roles.compute.Failure``)."""
 
 
 @attrs.frozen
@@ -56,16 +60,18 @@ def _start(cloud: Cloud, operation: str) -> Operation:
     return cloud.migrate("vm1") if operation == "migrate" else cloud.resize("vm1", "m1.small")
 
 
-_POINTS: tuple[tuple[str, str, str, str], ...] = (
-    # (operation, role/step, host, driver call)
-    ("migrate", "source `resize_instance`", "host-a", "migrate_disk_and_power_off"),
-    ("migrate", "dest `finish_resize`", "host-b", "finish_migration"),
-    ("resize", "source `resize_instance`", "host-a", "migrate_disk_and_power_off"),
-    ("resize", "dest `finish_resize`", "host-b", "finish_migration"),
-    ("confirm", "source `confirm_resize`", "host-a", "confirm_migration"),
-    ("revert", "dest `revert_resize`", "host-b", "destroy"),
-    ("revert", "source `finish_revert_resize`", "host-a", "finish_revert_migration"),
-)
+def _points() -> list[tuple[str, str, str, str, Failure]]:
+    """(operation, role and hop, host, driver call, failure policy) of each declared hop
+    on an operation's path (``roles.compute.HOPS``): vm1 moves from host-a to host-b."""
+    points: list[tuple[str, str, str, str, Failure]] = []
+    for operation in ("migrate", "resize", "confirm", "revert"):
+        for hop in HOPS:
+            if operation in hop.operations:
+                side = "source" if hop.side is Role.SOURCE else "dest"
+                host = "host-a" if hop.side is Role.SOURCE else "host-b"
+                points.append((operation, f"{side} `{hop.name}`", host, hop.calls, hop.on_failure))
+    return points
+
 
 _RECOVER = {
     "succeeded": "nothing to do",
@@ -92,15 +98,15 @@ def _describe(cloud: Cloud, result: OperationResult | None) -> tuple[str, str, s
 
 
 def _driver_rows() -> Iterator[Row]:
-    for operation, where, host, call in _POINTS:
+    for operation, where, host, call, policy in _points():
         for label, fault in (
             ("raises", FakeFault(host, call)),
             ("raises `InstanceFaultRollback`", FakeFault(host, call, rollback=True)),
             ("hangs (timeout)", FakeFault(host, call, mode=FaultMode.HANG)),
             ("crashes the service; restart", FakeFault(host, call, mode=FaultMode.CRASH)),
         ):
-            if fault.rollback and call != "migrate_disk_and_power_off":
-                continue
+            if fault.rollback and policy is not Failure.ROLL_BACK_IF_INTACT:
+                continue  # only a hop that rolls back an intact guest has this row
             cloud = _cloud()
             assert cloud.hypervisor is not None
             cloud.hypervisor.arm(fault)
@@ -120,6 +126,7 @@ def _driver_rows() -> Iterator[Row]:
                 migration,
                 claims,
                 _RECOVER.get(key, ""),
+                policy.value,
             )
 
 
@@ -193,12 +200,16 @@ def failures_markdown() -> str:
         "",
         "Guard errors are not listed: they are raised at once and change nothing.",
         "",
-        "| where | failure | outcome | instance | migration | claims on | recover |",
-        "|---|---|---|---|---|---|---|",
+        "*Declared* is the failure policy of the hop's declaration "
+        "(`coldmig_fsm.roles.compute.HOPS`), from which the driver rows are made.",
+        "",
+        "| where | failure | declared | outcome | instance | migration | claims on | recover |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in failure_rows():
         lines.append(
-            f"| {row.where} | {row.failure} | {row.outcome} | {row.state} | {row.migration} | "
+            f"| {row.where} | {row.failure} | {row.declared} | {row.outcome} | {row.state} | "
+            f"{row.migration} | "
             f"{row.claims} | {row.recover} |"
         )
     lines += [

@@ -37,6 +37,7 @@ from coldmig_fsm import messages
 from coldmig_fsm.drivers.base import HypervisorDriver
 from coldmig_fsm.exceptions import ColdmigError, InstanceFaultRollback, RequestRefused
 from coldmig_fsm.guards import GuardContext
+from coldmig_fsm.machine import Role
 from coldmig_fsm.records import Instance, Migration, Outcome
 from coldmig_fsm.roles.runtime import SERVICE, Runtime, moved
 from coldmig_fsm.states import PowerState, VmState
@@ -85,6 +86,10 @@ def _no_changes(_step: Step, instance: Instance) -> Instance:
 class Hop:
     """One compute hop, declared once (see the module docstring for how it runs)."""
 
+    name: str
+    """The hop's name: the kind of the message it handles."""
+    side: Role
+    """Whose service runs it (the move's source or destination, the instance's host)."""
     trigger: str
     """The trigger fired with the effect (or ``choose`` picks one from the records)."""
     event: str
@@ -107,6 +112,8 @@ class Hop:
     on_failure: Failure = Failure.ERROR
     failure_claims: Callable[[Step], None] | None = None
     failure_changes: Callable[[Step], Mapping[str, Any]] | None = None
+    operations: tuple[str, ...] = ()
+    """The operations whose path runs this hop (for the failure table)."""
 
     @property
     def calls(self) -> str:

@@ -13,6 +13,7 @@ from coldmig_fsm.exceptions import (
     RequestRefused,
     UnableToMigrateToSelf,
 )
+from coldmig_fsm.machine import Role
 from coldmig_fsm.records import Instance, Migration, Outcome
 from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.compute.hops import Failure, Hop, HopRunner, Step
@@ -68,6 +69,9 @@ def _claims_back_on_source(step: Step) -> None:
 
 
 RESIZE_INSTANCE = Hop(
+    name="resize_instance",
+    side=Role.SOURCE,
+    operations=("migrate", "resize"),
     trigger="resize_migrated",
     begin="resize_instance",
     event="compute_resize_instance",
@@ -106,6 +110,9 @@ def _release_source(step: Step) -> None:
 
 
 FINISH_RESIZE = Hop(
+    name="finish_resize",
+    side=Role.DEST,
+    operations=("migrate", "resize"),
     trigger="resize_finished",
     begin="finish_resize",
     begin_record=_new_flavor,

@@ -9,6 +9,7 @@ import attrs
 
 from coldmig_fsm import messages
 from coldmig_fsm.exceptions import InstanceNotFound
+from coldmig_fsm.machine import Role
 from coldmig_fsm.records import Instance, Outcome
 from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.compute.hops import Failure, Hop, HopRunner, Step, drop_move_state
@@ -24,6 +25,8 @@ def _power_on(step: Step) -> None:
 
 
 START_INSTANCE = Hop(
+    name="start_instance",
+    side=Role.COMPUTE,
     trigger="powered_on",
     event="compute_start_instance",
     start="instance.power_on.start",

@@ -6,13 +6,14 @@ from __future__ import annotations
 import attrs
 
 from coldmig_fsm import messages
+from coldmig_fsm.machine import Role
 from coldmig_fsm.records import Instance, Migration, Outcome
 from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.compute.hops import Hop, HopRunner, Step, drop_move_state
 from coldmig_fsm.roles.runtime import moved
 from coldmig_fsm.states import PowerState, VmState
 
-__all__ = ["CONFIRM_RESIZE", "REVERT_RESIZE", "ResizeEndHops"]
+__all__ = ["CONFIRM_RESIZE", "FINISH_REVERT_RESIZE", "REVERT_RESIZE", "ResizeEndHops"]
 
 
 def _migration(step: Step) -> Migration:
@@ -35,6 +36,9 @@ def _release_source(step: Step) -> None:
 
 
 CONFIRM_RESIZE = Hop(
+    name="confirm_resize",
+    side=Role.SOURCE,
+    operations=("confirm",),
     trigger="confirmed_running",
     choose=_running_or_not,
     event="compute_confirm_resize",
@@ -66,6 +70,9 @@ def _finish_on_source(step: Step, instance: Instance) -> messages.Message:
 
 
 REVERT_RESIZE = Hop(
+    name="revert_resize",
+    side=Role.DEST,
+    operations=("revert",),
     trigger="revert_resize_on_dest",
     event="compute_revert_resize",
     start="instance.exists",
@@ -74,6 +81,46 @@ REVERT_RESIZE = Hop(
     then=_finish_on_source,
 )
 """Destination: destroy the new guest and release this host's claim."""
+
+
+def _restore_guest(step: Step) -> None:
+    """finish_revert_migration"""
+    power_on = step.instance.old_vm_state is not VmState.STOPPED
+    step.driver.finish_revert_migration(step.instance, _migration(step), power_on)
+
+
+def _reverted(step: Step) -> str:
+    stopped = step.instance.old_vm_state is VmState.STOPPED
+    return "reverted_stopping" if stopped else "reverted_active"
+
+
+def _as_restored(step: Step) -> dict[str, object]:
+    return {
+        "flavor": step.instance.flavor,
+        "host": step.instance.host,
+        "node": step.instance.node,
+        "old_flavor": None,
+        "new_flavor": None,
+    }
+
+
+FINISH_REVERT_RESIZE = Hop(
+    name="finish_revert_resize",
+    side=Role.SOURCE,
+    operations=("revert",),
+    trigger="reverted_active",
+    choose=_reverted,
+    event="compute_finish_revert_resize",
+    start="instance.resize_revert.start",
+    end="instance.resize_revert.end",
+    effect=_restore_guest,
+    refresh_power=True,
+    failure_changes=_as_restored,
+)
+"""Source: bring the original guest back, with the old flavor and this host. Its
+handler saves the record and the claim back here before the driver call (so that a crash
+in it leaves an instance whose host is where its claim is), and a guest that was stopped
+goes through the ordinary stop path after it, as Nova does."""
 
 
 class ResizeEndHops(HopRunner):
@@ -92,11 +139,14 @@ class ResizeEndHops(HopRunner):
         rt, store = self._rt, self._rt.store
         migration = store.get_migration(message.migration_id)
         instance = store.get_instance(message.instance_uuid)
+        hop = FINISH_REVERT_RESIZE
         power_on = instance.old_vm_state is not VmState.STOPPED
-        trigger = "reverted_active" if power_on else "reverted_stopping"
+        step = Step(self, message, instance, migration)
+        trigger = hop.trigger if hop.choose is None else hop.choose(step)
         if self._refused(message, trigger, instance):
             return
-        rt.notify("instance.resize_revert.start", instance, self.host)
+        assert hop.start is not None and hop.end is not None
+        rt.notify(hop.start, instance, self.host)
         restored = attrs.evolve(
             instance,
             flavor=migration.old_flavor,
@@ -108,40 +158,24 @@ class ResizeEndHops(HopRunner):
             # crash in it leaves an instance whose host is where its claim is.
             claims.move_allocations(store, migration.uuid, instance.uuid)
             rt.keep(instance, restored)
+        step.instance = restored
         try:
-            fired = rt.fire(
-                trigger,
-                restored,
-                effect=lambda: self._driver.finish_revert_migration(restored, migration, power_on),
-                migration=migration,
-            )
+            fired = rt.fire(trigger, restored, effect=lambda: hop.effect(step), migration=migration)
         except Exception as error:
-            changes = {
-                "flavor": restored.flavor,
-                "host": restored.host,
-                "node": restored.node,
-                "old_flavor": None,
-                "new_flavor": None,
-            }
-            self.fail_step(
-                message,
-                instance,
-                migration,
-                error,
-                "compute_finish_revert_resize",
-                changes=changes,
-            )
+            assert hop.failure_changes is not None
+            changes = hop.failure_changes(step)
+            self.fail_step(message, instance, migration, error, hop.event, changes=changes)
             return
         with store.atomic():
             reverted = drop_move_state(moved(restored, fired))
             reverted = attrs.evolve(reverted, power_state=self._power_state(reverted))
             rt.save(fired, reverted, migration)
-            rt.event(message.request_id, "compute_finish_revert_resize", self.host)
+            rt.event(message.request_id, hop.event, self.host)
         if not power_on:
             # Nova stops a reverted guest that was stopped through the ordinary stop path.
             if not self._power_off(message, reverted, migration):
                 return
             reverted = store.get_instance(instance.uuid)
         with store.atomic():
-            rt.notify("instance.resize_revert.end", reverted, self.host)
+            rt.notify(hop.end, reverted, self.host)
             rt.settle(message.request_id, Outcome.SUCCEEDED)

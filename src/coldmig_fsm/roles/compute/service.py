@@ -26,13 +26,29 @@ from typing import Any
 
 from coldmig_fsm import messages
 from coldmig_fsm.drivers.base import HypervisorDriver
-from coldmig_fsm.roles.compute.move import MoveHops
-from coldmig_fsm.roles.compute.power import PowerAndDelete
+from coldmig_fsm.roles.compute.hops import Hop
+from coldmig_fsm.roles.compute.move import FINISH_RESIZE, RESIZE_INSTANCE, MoveHops
+from coldmig_fsm.roles.compute.power import START_INSTANCE, PowerAndDelete
 from coldmig_fsm.roles.compute.recovery import Recovery, reconcile
-from coldmig_fsm.roles.compute.resize_end import ResizeEndHops
+from coldmig_fsm.roles.compute.resize_end import (
+    CONFIRM_RESIZE,
+    FINISH_REVERT_RESIZE,
+    REVERT_RESIZE,
+    ResizeEndHops,
+)
 from coldmig_fsm.roles.runtime import Runtime
 
-__all__ = ["ComputeService", "reconcile"]
+__all__ = ["HOPS", "ComputeService", "reconcile"]
+
+HOPS: tuple[Hop, ...] = (
+    RESIZE_INSTANCE,
+    FINISH_RESIZE,
+    CONFIRM_RESIZE,
+    REVERT_RESIZE,
+    FINISH_REVERT_RESIZE,
+    START_INSTANCE,
+)
+"""The hops declared with a driver call, in the order a move meets them."""
 
 
 class ComputeService(MoveHops, ResizeEndHops, PowerAndDelete, Recovery):
