@@ -546,26 +546,19 @@ def _show(state: tuple[Any, ...]) -> str:
 
 
 def tolerated(cloud: Cloud, violation: str) -> bool:
-    """Is ``violation`` one of the three between-hop reports (both filed with the lead)?
+    """Is ``violation`` one of the two between-hop reports of the Hypothesis kit?
 
-    * ``abort_migration`` marks the migration ``cancelled`` at the API and the compute
-      service moves its claim back one hop later: while that message is on its way
-      (queued, or lost and not yet reconciled), "cancelled but still holds";
     * a revert: ``revert_resize`` on the destination releases the destination claim
       and marks the migration ``reverted``; ``finish_revert_resize`` on the source gives
       the migration's claim back to the instance and moves it home one hop later: in
       between, "on <dest> but claims only [<source>]" and "reverted but still holds";
     * ``delete`` of an instance with a move under way sets task_state ``deleting``; its
-      source and destination claims are released together by ``terminate_instance``:
+      source and destination claims are released together when the delete finishes:
       until then, "claims ... with no move under way".
+
+    (An accepted abort is ``cancelling``, an open status, until its rollback runs: it is
+    no longer a between-hop report.)
     """
-    for migration in cloud.store.list_migrations():
-        if migration.status is MigrationStatus.CANCELLED and violation.startswith(
-            f"migration {migration.id}: cancelled but still holds"
-        ):
-            instance = cloud.store.get_instance(migration.instance_uuid)
-            # Until the abort's hop runs (or a delete that overtook it releases everything).
-            return instance.task_state in _MOVE_TASKS or instance.task_state is TaskState.DELETING
     for instance in cloud.store.list_instances():
         in_flight = instance.task_state in (TaskState.RESIZE_REVERTING, TaskState.DELETING)
         if in_flight and instance.migration_id:
