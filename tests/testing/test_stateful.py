@@ -11,7 +11,7 @@ from coldmig_fsm import Cloud, CloudConfig, FakeFault, FaultMode, VmState
 from coldmig_fsm.operations import Op
 from coldmig_fsm.testing import ColdMigrationMachine
 from coldmig_fsm.verification.model_check import initial_cloud
-from tests.testing.conftest import PROFILE
+from tests.testing.conftest import PROFILE, TIMEOUT
 
 
 def default_cloud() -> Cloud:
@@ -24,8 +24,9 @@ def same_host_cloud() -> Cloud:
 
 
 # The CI profile's fixed budget (2,000 examples of 30 steps) takes about 40 s on an idle
-# core and over 120 s, the suite's default timeout, on a loaded one.
-TestColdMigration = pytest.mark.timeout(900)(
+# core and over 120 s, the suite's default timeout, on a loaded one; the explore profile's
+# takes minutes (see TIMEOUT).
+TestColdMigration = pytest.mark.timeout(TIMEOUT)(
     ColdMigrationMachine.for_cloud(default_cloud, settings=PROFILE).TestCase
 )
 TestSameHost = ColdMigrationMachine.for_cloud(
