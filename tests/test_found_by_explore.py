@@ -159,3 +159,44 @@ def test_recovery_of_a_lost_new_move_does_not_roll_back_the_earlier_failed_one()
     assert usage(cloud) == {"host-a": TINY, "host-b": NONE}
     assert resize.result is not None and resize.result.outcome is Outcome.ROLLED_BACK
     assert violations(cloud) == []
+
+
+# --------------------------------------------------------------------------------------
+# 4. (`make explore`, after the hops went per host) "vm2 claims nothing"
+#
+# migrate, (settled: resized), delete, step (the confirm on the source), the delete's
+# destroy on the destination raises, stop, migrate with its migrate_server lost,
+# reconcile: the recovery took the confirmed move (still the instance's migration
+# context) for the move in progress and "rolled it back".
+# --------------------------------------------------------------------------------------
+
+
+def test_recovery_after_a_failed_delete_of_a_resized_instance_keeps_its_claim() -> None:
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.migrate("vm1").wait().ok  # resized on host-b
+    assert cloud.hypervisor is not None
+    cloud.hypervisor.arm(FakeFault("host-b", "destroy"))
+    deleting = cloud.delete("vm1")
+    cloud.run()  # the source confirms; the destroy on host-b raises: vm1 error on host-b
+    assert deleting.result is not None and deleting.result.outcome is Outcome.FAILED
+    vm = cloud.instance("vm1")
+    assert (vm.vm_state.value, vm.task_state, vm.host, vm.migration_id) == (
+        "error",
+        None,
+        "host-b",
+        None,
+    )
+    assert cloud.stop("vm1").wait().ok
+    cloud.lose_next("migrate_server")
+    moving = cloud.migrate("vm1")
+    cloud.step()  # lost
+    cloud.reconcile()
+    # The correct state: the lost move rolled back (nothing had happened yet), vm1
+    # stopped on host-b with its own claim there; the confirmed move is untouched.
+    assert moving.result is not None and moving.result.outcome is Outcome.ROLLED_BACK
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"], snap["host"]) == ("stopped", None, "host-b")
+    assert usage(cloud) == {"host-a": NONE, "host-b": TINY}
+    assert [m[0] for m in snap["migrations"]] == ["confirmed"]
+    assert violations(cloud) == []

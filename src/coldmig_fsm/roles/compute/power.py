@@ -209,6 +209,9 @@ class PowerAndDelete(HopRunner):
         with store.atomic():
             rt.end_migration("confirmed_on_delete", migration)
             claims.release(store, migration.uuid)
+            # The move is over: no migration context or stashed flavors stay behind for a
+            # later step (a failed delete, a recovery) to take for a move in progress.
+            rt.keep(instance, drop_move_state(instance))
             rt.notify("instance.resize_confirm.end", instance, self.host)
             rt.event(message.confirm_request_id, "compute_confirm_resize", self.host)
             rt.settle(message.confirm_request_id, Outcome.SUCCEEDED)

@@ -12,6 +12,7 @@ import attrs
 
 from coldmig_fsm import messages
 from coldmig_fsm.exceptions import ColdmigError, MigrationCancelled, MoveInterrupted, RequestRefused
+from coldmig_fsm.machine import Machine
 from coldmig_fsm.records import Instance, InstanceAction, Migration, Outcome, RequestRecord
 from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.compute.hops import HopRunner
@@ -217,7 +218,7 @@ class Recovery(HopRunner):
             for r in store.list_requests(instance.uuid)
             if r.outcome is Outcome.PENDING and r.request_id != request_id
         )
-        migration = _open_migration(store, instance)
+        migration = _open_migration(store, instance, rt.machine)
         marker = messages.StopInstance(request_id, instance.uuid, self.host, also_settles=pending)
         resumed: messages.Message | None = None
         if instance.state in rt.machine.rule("abort_migration").sources:
@@ -436,7 +437,7 @@ def _request_open(store: Store, migration: Migration) -> bool:
     return request is None or request.outcome is Outcome.PENDING
 
 
-def _open_migration(store: Store, instance: Instance) -> Migration | None:
+def _open_migration(store: Store, instance: Instance, machine: Machine) -> Migration | None:
     """The instance's move in progress: its migration context, else its last open record
     (an accepted abort not yet carried out included).
 
@@ -447,7 +448,10 @@ def _open_migration(store: Store, instance: Instance) -> Migration | None:
     """
     if instance.migration_id is not None:
         current = store.get_migration(instance.migration_id)
-        if not (current.status.is_failed and not _request_open(store, current)):
+        status = current.status
+        reverted = machine.accepts("reverted_active", status)
+        over = status.is_final and not status.is_failed and not reverted
+        if not over and not (status.is_failed and not _request_open(store, current)):
             return current
     for migration in reversed(store.list_migrations(instance.uuid)):
         if not migration.status.is_final:
