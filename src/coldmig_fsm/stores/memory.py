@@ -26,6 +26,7 @@ __all__ = ["MemoryStore", "Store"]
 
 _Sum = tuple[int, int, int]  # vcpus, ram_mb, disk_gb: an aggregate
 _ZERO: _Sum = (0, 0, 0)
+_NO_BLOCK = contextlib.nullcontext()
 
 
 class _Row(NamedTuple):
@@ -97,6 +98,10 @@ class MemoryStore(Store):
     def atomic(self) -> contextlib.AbstractContextManager[None]:
         return self._atomic()
 
+    def _batch(self) -> contextlib.AbstractContextManager[None]:
+        # The port's methods here cannot fail between their writes: no journal needed.
+        return _NO_BLOCK
+
     def _note(self, *entry: Any) -> None:
         if self._depth:
             self._journal.append(entry)
@@ -136,19 +141,30 @@ class MemoryStore(Store):
         """Make ``row`` the record (``None``: none), its indexes following (not journaled)."""
         table = self._records.setdefault(kind, {})
         previous = table.get(key)
+        if previous is not None and row is not None:
+            table[key] = row
+            hosts = row.hosts
+            if previous.hosts == hosts:  # the common save: at most an index value moves
+                if previous.idx != row.idx:
+                    for host in hosts if hosts[0] != hosts[1] else hosts[:1]:
+                        if host is not None:
+                            by_index = self._hosted_keys[(kind, host)]
+                            del by_index[previous.idx][key]
+                            by_index.setdefault(row.idx, {})[key] = None
+                return
         if previous is not None:
             for host in set(previous.hosts):
                 if host is not None:
-                    bucket = self._hosted_keys[(kind, host)][previous.idx]
-                    del bucket[key]
+                    del self._hosted_keys[(kind, host)][previous.idx][key]
         if row is None:
             del table[key]
             if previous is not None and previous.group is not None:
                 del self._groups[(kind, previous.group)][key]
             return
-        table[key] = row
-        if previous is None and row.group is not None:
-            self._groups.setdefault((kind, row.group), {})[key] = None
+        if previous is None:
+            table[key] = row
+            if row.group is not None:
+                self._groups.setdefault((kind, row.group), {})[key] = None
         for host in set(row.hosts):
             if host is not None:
                 by_index = self._hosted_keys.setdefault((kind, host), {})
@@ -167,14 +183,15 @@ class MemoryStore(Store):
         group: str | None = None,
         hosts: tuple[str | None, str | None] = (None, None),
     ) -> None:
-        previous = self._records.get(kind, {}).get(key)
+        table = self._records.get(kind)
+        previous = None if table is None else table.get(key)
+        if self._depth:
+            self._journal.append(("record", kind, key, previous))
         if previous is None:
             self._row_seq += 1
-            row = _Row(value, index, group, hosts, self._row_seq)
-        else:
-            row = previous._replace(value=value, idx=index, hosts=hosts)
-        self._note("record", kind, key, previous)
-        self._set_row(kind, key, row)
+            self._set_row(kind, key, _Row(value, index, group, hosts, self._row_seq))
+            return
+        self._set_row(kind, key, _Row(value, index, previous.group, hosts, previous.seq))
 
     def _swap(
         self,
@@ -185,11 +202,13 @@ class MemoryStore(Store):
         expected: Collection[str] | None,
         hosts: tuple[str | None, str | None] = (None, None),
     ) -> str | None:
-        current = self._records.get(kind, {})[key]
+        table = self._records.get(kind, {})
+        current = table[key]
         if expected is not None and current.idx not in expected:
             return current.idx
-        self._note("record", kind, key, current)
-        self._set_row(kind, key, current._replace(value=value, idx=index, hosts=hosts))
+        if self._depth:
+            self._journal.append(("record", kind, key, current))
+        self._set_row(kind, key, _Row(value, index, current.group, hosts, current.seq))
         return None
 
     def _values(self, kind: str) -> list[Any]:
@@ -269,18 +288,22 @@ class MemoryStore(Store):
         *,
         generations: Mapping[str, int] | None = None,
     ) -> None:
-        for host, expected in (generations or {}).items():
-            actual = self._generations.get(host, 0)
-            if actual != expected:
-                raise GenerationConflict(host, expected, actual)
+        if generations:
+            for host, expected in generations.items():
+                actual = self._generations.get(host, 0)
+                if actual != expected:
+                    raise GenerationConflict(host, expected, actual)
         previous = self._allocations.get(consumer)
         held = dict(per_host) if per_host else None
         old, new = previous or {}, held or {}
-        for host in old.keys() | new.keys() | (generations or {}).keys():
-            if old.get(host) != new.get(host) or host in (generations or {}):
-                generation = self._generations.get(host, 0)
-                self._note("generation", host, generation)
-                self._generations[host] = generation + 1
+        moved = [h for h in old.keys() | new.keys() if old.get(h) != new.get(h)]
+        if generations:
+            moved.extend(h for h in generations if h not in moved)
+        counts = self._generations
+        for host in moved:
+            generation = counts.get(host, 0)
+            self._note("generation", host, generation)
+            counts[host] = generation + 1
         self._note("alloc", consumer, previous)
         self._replace_allocations(consumer, held)
 
