@@ -160,12 +160,15 @@ class MoveHops(HopRunner):
                     raise UnableToMigrateToSelf(
                         f"Unable to migrate instance {instance.uuid} to current host ({self.host})."
                     )
+                # The fit and the claim in one compare-and-swap on the host's generation:
+                # two conductors' moves can never oversubscribe this host.
                 host = store.get_host(self.host)
-                if host is None or not claims.fits(store, host, new_flavor.resources):
+                if host is None or not claims.try_claim(
+                    store, host, instance.uuid, new_flavor.resources
+                ):
                     raise ComputeResourcesUnavailable(
                         f"Insufficient compute resources on {self.host} for flavor {new_flavor.id}"
                     )
-                claims.claim(store, instance.uuid, self.host, new_flavor.resources)
                 metadata = {**instance.system_metadata, "old_vm_state": instance.vm_state.value}
                 prepared = moved(
                     instance,
