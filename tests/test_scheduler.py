@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from coldmig_fsm import (
@@ -120,7 +122,7 @@ def test_capacity_counts_claims_of_resized_instances() -> None:
 
 
 @pytest.mark.parametrize("status", [{"up": False}, {"enabled": False}])
-def test_down_or_disabled_hosts_are_not_chosen(status: dict[str, bool]) -> None:
+def test_down_or_disabled_hosts_are_not_chosen(status: dict[str, Any]) -> None:
     cloud = make_cloud(2)
     cloud.store.put_host(Host("host-b", 8, 16384, 200, **status))
     cloud.boot("vm1", "m1.tiny", "host-a")

@@ -92,14 +92,28 @@ class Flavor:
 
 @attrs.frozen
 class Host:
-    """A compute host's inventory and service status.
+    """A compute host's inventory and what its compute service reports about itself.
 
-    The scheduler only picks a host that is ``up`` and ``enabled`` and whose free
-    resources (inventory minus every claim on it) fit the requested flavor.
+    The scheduler only picks a host whose service is up (see below) and ``enabled`` and
+    whose free resources (inventory minus every claim on it) fit the requested flavor.
     ``disk_available_least_gb`` is what the hypervisor reports as really free on disk
     (Nova's ``disk_available_least``; ``None`` when it reports nothing): the disk weigher
     uses the smaller of it and what the claims leave. Nova's fake driver reports 0, and so
     does a scenario host unless it says otherwise.
+
+    The service's own facts, written by :mod:`coldmig_fsm.roles.services` (Nova keeps
+    them in the ``services`` and ``compute_nodes`` tables), so that the conductor and the
+    scheduler read the store and never a driver object:
+
+    Attributes:
+        up: false once the service is known to be stopped (a crash the runner saw, or an
+            operator's mark: Nova's ``forced_down``); only a restart sets it again, never
+            a heartbeat.
+        heartbeat_at: the service's last heartbeat (Nova's ``last_seen_up``); ``None``
+            when it never reported one, which counts as up (see
+            :func:`coldmig_fsm.roles.services.is_up`).
+        supports_migrate_to_same_host: the driver's capability of that name, as the
+            service registered it when it started (``False`` until then).
     """
 
     name: str = attrs.field(validator=_name)
@@ -111,6 +125,8 @@ class Host:
     disk_available_least_gb: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(_non_negative)
     )
+    heartbeat_at: dt.datetime | None = None
+    supports_migrate_to_same_host: bool = False
 
     @property
     def capacity(self) -> Resources:
@@ -158,6 +174,11 @@ class CloudConfig:
         max_attempts: hosts tried per move, the first choice included.
         shutdown_timeout: seconds of clean shutdown before a hard power-off.
         shutdown_retry_interval: seconds between clean-shutdown requests.
+        service_down_time: seconds after a compute service's last heartbeat at which it
+            counts as down (Nova's ``service_down_time``, default 60).
+        report_interval: seconds between a running compute service's heartbeats (Nova's
+            ``report_interval``, default 10); less than ``service_down_time``, or a
+            running service would look down between two heartbeats.
     """
 
     allow_resize_to_same_host: bool = False
@@ -165,6 +186,17 @@ class CloudConfig:
     max_attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
     shutdown_timeout: int = attrs.field(default=60, validator=_non_negative)
     shutdown_retry_interval: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    service_down_time: int = attrs.field(default=60, validator=attrs.validators.ge(1))
+    report_interval: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+
+    @report_interval.validator
+    def _check_report_interval(self, _: attrs.Attribute[int], value: int) -> None:
+        if value >= self.service_down_time:
+            raise ValueError(
+                f"report_interval ({value} s) must be less than service_down_time "
+                f"({self.service_down_time} s): a running service would look down between "
+                f"two heartbeats; lower report_interval or raise service_down_time"
+            )
 
 
 def _frozen_mapping(value: Mapping[str, str]) -> dict[str, str]:

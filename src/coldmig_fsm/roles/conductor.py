@@ -12,7 +12,9 @@ One step, :meth:`Conductor.migrate_server`:
    unless this is a reschedule that already
    carries its host list. The source host is a candidate only with
    ``allow_resize_to_same_host`` and, for a migrate (flavor unchanged), only when the
-   source's driver supports a move to its own host (as Nova 34 does);
+   source's driver supports a move to its own host (as Nova 34 does): the capability its
+   compute service registered in the host record (:mod:`coldmig_fsm.roles.services`);
+   the conductor holds no driver;
 4. send ``prep_resize`` to the chosen host; event ``conductor_migrate_server``.
 
 When no host fits (``NoValidHost``, or ``MaxRetriesExceeded`` on a reschedule with no
@@ -25,10 +27,9 @@ alternate left) the move ends at once: task_state back to ``null``, the migratio
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 
 from coldmig_fsm import messages
-from coldmig_fsm.drivers.base import HypervisorDriver
 from coldmig_fsm.exceptions import ColdmigError, MaxRetriesExceeded, NoValidHost
 from coldmig_fsm.records import Instance, Migration, Outcome
 from coldmig_fsm.roles import claims, scheduler
@@ -41,11 +42,8 @@ __all__ = ["Conductor"]
 class Conductor:
     """The conductor role."""
 
-    def __init__(
-        self, runtime: Runtime, drivers: Mapping[str, HypervisorDriver] | None = None
-    ) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
-        self._drivers = drivers or {}
 
     def _leftover(self, instance: Instance) -> Migration | None:
         """The instance's last move when it failed and its migration (in ``error``) still
@@ -65,13 +63,14 @@ class Conductor:
         return set() if left is None else set(self._rt.store.allocations(left.uuid))
 
     def _may_stay(self, instance: Instance, flavor_id: str) -> bool:
-        """Is the source host a candidate? (Nova: a same-host *migrate* needs the driver.)"""
+        """Is the source host a candidate? (Nova: a same-host *migrate* needs the driver's
+        capability, as the source's service registered it in its host record.)"""
         if not self._rt.config.allow_resize_to_same_host:
             return False
         if flavor_id != instance.flavor:
             return True
-        driver = self._drivers.get(instance.host)
-        return driver is not None and driver.capabilities.supports_migrate_to_same_host
+        source = self._rt.store.get_host(instance.host)
+        return source is not None and source.supports_migrate_to_same_host
 
     def handle(self, message: messages.Message) -> None:
         if not isinstance(message, messages.MigrateServer):
@@ -181,6 +180,8 @@ class Conductor:
         return scheduler.select_destinations(
             rt.store,
             rt.flavor(flavor_id).resources,
+            now=rt.clock.now(),
+            service_down_time=rt.config.service_down_time,
             ignore_hosts=ignore,
             target_host=target_host,
             limit=rt.config.max_attempts,

@@ -10,14 +10,15 @@ Nova schedules in two stages, and so does this module:
    the request fails before the filter scheduler runs, so Nova sends no
    ``scheduler.select_destinations.start`` notification.
 2. **Filters then weighers.** The filters drop a host whose compute service is down
-   (``ComputeFilter``) and the ignored hosts (the source, unless the move may stay on
-   it). The remaining hosts are weighed by Nova's default weighers. Each weigher
-   measures every host, clamps the values at its minimum and normalises them to
-   ``value / max`` (Nova's RAM, CPU, disk and I/O weighers declare a minimum of 0, so the
-   normalisation is not ``(value - min) / (max - min)``; when every value is equal they
-   all count 0), multiplies by its multiplier and adds the result to the host's weight.
-   With one host left nothing is weighed. The highest weight wins; the rest are the
-   alternates, in order.
+   (``ComputeFilter``: marked down, or no heartbeat for more than ``service_down_time``
+   seconds, as :func:`coldmig_fsm.roles.services.is_up` decides) and the ignored hosts
+   (the source, unless the move may stay on it). The remaining hosts are weighed by
+   Nova's default weighers. Each weigher measures every host, clamps the values at its
+   minimum and normalises them to ``value / max`` (Nova's RAM, CPU, disk and I/O weighers
+   declare a minimum of 0, so the normalisation is not ``(value - min) / (max - min)``;
+   when every value is equal they all count 0), multiplies by its multiplier and adds the
+   result to the host's weight. With one host left nothing is weighed. The highest weight
+   wins; the rest are the alternates, in order.
 
 The weighers that can tell hosts apart in this workflow, with Nova's default multipliers:
 ``RAMWeigher`` (1.0, the host's free RAM), ``CPUWeigher`` (1.0, free vCPUs) and
@@ -45,11 +46,13 @@ depends on the process's string hash seed, so its choice among exact ties is arb
 Here ties go to the host name, so the choice is deterministic.
 
 Everything here is a pure function of :class:`HostState` values, except
-:func:`host_states`, which reads them from a store.
+:func:`host_state`, :func:`host_states` and :func:`select_destinations`, which read them
+from a store (liveness at the time ``now`` they are given).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Final
 
@@ -57,6 +60,7 @@ import attrs
 
 from coldmig_fsm.exceptions import NoValidHost
 from coldmig_fsm.records import Host, Resources
+from coldmig_fsm.roles.services import is_up
 from coldmig_fsm.stores.memory import Store
 
 __all__ = [
@@ -64,6 +68,7 @@ __all__ = [
     "HostState",
     "Weigher",
     "filter_hosts",
+    "host_state",
     "host_states",
     "placement_candidates",
     "rank_hosts",
@@ -182,8 +187,8 @@ def rank_hosts(
     return [name for name, _ in weigh_hosts(passed, weighers)]
 
 
-def host_state(store: Store, host: Host) -> HostState:
-    """``host`` as the scheduler sees it now."""
+def host_state(store: Store, host: Host, now: dt.datetime, service_down_time: float) -> HostState:
+    """``host`` as the scheduler sees it at ``now`` (its service up or not: :func:`is_up`)."""
     used = store.usage(host.name)
     # An over-committed resource has nothing free (and weighs 0, Nova's floor).
     free = Resources(
@@ -191,18 +196,21 @@ def host_state(store: Store, host: Host) -> HostState:
         max(0, host.ram_mb - used.ram_mb),
         max(0, host.disk_gb - used.disk_gb),
     )
-    return HostState(host.name, free, host.disk_available_least_gb, host.up, host.enabled)
+    up = is_up(host, now, service_down_time)
+    return HostState(host.name, free, host.disk_available_least_gb, up, host.enabled)
 
 
-def host_states(store: Store) -> list[HostState]:
-    """Every host of ``store`` as the scheduler sees it now."""
-    return [host_state(store, h) for h in store.list_hosts()]
+def host_states(store: Store, now: dt.datetime, service_down_time: float) -> list[HostState]:
+    """Every host of ``store`` as the scheduler sees it at ``now``."""
+    return [host_state(store, h, now, service_down_time) for h in store.list_hosts()]
 
 
 def select_destinations(
     store: Store,
     wanted: Resources,
     *,
+    now: dt.datetime,
+    service_down_time: float,
     ignore_hosts: Collection[str] = (),
     target_host: str | None = None,
     limit: int = 1,
@@ -212,13 +220,17 @@ def select_destinations(
     """Up to ``limit`` hosts that can take ``wanted``: the choice, then alternates.
 
     Args:
+        now, service_down_time: a host's service is up when not marked down and its last
+            heartbeat is at most ``service_down_time`` seconds from ``now`` (the
+            runtime's clock and ``CloudConfig.service_down_time``).
         on_filtering: called once placement has offered candidates, before the filters
             run (where Nova sends ``scheduler.select_destinations.start``).
 
     Raises:
         NoValidHost: placement offers nothing, or no offered host passes the filters.
     """
-    offered = placement_candidates(host_states(store), wanted, target_host=target_host)
+    states = host_states(store, now, service_down_time)
+    offered = placement_candidates(states, wanted, target_host=target_host)
     if not offered:
         raise NoValidHost(NO_VALID_HOST)
     if on_filtering is not None:

@@ -7,6 +7,13 @@ that, with nothing changed); :meth:`Operation.wait` delivers messages until the 
 has settled. :meth:`Cloud.step` delivers exactly one message, so a test can stop between
 any two hops, look, race another request in, and go on.
 
+Liveness is the store's: a compute service is up when its host record says so
+(:mod:`coldmig_fsm.roles.services`: not marked down, heartbeat recent enough). ``Cloud``
+runs the services in-process and does for them what Nova's service framework does: each
+registers (capabilities and a first heartbeat) once its host record exists, each running
+one heartbeats every ``report_interval`` seconds of the clock, a crash marks its host
+down and :meth:`Cloud.restart_compute` clears the mark.
+
 Example::
 
     cloud = Cloud.build(
@@ -21,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid as uuidlib
 from collections.abc import Collection, Iterable, Mapping
 
@@ -57,12 +65,13 @@ from coldmig_fsm.records import (
     RequestRecord,
     Resources,
 )
-from coldmig_fsm.roles import claims
+from coldmig_fsm.roles import claims, services
 from coldmig_fsm.roles.api import ComputeAPI
 from coldmig_fsm.roles.compute import ComputeService, reconcile
 from coldmig_fsm.roles.conductor import Conductor
 from coldmig_fsm.roles.runtime import Runtime
 from coldmig_fsm.states import PowerState, TaskState, VmState
+from coldmig_fsm.stores.base import compute_destination
 from coldmig_fsm.stores.memory import MemoryStore, Store
 
 __all__ = ["Cloud", "LostMessage", "Operation", "OperationResult", "Preflight"]
@@ -234,13 +243,17 @@ class Cloud:
         self.runtime = Runtime(self.store, self.clock, self.config, machine)
         self.api = ComputeAPI(self.runtime)
         self._drivers = dict(drivers)
-        self.conductor = Conductor(self.runtime, self._drivers)
+        self.conductor = Conductor(self.runtime)
         self._computes = {
-            host: ComputeService(self.runtime, driver)
-            for host, driver in self._drivers.items()
+            host: ComputeService(self.runtime, driver) for host, driver in self._drivers.items()
         }
-        self._down: set[str] = set()
         self._losses: list[LostMessage] = []
+        # The services' framework, not their liveness (that is in the host records):
+        # which services have not registered yet (no host record when they started) and
+        # when the running ones last reported.
+        self._unregistered = set(self._drivers)
+        self._reported_at: dt.datetime | None = None
+        self._report_state()
 
     @classmethod
     def build(
@@ -267,6 +280,7 @@ class Cloud:
                 cloud.store.put_flavor(flavor)
             for project in projects:
                 cloud.store.put_project(project)
+        cloud._report_state()
         return cloud
 
     hypervisor: FakeHypervisor | None = None
@@ -400,6 +414,7 @@ class Cloud:
         except ColdmigError as error:
             return Preflight(False, error_type=type(error).__name__, message=str(error))
         instance = prepared.instance
+        self._report_state()
         try:
             hosts = self.conductor.candidates(instance, flavor or instance.flavor, host)
         except NoValidHost as error:
@@ -434,11 +449,16 @@ class Cloud:
     def step(self) -> Message | None:
         """Deliver the oldest deliverable message to its role; return it (``None``: idle).
 
-        Messages for a compute service that is down wait in the queue until it restarts.
-        A message armed to be lost (:meth:`lose_next`) is taken and dropped. A simulated
-        crash in a driver call marks that host's compute service down.
+        Messages for a compute service that is down (:meth:`is_up`) wait in the queue
+        until it is up again. A message armed to be lost (:meth:`lose_next`) is taken and
+        dropped. A simulated crash in a driver call marks that host's compute service down.
         """
-        return self._deliver([f"compute:{host}" for host in self._down])
+        self._report_state()
+        return self._deliver(self._held())
+
+    def _held(self) -> set[str]:
+        """The destinations whose messages wait: the compute services that are down."""
+        return {compute_destination(host) for host in services.down_hosts(self.runtime)}
 
     def _deliver(self, held: Collection[str]) -> Message | None:
         message = self.store.take_message(held)
@@ -473,25 +493,49 @@ class Cloud:
         self._losses.append(LostMessage(kind, host, times))
 
     def _mark_down(self, host: str) -> None:
-        self._down.add(host)
-        found = self.store.get_host(host)
-        if found is not None:
-            self.store.put_host(attrs.evolve(found, up=False))
+        services.mark_down(self.runtime, host)
+
+    def _report_state(self) -> None:
+        """What the services' framework does for the services this cloud runs: a service
+        registers once its host record exists, and every ``report_interval`` seconds of
+        the clock each running one (not marked down) heartbeats. A manual clock moves
+        only when told to, so a run on it heartbeats only after the clock moved."""
+        if self._unregistered:
+            for host in sorted(self._unregistered):
+                capabilities = self._drivers[host].capabilities
+                if services.register_service(self.runtime, host, capabilities) is not None:
+                    self._unregistered.discard(host)
+        now = self.clock.now()
+        if self._reported_at is None:
+            self._reported_at = now
+            return
+        if (now - self._reported_at).total_seconds() < self.config.report_interval:
+            return
+        self._reported_at = now
+        for record in self.store.list_hosts():
+            if record.up and record.name in self._computes:
+                services.heartbeat(self.runtime, record.name)
 
     def is_up(self, host: str) -> bool:
-        """Whether ``host``'s compute service is running (not crashed)."""
-        return host not in self._down
+        """Whether ``host``'s compute service is up, as its host record says
+        (:func:`coldmig_fsm.roles.services.is_up`: not marked down by a crash, and its
+        heartbeat recent enough). A host without a record has nothing marking it down."""
+        self._report_state()
+        found = self.store.get_host(host)
+        return found is None or services.is_up(
+            found, self.clock.now(), self.config.service_down_time
+        )
 
     def restart_compute(self, host: str) -> list[Instance]:
-        """Start ``host``'s compute service again and run its start-up recovery
+        """Start ``host``'s compute service again: its down mark is cleared and it
+        registers anew (capabilities, a heartbeat); then its start-up recovery runs
         (:meth:`ComputeService.init_host`). Queued messages for the host are delivered by
         the next :meth:`step`/:meth:`run`. Returns the instances recovered, as saved.
         """
         service = self.compute(host)
-        self._down.discard(host)
-        found = self.store.get_host(host)
-        if found is not None and not found.up:
-            self.store.put_host(attrs.evolve(found, up=True))
+        services.mark_up(self.runtime, host)
+        if services.register_service(self.runtime, host, service.driver.capabilities):
+            self._unregistered.discard(host)
         return self._recovered([service.host])
 
     def reconcile(self) -> list[Instance]:
@@ -509,8 +553,9 @@ class Cloud:
         it (the fake driver's) takes that host down, as a crash in a step does, and a host
         it took down is not recovered after it."""
         recovered: list[Instance] = []
+        self._report_state()
         for host in hosts:
-            if host in self._down:
+            if not self.is_up(host):
                 continue
             before = {m.request_id for m in self.store.pending_messages()}
             try:
@@ -530,7 +575,7 @@ class Cloud:
         always); the rest of the queue waits for :meth:`step`."""
         for _ in range(MAX_STEPS):
             queue = self.store.pending_messages()
-            down = {f"compute:{host}" for host in self._down}
+            down = self._held()
             wanted = {
                 m.destination
                 for m in queue
@@ -543,8 +588,10 @@ class Cloud:
     def run_periodic_tasks(self) -> None:
         """Run the periodic tasks once on every running compute (auto-confirm:
         :meth:`ComputeService.periodic_tasks`), then deliver what they sent."""
+        self._report_state()
+        down = services.down_hosts(self.runtime)
         for host, service in self._computes.items():
-            if host not in self._down:
+            if host not in down:
                 service.periodic_tasks(lambda uuid: self.api.confirm_resize(uuid, ADMIN))
         self.run()
 
