@@ -7,4 +7,7 @@
 * :mod:`~coldmig_fsm.roles.claims`: resource claims (placement allocations);
 * :mod:`~coldmig_fsm.roles.compute`: the compute service of one host;
 * :mod:`~coldmig_fsm.roles.runtime`: what every role shares (store, clock, config, machine).
+* :mod:`~coldmig_fsm.roles.services`: a compute service's facts in its host record
+  (capabilities, heartbeat, liveness);
+* :mod:`~coldmig_fsm.roles.moves`: facts about a move that more than one role needs.
 """

@@ -14,7 +14,7 @@ from coldmig_fsm import messages
 from coldmig_fsm.exceptions import ColdmigError, MigrationCancelled, MoveInterrupted, RequestRefused
 from coldmig_fsm.machine import Machine
 from coldmig_fsm.records import Instance, InstanceAction, Migration, Outcome, RequestRecord
-from coldmig_fsm.roles import claims
+from coldmig_fsm.roles import claims, services
 from coldmig_fsm.roles.compute.hops import HopRunner
 from coldmig_fsm.roles.moves import guest_touched, rollback_hosts
 from coldmig_fsm.roles.runtime import SERVICE, moved
@@ -305,7 +305,7 @@ class Recovery(HopRunner):
         store, machine = self._rt.store, self._rt.machine
         travelling = store.pending_messages()
         waiting = {m.instance_uuid for m in travelling}
-        down = {h.name for h in store.list_hosts() if not h.up}
+        down = services.down_hosts(self._rt)  # marked down, or its heartbeat too old
         recovered = []
         for instance in self._concerned():
             if instance.task_state is None:
