@@ -122,22 +122,26 @@ class Runtime:
 
     def save_migration(self, fired: Fired, migration: Migration, **changes: Any) -> Migration:
         """Save ``migration`` as ``fired`` decided (see :meth:`save`)."""
-        status = self.machine.migration_after(fired.trigger, migration.status)
-        if status is migration.status and not changes:
-            # The rule holds the record: saved as read, with the compare-and-swap.
-            self.store.save_migration(migration, expected_status=[migration.status])
-            return migration
-        updated = attrs.evolve(migration, status=status, updated_at=self.clock.now(), **changes)
-        self.store.save_migration(updated, expected_status=[migration.status])
-        return updated
+        return self._move_record(fired.trigger, migration, hold=True, **changes)
 
     def end_migration(self, trigger: str, migration: Migration) -> Migration:
         """Move a record on by ``trigger``'s rule alone (no instance step: the record of a
         move whose instance is gone, or one of several records a step ends)."""
+        return self._move_record(trigger, migration, hold=False)
+
+    def _move_record(
+        self, trigger: str, migration: Migration, *, hold: bool, **changes: Any
+    ) -> Migration:
+        """Save ``migration`` in the status ``trigger``'s rule leads to, with a
+        compare-and-swap on the status read. A rule that keeps the status writes nothing
+        unless ``hold`` (the record is then saved as read, so that a concurrent change
+        makes the step lose) or there are ``changes``."""
         status = self.machine.migration_after(trigger, migration.status)
-        if status is migration.status:
+        if status is migration.status and not changes:
+            if hold:
+                self.store.save_migration(migration, expected_status=[migration.status])
             return migration
-        updated = attrs.evolve(migration, status=status, updated_at=self.clock.now())
+        updated = attrs.evolve(migration, status=status, updated_at=self.clock.now(), **changes)
         self.store.save_migration(updated, expected_status=[migration.status])
         return updated
 

@@ -39,10 +39,11 @@ from coldmig_fsm.exceptions import ColdmigError, InstanceFaultRollback, RequestR
 from coldmig_fsm.guards import GuardContext
 from coldmig_fsm.machine import Role
 from coldmig_fsm.records import Instance, Migration, Outcome
+from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.runtime import SERVICE, Runtime, moved
 from coldmig_fsm.states import PowerState, VmState
 
-__all__ = ["Failure", "Hop", "HopRunner", "Step"]
+__all__ = ["Failure", "Hop", "HopRunner", "Step", "drop_move_state", "release_source"]
 
 
 class Failure(enum.Enum):
@@ -68,6 +69,12 @@ class Step:
     instance: Instance
     migration: Migration | None
     result: Any = None
+
+    @property
+    def move(self) -> Migration:
+        """The move's record (every hop of a move has one)."""
+        assert self.migration is not None, "this hop belongs to a move"
+        return self.migration
 
     @property
     def driver(self) -> HypervisorDriver:
@@ -119,6 +126,11 @@ class Hop:
     def calls(self) -> str:
         """The driver call's name, for the failure table (from the effect's docstring)."""
         return (self.effect.__doc__ or self.effect.__name__).strip()
+
+
+def release_source(step: Step) -> None:
+    """Release what the move's record holds (the source claim)."""
+    claims.release(step.runtime.store, step.move.uuid)
 
 
 def drop_move_state(instance: Instance) -> Instance:

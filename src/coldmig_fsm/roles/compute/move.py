@@ -16,21 +16,16 @@ from coldmig_fsm.exceptions import (
 from coldmig_fsm.machine import Role
 from coldmig_fsm.records import Instance, Migration, Outcome
 from coldmig_fsm.roles import claims
-from coldmig_fsm.roles.compute.hops import Failure, Hop, HopRunner, Step
+from coldmig_fsm.roles.compute.hops import Failure, Hop, HopRunner, Step, release_source
 from coldmig_fsm.roles.runtime import moved
 from coldmig_fsm.states import VmState
 
 __all__ = ["FINISH_RESIZE", "RESIZE_INSTANCE", "MoveHops"]
 
 
-def _migration(step: Step) -> Migration:
-    assert step.migration is not None  # every move hop has its record
-    return step.migration
-
-
 def _copy_disks(step: Step) -> DiskInfo:
     """migrate_disk_and_power_off"""
-    migration = _migration(step)
+    migration = step.move
     dest = migration.dest_compute
     assert dest is not None  # prep_resize filled it in
     config = step.runtime.config
@@ -44,13 +39,13 @@ def _copy_disks(step: Step) -> DiskInfo:
 
 
 def _at_dest(step: Step, instance: Instance) -> Instance:
-    dest = _migration(step).dest_compute
+    dest = step.move.dest_compute
     assert dest is not None  # prep_resize filled it in
     return attrs.evolve(instance, host=dest, node=dest)
 
 
 def _finish_on_dest(step: Step, instance: Instance) -> messages.Message:
-    migration = _migration(step)
+    migration = step.move
     info: DiskInfo = step.result
     assert migration.dest_compute is not None
     return messages.FinishResize(
@@ -65,7 +60,7 @@ def _finish_on_dest(step: Step, instance: Instance) -> messages.Message:
 
 def _claims_back_on_source(step: Step) -> None:
     """Drop the destination claim and give the source claim back to the instance."""
-    claims.back_on_source(step.runtime.store, step.instance.uuid, _migration(step).uuid)
+    claims.back_on_source(step.runtime.store, step.instance.uuid, step.move.uuid)
 
 
 RESIZE_INSTANCE = Hop(
@@ -88,13 +83,13 @@ RESIZE_INSTANCE = Hop(
 
 def _new_flavor(step: Step, instance: Instance) -> Instance:
     # Nova stashes the old flavor only now (a move failed earlier has none).
-    migration = _migration(step)
+    migration = step.move
     return attrs.evolve(instance, flavor=migration.new_flavor, old_flavor=migration.old_flavor)
 
 
 def _define_guest(step: Step) -> None:
     """finish_migration"""
-    migration = _migration(step)
+    migration = step.move
     step.driver.finish_migration(
         step.instance,
         migration,
@@ -103,10 +98,6 @@ def _define_guest(step: Step) -> None:
         migration.old_flavor != migration.new_flavor,
         step.instance.old_vm_state is not VmState.STOPPED,
     )
-
-
-def _release_source(step: Step) -> None:
-    claims.release(step.runtime.store, _migration(step).uuid)
 
 
 FINISH_RESIZE = Hop(
@@ -124,8 +115,8 @@ FINISH_RESIZE = Hop(
     # As a failed finish_migration in Nova: the source claim goes, the destination keeps
     # its claim, and the instance's flavor goes back to the old one (the stashed
     # old_flavor and new_flavor stay set).
-    failure_claims=_release_source,
-    failure_changes=lambda step: {"flavor": _migration(step).old_flavor},
+    failure_claims=release_source,
+    failure_changes=lambda step: {"flavor": step.move.old_flavor},
 )
 """Destination: apply the new flavor and define the guest here; the instance is
 ``resized``."""

@@ -7,32 +7,23 @@ import attrs
 
 from coldmig_fsm import messages
 from coldmig_fsm.machine import Role
-from coldmig_fsm.records import Instance, Migration, Outcome
+from coldmig_fsm.records import Instance, Outcome
 from coldmig_fsm.roles import claims
-from coldmig_fsm.roles.compute.hops import Hop, HopRunner, Step, drop_move_state
+from coldmig_fsm.roles.compute.hops import Hop, HopRunner, Step, drop_move_state, release_source
 from coldmig_fsm.roles.runtime import moved
 from coldmig_fsm.states import PowerState, VmState
 
 __all__ = ["CONFIRM_RESIZE", "FINISH_REVERT_RESIZE", "REVERT_RESIZE", "ResizeEndHops"]
 
 
-def _migration(step: Step) -> Migration:
-    assert step.migration is not None  # confirm and revert have their record
-    return step.migration
-
-
 def _remove_source_guest(step: Step) -> None:
     """confirm_migration"""
-    step.driver.confirm_migration(step.instance, _migration(step))
+    step.driver.confirm_migration(step.instance, step.move)
 
 
 def _running_or_not(step: Step) -> str:
     running = step.instance.power_state is not PowerState.SHUTDOWN
     return "confirmed_running" if running else "confirmed_shutdown"
-
-
-def _release_source(step: Step) -> None:
-    claims.release(step.runtime.store, _migration(step).uuid)
 
 
 CONFIRM_RESIZE = Hop(
@@ -46,8 +37,8 @@ CONFIRM_RESIZE = Hop(
     end="instance.resize_confirm.end",
     effect=_remove_source_guest,
     record=lambda _step, instance: drop_move_state(instance),
-    claims=_release_source,
-    failure_claims=_release_source,
+    claims=release_source,
+    failure_claims=release_source,
     failure_changes=lambda _step: {"migration_id": None, "old_flavor": None, "new_flavor": None},
 )
 """Source: remove the source guest and release the source claim."""
@@ -63,7 +54,7 @@ def _release_here(step: Step) -> None:
 
 
 def _finish_on_source(step: Step, instance: Instance) -> messages.Message:
-    migration = _migration(step)
+    migration = step.move
     return messages.FinishRevertResize(
         step.message.request_id, instance.uuid, migration.source_compute, migration.id
     )
@@ -86,7 +77,7 @@ REVERT_RESIZE = Hop(
 def _restore_guest(step: Step) -> None:
     """finish_revert_migration"""
     power_on = step.instance.old_vm_state is not VmState.STOPPED
-    step.driver.finish_revert_migration(step.instance, _migration(step), power_on)
+    step.driver.finish_revert_migration(step.instance, step.move, power_on)
 
 
 def _reverted(step: Step) -> str:
