@@ -39,8 +39,8 @@ from coldmig_fsm.guards import require_task_state
 from coldmig_fsm.machine import TABLE
 from coldmig_fsm.messages import ConfirmResize, FinishRevertResize
 from coldmig_fsm.roles import claims as claims_module
-from coldmig_fsm.roles.compute import move as move_module
 from coldmig_fsm.roles.compute import hops as compute_module
+from coldmig_fsm.roles.compute import move as move_module
 from coldmig_fsm.roles.compute.hops import Step
 from coldmig_fsm.stores.memory import Store
 from coldmig_fsm.testing import ColdMigrationMachine
