@@ -170,3 +170,45 @@ def test_committed_failure_table_is_not_stale() -> None:
     from coldmig_fsm.harness.failure_table import failures_markdown  # noqa: PLC0415 - slowish
 
     assert (DOCS / "failures.md").read_text() == failures_markdown(), "run `make docs`"
+
+
+REFERENCE = Machine(TABLE, runner="transitions")
+
+
+def _outcome(machine: Machine, trigger: str, ctx: GuardContext) -> object:
+    ran: list[str] = []
+
+    def effect() -> str:
+        ran.append(trigger)
+        return "done"
+
+    try:
+        fired = machine.fire(trigger, ctx, effect=effect)
+    except Exception as refused:  # the exception is the outcome compared
+        return (type(refused), str(refused), ran)
+    return (fired, ran)
+
+
+@pytest.mark.parametrize("locked", [False, True])
+@pytest.mark.parametrize(
+    "caller", [Caller.admin(), Caller.owner("demo"), Caller.owner("other")], ids=str
+)
+def test_the_compiled_dispatch_fires_as_transitions_does(caller: Caller, locked: bool) -> None:
+    # Every trigger from every state, for callers the policy treats differently, on locked
+    # and unlocked instances: the same Fired (state, CAS expectations, effect result) or the
+    # same exception, and the effect runs exactly when transitions would run it.
+    compared = 0
+    for rule in MACHINE.rules:
+        for state in sorted(MACHINE.states, key=lambda s: s.name):
+            record = instance(state.vm_state, state.task_state, locked=locked)
+            ctx = GuardContext(rule.trigger, caller, record)
+            assert _outcome(MACHINE, rule.trigger, ctx) == _outcome(REFERENCE, rule.trigger, ctx)
+            compared += 1
+    assert compared == len(MACHINE.rules) * len(MACHINE.states)
+
+
+def test_both_runners_refuse_an_unknown_trigger() -> None:
+    ctx = GuardContext("nope", Caller.admin(), instance(VmState.ACTIVE))
+    for machine in (MACHINE, REFERENCE):
+        with pytest.raises(MachineDefinitionError, match="unknown trigger 'nope'"):
+            machine.fire("nope", ctx)

@@ -12,9 +12,15 @@ all. It is validated and frozen when this module is imported:
   raises the public exception its guards name, never ``transitions.MachineError``;
 * every state is reachable from a stable state.
 
-One :class:`transitions.Machine` serves every instance. It is never attached to records
-(``add_model`` costs kilobytes per model and is O(N²) to attach); instead each trigger runs
-on a throw-away cursor that carries the state name, so tracking an instance costs nothing.
+One :class:`transitions.Machine` holds the table for every instance. It is never attached
+to records (``add_model`` costs kilobytes per model and is O(N²) to attach). At run time
+:meth:`Machine.fire` does not go through ``transitions``' trigger machinery (event data,
+callback resolution, state objects: about a quarter of a whole migrate+confirm cycle);
+it runs a dispatch table *compiled from the transitions machine's own event table*: for
+each trigger and source state, the transition's conditions (our guards, in order) and its
+destination. ``Machine(rules, runner="transitions")`` fires through ``transitions``
+instead, on a throw-away cursor that carries the state name; the tests fire every trigger
+from every state both ways and require the same outcome.
 
 Callback order of one trigger (the ``transitions`` order, restated for this machine):
 
@@ -29,8 +35,8 @@ Callback order of one trigger (the ``transitions`` order, restated for this mach
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Final, cast
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Final, Literal, cast
 
 import attrs
 from transitions import EventData
@@ -627,7 +633,11 @@ class Machine:
     """
 
     def __init__(
-        self, rules: Sequence[Rule], migration_rules: Sequence[MigrationRule] = MIGRATION_TABLE
+        self,
+        rules: Sequence[Rule],
+        migration_rules: Sequence[MigrationRule] = MIGRATION_TABLE,
+        *,
+        runner: Literal["compiled", "transitions"] = "compiled",
     ) -> None:
         self._rules: tuple[Rule, ...] = tuple(rules)
         self._migration_rules: tuple[MigrationRule, ...] = tuple(migration_rules)
@@ -658,11 +668,14 @@ class Machine:
         }
         self._state_names = frozenset(self._by_name)
         self._validate()
-        # Two runners of the same table: one whose transitions call the role's effect as
-        # their ``before`` callback, one without (API triggers and steps with no driver
-        # call skip the callback machinery entirely).
+        # Two transitions machines of the same table: one whose transitions call the
+        # role's effect as their ``before`` callback, one without (API triggers and steps
+        # with no driver call skip the callback machinery). The compiled dispatch is read
+        # off the first one's event table.
         self._machine = self._build(with_effect=True)
         self._plain = self._build(with_effect=False)
+        self._runner = runner
+        self._dispatch = _compile(self._machine, self._by_name)
 
     # -- definition -------------------------------------------------------------------
 
@@ -832,19 +845,32 @@ class Machine:
             if migration_status is None
             else self.migration_after(trigger, migration_status, instance)
         )
+        if self._runner == "transitions":
+            state, result = self._fire_through_transitions(trigger, name, ctx, effect)
+        else:
+            try:
+                guards, state = self._dispatch[trigger][name]
+            except KeyError:
+                raise MachineDefinitionError(f"unknown trigger {trigger!r}") from None
+            for guard in guards:
+                failure = guard(ctx)
+                if failure is not None:
+                    raise failure.to_exception()
+            result = None if effect is None else effect()
+        return Fired(trigger, state, instance.task_state, after, migration_status, result)
+
+    def _fire_through_transitions(
+        self, trigger: str, name: str, ctx: GuardContext, effect: Callable[[], Any] | None
+    ) -> tuple[MachineState, Any]:
         cursor = _Cursor(name, ctx, effect)
         runner = self._machine if effect is not None else self._plain
-        if not runner.events[trigger].trigger(cursor):
+        event = runner.events.get(trigger)
+        if event is None:
+            raise MachineDefinitionError(f"unknown trigger {trigger!r}")
+        if not event.trigger(cursor):
             assert cursor.failure is not None
             raise cursor.failure.to_exception()
-        return Fired(
-            trigger,
-            self._by_name[cursor.state],
-            instance.task_state,
-            after,
-            migration_status,
-            cursor.result,
-        )
+        return self._by_name[cursor.state], cursor.result
 
     def migration_after(
         self,
@@ -889,6 +915,27 @@ class Machine:
         """Fire ``trigger`` and return ``instance`` moved to the new state."""
         state = self.fire(trigger, GuardContext(trigger, caller, instance), effect).state
         return attrs.evolve(instance, vm_state=state.vm_state, task_state=state.task_state)
+
+
+_Dispatch = dict[str, dict[str, tuple[tuple[Guard, ...], MachineState]]]
+
+
+def _compile(machine: Any, states: Mapping[str, MachineState]) -> _Dispatch:
+    """Trigger -> source state name -> (guards in order, destination), read off a built
+    ``transitions`` machine's events (one edge per trigger and source, as ``_build`` makes
+    them; every condition is a :class:`_Condition` expected to hold)."""
+    dispatch: _Dispatch = {}
+    for trigger, event in machine.events.items():
+        by_source: dict[str, tuple[tuple[Guard, ...], MachineState]] = {}
+        for source, edges in event.transitions.items():
+            (edge,) = edges
+            guards = []
+            for condition in edge.conditions:
+                assert condition.target is True and isinstance(condition.func, _Condition)
+                guards.append(condition.func.guard)
+            by_source[source] = (tuple(guards), states[edge.dest])
+        dispatch[trigger] = by_source
+    return dispatch
 
 
 def _first_failure(guards: Iterable[Guard], ctx: GuardContext) -> GuardFailure | None:

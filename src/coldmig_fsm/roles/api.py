@@ -50,6 +50,7 @@ from coldmig_fsm.records import (
     Migration,
     Outcome,
     RequestRecord,
+    replace,
 )
 from coldmig_fsm.roles.moves import rollback_hosts
 from coldmig_fsm.roles.runtime import Runtime, moved
@@ -184,7 +185,7 @@ class ComputeAPI:
         message = messages.MigrateServer(
             prepared.request_id, instance.uuid, flavor_id=flavor_id, target_host=host
         )
-        return attrs.evolve(prepared, message=message)
+        return replace(prepared, message=message)
 
     def _check_quota(self, instance: Instance, old: Flavor, new: Flavor) -> None:
         project = self._rt.store.get_project(instance.project_id)
@@ -226,7 +227,7 @@ class ComputeAPI:
         message = messages.ConfirmResize(
             prepared.request_id, instance.uuid, migration.source_compute, migration.id
         )
-        return attrs.evolve(prepared, message=message)
+        return replace(prepared, message=message)
 
     def prepare_revert_resize(self, uuid: str, caller: Caller) -> PreparedRequest:
         instance, fired, updated = self._guarded("revert_resize", uuid, caller)
@@ -237,7 +238,7 @@ class ComputeAPI:
         dest = migration.dest_compute
         assert dest is not None  # a finished migration has a destination
         message = messages.RevertResize(prepared.request_id, instance.uuid, dest, migration.id)
-        return attrs.evolve(prepared, message=message)
+        return replace(prepared, message=message)
 
     def prepare_abort_migration(self, uuid: str, caller: Caller) -> PreparedRequest:
         """Cancel a move that has not reached ``finish_resize`` (not in Nova).
@@ -283,7 +284,7 @@ class ComputeAPI:
             migration.id,
             on_source=first == migration.source_compute,
         )
-        return attrs.evolve(prepared, message=message)
+        return replace(prepared, message=message)
 
     def _pending_move(self, instance: Instance) -> str | None:
         for request in reversed(self._rt.store.list_requests(instance.uuid)):
@@ -315,10 +316,10 @@ class ComputeAPI:
                     migration_id=migration.id,
                     phase=messages.DeletePhase.CONFIRM,
                 )
-            prepared = attrs.evolve(prepared, migration=migration)
+            prepared = replace(prepared, migration=migration)
         else:
             message = kinds[trigger](prepared.request_id, instance.uuid, instance.host)
-        return attrs.evolve(prepared, message=message)
+        return replace(prepared, message=message)
 
     def _deleting_resized(self, instance: Instance) -> Migration | None:
         """The migration a delete confirms first: the instance waits in ``resized``."""
@@ -478,7 +479,7 @@ class ComputeAPI:
                 f"Instance {instance.describe()} was locked by an admin; only an admin "
                 "may unlock it"
             )
-        updated = attrs.evolve(instance, locked=locked, locked_by=caller.role if locked else None)
+        updated = replace(instance, locked=locked, locked_by=caller.role if locked else None)
         request_id = f"req-{uuidlib.uuid4()}"
         with self._rt.store.atomic():
             self._rt.store.save_instance(updated)

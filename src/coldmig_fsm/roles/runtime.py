@@ -27,6 +27,7 @@ from coldmig_fsm.records import (
     Notification,
     Outcome,
     RequestRecord,
+    replace,
 )
 from coldmig_fsm.stores.memory import Store
 
@@ -38,7 +39,7 @@ SERVICE = Caller.admin()
 
 def moved(instance: Instance, fired: Fired, **changes: Any) -> Instance:
     """``instance`` in the state ``fired`` leads to, with ``changes`` (one copy)."""
-    return attrs.evolve(
+    return replace(
         instance, vm_state=fired.state.vm_state, task_state=fired.state.task_state, **changes
     )
 
@@ -141,7 +142,7 @@ class Runtime:
             if hold:
                 self.store.save_migration(migration, expected_status=[migration.status])
             return migration
-        updated = attrs.evolve(migration, status=status, updated_at=self.clock.now(), **changes)
+        updated = replace(migration, status=status, updated_at=self.clock.now(), **changes)
         self.store.save_migration(updated, expected_status=[migration.status])
         return updated
 
@@ -205,7 +206,7 @@ class Runtime:
         request = self.store.get_request(request_id)
         if request is None or request.outcome is not Outcome.PENDING:
             return
-        settled = attrs.evolve(
+        settled = replace(
             request,
             outcome=outcome,
             error_type=None if error is None else type(error).__name__,

@@ -31,10 +31,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-import attrs
-
 from coldmig_fsm.drivers.base import DriverCapabilities
-from coldmig_fsm.records import Host
+from coldmig_fsm.records import Host, replace
 from coldmig_fsm.roles.runtime import Runtime
 
 __all__ = [
@@ -86,7 +84,7 @@ def register_service(
     return _update(
         runtime,
         host_name,
-        lambda host: attrs.evolve(
+        lambda host: replace(
             host,
             heartbeat_at=runtime.clock.now(),
             supports_migrate_to_same_host=capabilities.supports_migrate_to_same_host,
@@ -97,19 +95,19 @@ def register_service(
 def heartbeat(runtime: Runtime, host_name: str) -> Host | None:
     """A running service's periodic report: its heartbeat is now. A down mark stays."""
     now = runtime.clock.now()
-    return _update(runtime, host_name, lambda host: attrs.evolve(host, heartbeat_at=now))
+    return _update(runtime, host_name, lambda host: replace(host, heartbeat_at=now))
 
 
 def mark_down(runtime: Runtime, host_name: str) -> Host | None:
     """Mark the service of ``host_name`` stopped (its process crashed, or an operator
     says so): down whatever its heartbeat, until :func:`mark_up`."""
-    return _update(runtime, host_name, lambda host: attrs.evolve(host, up=False))
+    return _update(runtime, host_name, lambda host: replace(host, up=False))
 
 
 def mark_up(runtime: Runtime, host_name: str) -> Host | None:
     """Clear the down mark of ``host_name``: its service was started again. Whether it
     counts as up then depends on its heartbeat too (a restart also registers)."""
-    return _update(runtime, host_name, lambda host: attrs.evolve(host, up=True))
+    return _update(runtime, host_name, lambda host: replace(host, up=True))
 
 
 def _update(runtime: Runtime, host_name: str, change: Callable[[Host], Host]) -> Host | None:

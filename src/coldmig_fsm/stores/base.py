@@ -67,6 +67,7 @@ from coldmig_fsm.records import (
     Project,
     RequestRecord,
     Resources,
+    replace,
 )
 from coldmig_fsm.states import MigrationStatus, TaskState
 
@@ -535,7 +536,7 @@ class Store(abc.ABC):
             self._put(
                 ACTION,
                 request_id,
-                attrs.evolve(action, events=(*action.events, event), message=message),
+                replace(action, events=(*action.events, event), message=message),
             )
 
     def list_actions(self, instance_uuid: str | None = None) -> list[InstanceAction]:

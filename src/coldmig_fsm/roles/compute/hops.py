@@ -38,7 +38,7 @@ from coldmig_fsm.drivers.base import HypervisorDriver
 from coldmig_fsm.exceptions import ColdmigError, InstanceFaultRollback, RequestRefused
 from coldmig_fsm.guards import GuardContext
 from coldmig_fsm.machine import Role
-from coldmig_fsm.records import Instance, Migration, Outcome
+from coldmig_fsm.records import Instance, Migration, Outcome, replace
 from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.runtime import SERVICE, Runtime, moved
 from coldmig_fsm.states import PowerState, VmState
@@ -136,7 +136,7 @@ def release_source(step: Step) -> None:
 def drop_move_state(instance: Instance) -> Instance:
     """After confirm or revert: no migration context, no stashed flavors or old_vm_state."""
     metadata = {k: v for k, v in instance.system_metadata.items() if k != "old_vm_state"}
-    return attrs.evolve(
+    return replace(
         instance, migration_id=None, old_flavor=None, new_flavor=None, system_metadata=metadata
     )
 
@@ -198,7 +198,7 @@ class HopRunner:
             with store.atomic():
                 after = hop.record(step, moved(step.instance, fired))
                 if hop.refresh_power:
-                    after = attrs.evolve(after, power_state=self._power_state(after))
+                    after = replace(after, power_state=self._power_state(after))
                 if hop.claims is not None:
                     hop.claims(step)
                 rt.save(fired, after, step.migration)
@@ -307,7 +307,7 @@ class HopRunner:
                 # left for a later recovery to roll back a second time (new_flavor stays,
                 # as in Nova).
                 metadata = {k: v for k, v in ended.system_metadata.items() if k != "old_vm_state"}
-                ended = attrs.evolve(
+                ended = replace(
                     ended,
                     power_state=self._power_state(ended),
                     migration_id=None,
@@ -389,7 +389,7 @@ class HopRunner:
             return False
         with store.atomic():
             stopped = moved(instance, fired)
-            stopped = attrs.evolve(stopped, power_state=self._power_state(stopped))
+            stopped = replace(stopped, power_state=self._power_state(stopped))
             rt.save(fired, stopped)
             rt.notify("instance.power_off.end", stopped, self.host)
             rt.event(message.request_id, "compute_stop_instance", self.host)
@@ -403,7 +403,7 @@ class HopRunner:
             current = store.get_instance(instance.uuid)
             fired = rt.fire("power_action_failed", current)
             reverted = moved(current, fired)
-            reverted = attrs.evolve(reverted, power_state=self._power_state(reverted))
+            reverted = replace(reverted, power_state=self._power_state(reverted))
             rt.save(fired, reverted)
             rt.fault(reverted, error, self.host)
             rt.notify("compute.exception", reverted, self.host)

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import attrs
-
 from coldmig_fsm import messages
 from coldmig_fsm.drivers.base import DiskInfo
 from coldmig_fsm.exceptions import (
@@ -14,7 +12,7 @@ from coldmig_fsm.exceptions import (
     UnableToMigrateToSelf,
 )
 from coldmig_fsm.machine import Role
-from coldmig_fsm.records import Instance, Migration, Outcome
+from coldmig_fsm.records import Instance, Migration, Outcome, replace
 from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.compute.hops import Failure, Hop, HopRunner, Step, release_source
 from coldmig_fsm.roles.runtime import moved
@@ -41,7 +39,7 @@ def _copy_disks(step: Step) -> DiskInfo:
 def _at_dest(step: Step, instance: Instance) -> Instance:
     dest = step.move.dest_compute
     assert dest is not None  # prep_resize filled it in
-    return attrs.evolve(instance, host=dest, node=dest)
+    return replace(instance, host=dest, node=dest)
 
 
 def _finish_on_dest(step: Step, instance: Instance) -> messages.Message:
@@ -84,7 +82,7 @@ RESIZE_INSTANCE = Hop(
 def _new_flavor(step: Step, instance: Instance) -> Instance:
     # Nova stashes the old flavor only now (a move failed earlier has none).
     migration = step.move
-    return attrs.evolve(instance, flavor=migration.new_flavor, old_flavor=migration.old_flavor)
+    return replace(instance, flavor=migration.new_flavor, old_flavor=migration.old_flavor)
 
 
 def _define_guest(step: Step) -> None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import attrs
-
 from coldmig_fsm import messages
 from coldmig_fsm.exceptions import InstanceNotFound
 from coldmig_fsm.machine import Role
-from coldmig_fsm.records import Instance, Outcome
+from coldmig_fsm.records import Instance, Outcome, replace
 from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.compute.hops import Failure, Hop, HopRunner, Step, drop_move_state
 from coldmig_fsm.roles.runtime import moved
@@ -93,7 +91,7 @@ class PowerAndDelete(HopRunner):
             remaining = message.clean
         if remaining:
             store.push_message(
-                attrs.evolve(
+                replace(
                     message,
                     host=remaining[0],
                     phase=messages.DeletePhase.CLEAN,
@@ -102,7 +100,7 @@ class PowerAndDelete(HopRunner):
             )
         elif phase is messages.DeletePhase.CLEAN:
             store.push_message(
-                attrs.evolve(message, host=instance.host, phase=messages.DeletePhase.FINISH)
+                replace(message, host=instance.host, phase=messages.DeletePhase.FINISH)
             )
         else:
             self._finish_delete(message, instance)
@@ -170,7 +168,7 @@ class PowerAndDelete(HopRunner):
             # As Nova: a deleted instance keeps the flavors a failed move stashed (a
             # confirm on delete has cleared them).
             confirmed = message.confirm_request_id is not None
-            gone = attrs.evolve(
+            gone = replace(
                 drop_move_state(moved(instance, fired)),
                 power_state=PowerState.NOSTATE,
                 old_flavor=None if confirmed else instance.old_flavor,
@@ -195,7 +193,7 @@ class PowerAndDelete(HopRunner):
         try:
             self._driver.confirm_migration(instance, migration)
         except Exception as error:
-            confirm = attrs.evolve(message, request_id=message.confirm_request_id)
+            confirm = replace(message, request_id=message.confirm_request_id)
             self.fail_step(
                 confirm,
                 instance,
@@ -216,5 +214,5 @@ class PowerAndDelete(HopRunner):
             rt.event(message.confirm_request_id, "compute_confirm_resize", self.host)
             rt.settle(message.confirm_request_id, Outcome.SUCCEEDED)
             store.push_message(
-                attrs.evolve(message, host=instance.host, phase=messages.DeletePhase.DELETE)
+                replace(message, host=instance.host, phase=messages.DeletePhase.DELETE)
             )

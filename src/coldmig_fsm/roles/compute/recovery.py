@@ -8,12 +8,10 @@ import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import attrs
-
 from coldmig_fsm import messages
 from coldmig_fsm.exceptions import ColdmigError, MigrationCancelled, MoveInterrupted, RequestRefused
 from coldmig_fsm.machine import Machine
-from coldmig_fsm.records import Instance, InstanceAction, Migration, Outcome, RequestRecord
+from coldmig_fsm.records import Instance, InstanceAction, Migration, Outcome, RequestRecord, replace
 from coldmig_fsm.roles import claims, services
 from coldmig_fsm.roles.compute.hops import HopRunner
 from coldmig_fsm.roles.moves import guest_touched, rollback_hosts
@@ -45,9 +43,7 @@ class Recovery(HopRunner):
         event = "compute_abort_migration"
         if not message.on_source:
             if self._remove_copy(message, instance, migration, cancelled, event):
-                store.push_message(
-                    attrs.evolve(message, host=migration.source_compute, on_source=True)
-                )
+                store.push_message(replace(message, host=migration.source_compute, on_source=True))
             return
         done = self._roll_back(message, instance, migration, cancelled, "aborted", event)
         if done is not None:
@@ -72,9 +68,7 @@ class Recovery(HopRunner):
         if not message.on_source:
             assert migration is not None  # only a record's move visits its destination
             if self._remove_copy(message, instance, migration, interrupted, event):
-                store.push_message(
-                    attrs.evolve(message, host=migration.source_compute, on_source=True)
-                )
+                store.push_message(replace(message, host=migration.source_compute, on_source=True))
             else:
                 self._settle_recovery(message, Outcome.FAILED, interrupted)
             return
@@ -95,7 +89,7 @@ class Recovery(HopRunner):
         """(Destination) remove what the interrupted copy left here; ``False`` when that
         failed (the instance is then in ``error``, back at the source with its claim)."""
         source = migration.source_compute
-        at_source = attrs.evolve(instance, host=source, node=source)
+        at_source = replace(instance, host=source, node=source)
         try:
             self._driver.destroy(at_source, destroy_disks=True)
         except Exception as failure:  # the guest's state is unknown: error, not stuck
@@ -141,7 +135,7 @@ class Recovery(HopRunner):
         rt, store = self._rt, self._rt.store
         source = migration.source_compute if migration is not None else instance.host
         power_on = (instance.old_vm_state or instance.vm_state) is not VmState.STOPPED
-        at_source = attrs.evolve(instance, host=source, node=source)
+        at_source = replace(instance, host=source, node=source)
         touched = migration is not None and guest_touched(instance.task_state, rt.machine)
 
         def restore() -> None:
@@ -161,7 +155,7 @@ class Recovery(HopRunner):
                 claims.back_on_source(store, instance.uuid, migration.uuid)
             rolled = moved(at_source, fired)
             metadata = {k: v for k, v in rolled.system_metadata.items() if k != "old_vm_state"}
-            rolled = attrs.evolve(
+            rolled = replace(
                 rolled,
                 flavor=migration.old_flavor if migration is not None else rolled.flavor,
                 power_state=self._driver.get_info(rolled).power_state,
@@ -236,7 +230,7 @@ class Recovery(HopRunner):
         elif task in (TaskState.RESIZE_FINISH, TaskState.RESIZE_REVERTING):
             self._recover_in_error(marker, instance, migration, interrupted)
         elif task is TaskState.POWERING_OFF:
-            resumed = attrs.evolve(marker, host=instance.host)
+            resumed = replace(marker, host=instance.host)
         elif task is TaskState.POWERING_ON:
             resumed = messages.StartInstance(
                 request_id, instance.uuid, instance.host, also_settles=pending
@@ -249,7 +243,7 @@ class Recovery(HopRunner):
             # A task_state this library never sets (resize_confirming, say): the state is
             # outside the machine, so it is reset to error directly, with a fault.
             with store.atomic():
-                current = attrs.evolve(instance, vm_state=VmState.ERROR, task_state=None)
+                current = replace(instance, vm_state=VmState.ERROR, task_state=None)
                 rt.keep(instance, current)
                 rt.fault(current, interrupted, self.host)
                 rt.event(request_id, "compute_recover", self.host, interrupted)

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import attrs
-
 from coldmig_fsm import messages
 from coldmig_fsm.machine import Role
-from coldmig_fsm.records import Instance, Outcome
+from coldmig_fsm.records import Instance, Outcome, replace
 from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.compute.hops import Hop, HopRunner, Step, drop_move_state, release_source
 from coldmig_fsm.roles.runtime import moved
@@ -138,7 +136,7 @@ class ResizeEndHops(HopRunner):
             return
         assert hop.start is not None and hop.end is not None
         rt.notify(hop.start, instance, self.host)
-        restored = attrs.evolve(
+        restored = replace(
             instance,
             flavor=migration.old_flavor,
             host=migration.source_compute,
@@ -159,7 +157,7 @@ class ResizeEndHops(HopRunner):
             return
         with store.atomic():
             reverted = drop_move_state(moved(restored, fired))
-            reverted = attrs.evolve(reverted, power_state=self._power_state(reverted))
+            reverted = replace(reverted, power_state=self._power_state(reverted))
             rt.save(fired, reverted, migration)
             rt.event(message.request_id, hop.event, self.host)
         if not power_on:
