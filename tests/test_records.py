@@ -67,3 +67,16 @@ def test_replace_copies_a_migration() -> None:
     done = replace(migration, status=MigrationStatus.FINISHED)
     assert done == attrs.evolve(migration, status=MigrationStatus.FINISHED)
     assert migration.status is MigrationStatus.PRE_MIGRATING
+
+
+def test_replace_takes_a_private_field_by_its_init_name_and_copies_unslotted_classes() -> None:
+    @attrs.define(slots=False)
+    class Plain:
+        value: int
+
+    @attrs.frozen
+    class Private:
+        _secret: str
+
+    assert replace(Plain(1), value=2) == Plain(2)
+    assert replace(Private("a"), secret="b") == Private("b")

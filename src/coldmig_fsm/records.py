@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
@@ -47,25 +47,38 @@ __all__ = [
 _non_negative = attrs.validators.ge(0)
 
 _R = TypeVar("_R")
-_new = object.__new__
-_set = object.__setattr__
 
 
 @attrs.frozen
 class _Shape:
-    names: tuple[str, ...]
-    fields: Mapping[str, attrs.Attribute[Any]]
+    """How to copy one record class: a generated function that copies every field
+    through the slots' own descriptors, and each ``__init__`` field's setter."""
+
+    copy: Callable[[Any], Any]
+    fields: Mapping[str, tuple[attrs.Attribute[Any], Callable[[Any, Any], None]]]
     post_init: bool
 
 
-_SHAPES: dict[type, _Shape] = {}
+_SHAPES: dict[type, _Shape | None] = {}
 
 
-def _shape(cls: type) -> _Shape:
+def _shape(cls: type) -> _Shape | None:
+    """The class's shape; ``None`` for a class without slots (copied by evolve)."""
+    if "__slots__" not in cls.__dict__:
+        _SHAPES[cls] = None
+        return None
     fields = attrs.fields(cls)
+    setters = {f.name: getattr(cls, f.name).__set__ for f in fields}
+    # One line per field, no loop: ``set_<i>(copy, record.<name>)``. The names are the
+    # class's own attribute names (identifiers), so the text is safe to compile.
+    lines = [f"    set_{i}(copy, record.{f.name})" for i, f in enumerate(fields)]
+    source = "\n".join(["def copy(record):", "    copy = new(cls)", *lines, "    return copy"])
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    scope.update({f"set_{i}": setters[f.name] for i, f in enumerate(fields)})
+    exec(compile(source, f"<copy of {cls.__qualname__}>", "exec"), scope)
     shape = _Shape(
-        tuple(f.name for f in fields),
-        {f.name: f for f in fields if f.init},
+        scope["copy"],
+        {f.alias: (f, setters[f.name]) for f in fields if f.init},
         hasattr(cls, "__attrs_post_init__"),
     )
     _SHAPES[cls] = shape
@@ -92,20 +105,21 @@ else:
             ValueError, TypeError: a changed value fails its field's validator.
         """
         cls = type(record)
-        shape = _SHAPES.get(cls) or _shape(cls)
-        copy = _new(cls)
-        for name in shape.names:
-            _set(copy, name, getattr(record, name))
+        shape = _SHAPES[cls] if cls in _SHAPES else _shape(cls)
+        if shape is None:
+            return attrs.evolve(record, **changes)
+        copy = shape.copy(record)
         if not changes:
             return copy
         fields = shape.fields
         checks = []
         for name, given in changes.items():
-            field = fields.get(name)
-            if field is None:
+            found = fields.get(name)
+            if found is None:
                 raise TypeError(f"{cls.__name__} has no field {name!r} to replace")
+            field, set_field = found
             value = given if field.converter is None else field.converter(given)
-            _set(copy, name, value)
+            set_field(copy, value)
             if field.validator is not None:
                 checks.append((field, value))
         for field, value in checks:

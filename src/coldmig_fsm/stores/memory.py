@@ -40,11 +40,12 @@ class _Row(NamedTuple):
 def _total(per_host: Mapping[str, Resources] | None) -> _Sum:
     if not per_host:
         return _ZERO
-    return (
-        sum(r.vcpus for r in per_host.values()),
-        sum(r.ram_mb for r in per_host.values()),
-        sum(r.disk_gb for r in per_host.values()),
-    )
+    vcpus = ram_mb = disk_gb = 0
+    for r in per_host.values():  # one pass, no generators: this runs on every claim
+        vcpus += r.vcpus
+        ram_mb += r.ram_mb
+        disk_gb += r.disk_gb
+    return vcpus, ram_mb, disk_gb
 
 
 def _shift(sums: dict[str, _Sum], key: str, by: _Sum, sign: int) -> None:
@@ -313,16 +314,20 @@ class MemoryStore(Store):
         if held:
             self._allocations[consumer] = held
         usage = self._host_usage
-        for host, resources in (previous or {}).items():
-            v, r, d = usage[host]
-            usage[host] = (v - resources.vcpus, r - resources.ram_mb, d - resources.disk_gb)
-        for host, resources in (held or {}).items():
-            v, r, d = usage.get(host, _ZERO)
-            usage[host] = (v + resources.vcpus, r + resources.ram_mb, d + resources.disk_gb)
+        dv = dr = dd = 0  # what the consumer's total changes by
+        if previous:
+            for host, resources in previous.items():
+                v, r, d = usage[host]
+                usage[host] = (v - resources.vcpus, r - resources.ram_mb, d - resources.disk_gb)
+                dv, dr, dd = dv - resources.vcpus, dr - resources.ram_mb, dd - resources.disk_gb
+        if held:
+            for host, resources in held.items():
+                v, r, d = usage.get(host, _ZERO)
+                usage[host] = (v + resources.vcpus, r + resources.ram_mb, d + resources.disk_gb)
+                dv, dr, dd = dv + resources.vcpus, dr + resources.ram_mb, dd + resources.disk_gb
         project = self._owners.get(consumer)
-        if project is not None:
-            _shift(self._project_usage, project, _total(previous), -1)
-            _shift(self._project_usage, project, _total(held), 1)
+        if project is not None and (dv or dr or dd):
+            _shift(self._project_usage, project, (dv, dr, dd), 1)
 
     def _own(self, consumer: str, project: str | None = None, like: str | None = None) -> None:
         owner = project if like is None else self._owners.get(like)
