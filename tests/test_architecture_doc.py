@@ -189,11 +189,20 @@ def _declared_hop(kind: str) -> Hop | None:
     return next((hop for hop in HOPS if hop.name == kind), None)
 
 
+def _hop_module(hop: Hop) -> str:
+    """The module that declares ``hop`` (the one whose globals hold it)."""
+    return next(
+        name
+        for name, module in sys.modules.items()
+        if name.startswith("coldmig_fsm.roles.compute.") and hop in vars(module).values()
+    )
+
+
 def _declared_by(role: type, name: str) -> str:
     """``Class.method`` (``module``) of a role's handler, or the hop's declaration."""
     hop = _declared_hop(name) if role is ComputeService else None
     if hop is not None:
-        module = sys.modules[hop.effect.__module__]
+        module = sys.modules[_hop_module(hop)]
         constant = next(k for k, v in vars(module).items() if v is hop)
         where = module.__name__
     else:
@@ -364,7 +373,7 @@ def trace_markdown(rows: list[TracedHop] | None = None) -> str:
 
 
 def hops_markdown() -> str:
-    """The hops declared with a driver call (``roles.compute.HOPS``): one row each."""
+    """The declared hops (``roles.compute.HOPS``): one row each."""
     lines = [
         "| hop | runs on | trigger | driver call | notifications | action event "
         "| if the driver call fails |",
@@ -373,10 +382,11 @@ def hops_markdown() -> str:
     for hop in HOPS:
         triggers = [t for t in (hop.begin, hop.trigger) if t is not None]
         chosen = " (or another its `choose` picks)" if hop.choose is not None else ""
-        notes = [n for n in (hop.start, hop.end) if n is not None]
+        notes = [n for n in (*hop.announce, hop.start, hop.end) if n is not None]
         lines.append(
             f"| `{hop.name}` | {hop.side.value} | {', '.join(f'`{t}`' for t in triggers)}"
-            f"{chosen} | `{hop.calls}` | {_cell(tuple(notes), code=True)} | `{hop.event}` "
+            f"{chosen} | {'—' if hop.calls is None else f'`{hop.calls}`'} "
+            f"| {_cell(tuple(notes), code=True)} | `{hop.event}` "
             f"| `{hop.on_failure.name}`: {hop.on_failure.value} |"
         )
     return "\n".join(lines) + "\n"
@@ -452,12 +462,12 @@ def test_traced_hops_are_their_declarations() -> None:
         assert last == hop.trigger or (
             hop.choose is not None and MACHINE.rule(last).role is hop.side
         )
-        assert row.driver_calls == (f"`{hop.calls}` on `{row.runs_on.split('`')[1]}`",)
+        host = row.runs_on.split("`")[1]
+        assert row.driver_calls == (() if hop.calls is None else (f"`{hop.calls}` on `{host}`",))
         assert row.events == (f"`{hop.event}`",)
-        assert [n for n in (hop.start, hop.end) if n] == [
-            n for n in row.notifications if n in (hop.start, hop.end)
-        ]
-    assert declared == 3  # resize_instance, finish_resize, confirm_resize
+        declared_notes = [n for n in (*hop.announce, hop.start, hop.end) if n]
+        assert declared_notes == [n for n in row.notifications if n in declared_notes]
+    assert declared == 4  # prep_resize, resize_instance, finish_resize, confirm_resize
 
 
 def test_each_compute_hop_calls_only_its_own_host() -> None:

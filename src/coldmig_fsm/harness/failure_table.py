@@ -66,10 +66,11 @@ def _points() -> list[tuple[str, str, str, str, Failure]]:
     points: list[tuple[str, str, str, str, Failure]] = []
     for operation in ("migrate", "resize", "confirm", "revert"):
         for hop in HOPS:
-            if operation in hop.operations:
+            if operation in hop.operations and hop.calls is not None:
                 side = "source" if hop.side is Role.SOURCE else "dest"
                 host = "host-a" if hop.side is Role.SOURCE else "host-b"
-                points.append((operation, f"{side} `{hop.name}`", host, hop.calls, hop.on_failure))
+                where = f"{side} `{hop.name}`"
+                points.append((operation, where, host, hop.calls, hop.on_failure))
     return points
 
 

@@ -19,9 +19,13 @@ runs any of them the same way:
    the hop's claim changes, the ``end`` notification, the action event, and the next
    message or the request's outcome.
 
-The hops that do not fit one trigger (prep_resize's claim and reschedule, the revert's
-last step, the delete's phases, the rollbacks and start-up recovery) are written with
-the same helpers (:meth:`HopRunner.fail_step`, :meth:`HopRunner._begin`, ...).
+Declared (``roles.compute.HOPS``): prep_resize (claim; a host without room reschedules:
+:attr:`Failure.COMPENSATE`), resize_instance, finish_resize, confirm_resize,
+revert_resize, stop_instance, start_instance, and finish_revert_resize's driver step.
+The steps that do not fit one trigger and one driver call (finish_revert_resize's
+claim-first save and its stop of a guest that was stopped, the delete's phases, abort,
+the rollbacks and start-up recovery) are written with the same helpers
+(:meth:`HopRunner.fail_step`, :meth:`HopRunner._begin`, ...).
 """
 
 from __future__ import annotations
@@ -35,7 +39,12 @@ import attrs
 
 from coldmig_fsm import messages
 from coldmig_fsm.drivers.base import HypervisorDriver
-from coldmig_fsm.exceptions import ColdmigError, InstanceFaultRollback, RequestRefused
+from coldmig_fsm.exceptions import (
+    ColdmigError,
+    InstanceFaultRollback,
+    RequestRefused,
+    UnexpectedMigrationStatusError,
+)
 from coldmig_fsm.guards import GuardContext
 from coldmig_fsm.machine import Role
 from coldmig_fsm.records import Instance, Migration, Outcome, replace
@@ -56,7 +65,14 @@ class Failure(enum.Enum):
     """A driver that says the guest is as it was (``InstanceFaultRollback``) rolls the
     move back (request ``rolled_back``); any other error is :attr:`ERROR`."""
     REVERT_POWER = "power action reverted"
-    """task_state back to null with a fault; the request ``rolled_back``."""
+    """task_state back to null with a fault; the request ``rolled_back``. A ``resized``
+    instance (the stop that ends a revert) is :attr:`ERROR` instead, with its move, as
+    in Nova."""
+    COMPENSATE = "a compensating message"
+    """An error of the hop's ``compensate_on`` kinds, from the effect or from the claims
+    in the hop's transaction (which it undoes), sends the hop's compensating message
+    instead (``prep_resize``: back to the conductor for the next alternate host); any
+    other error is :attr:`ERROR`."""
 
 
 @attrs.define
@@ -101,10 +117,12 @@ class Hop:
     """The trigger fired with the effect (or ``choose`` picks one from the records)."""
     event: str
     """The action event recorded for the hop, success or failure."""
-    effect: Callable[[Step], Any]
-    """This host's driver call."""
+    effect: Callable[[Step], Any] | None = None
+    """This host's driver call (``None``: the hop makes none)."""
     start: str | None = None
     end: str | None = None
+    announce: tuple[str, ...] = ()
+    """Notifications sent before ``start`` (``prep_resize``: Nova's ``instance.exists``)."""
     begin: str | None = None
     """A trigger fired and saved before the effect (the move's status under way)."""
     begin_record: Callable[[Step, Instance], Instance] = _no_changes
@@ -114,17 +132,26 @@ class Hop:
     refresh_power: bool = False
     """Read the guest's power state from the driver after the effect."""
     claims: Callable[[Step], None] | None = None
+    """Claim changes, in the transaction that saves the records."""
+    migration_record: Callable[[Step], Mapping[str, Any]] | None = None
+    """Fields of the migration record to set with its new status."""
     then: Callable[[Step, Instance], messages.Message | None] | None = None
     """The next message (``None``: the request has succeeded)."""
     on_failure: Failure = Failure.ERROR
     failure_claims: Callable[[Step], None] | None = None
     failure_changes: Callable[[Step], Mapping[str, Any]] | None = None
+    compensate: Callable[[Step, ColdmigError], None] | None = None
+    """(:attr:`Failure.COMPENSATE`) sends the compensating message."""
+    compensate_on: tuple[type[ColdmigError], ...] = ()
     operations: tuple[str, ...] = ()
     """The operations whose path runs this hop (for the failure table)."""
 
     @property
-    def calls(self) -> str:
-        """The driver call's name, for the failure table (from the effect's docstring)."""
+    def calls(self) -> str | None:
+        """The driver call's name, for the failure table (from the effect's docstring);
+        ``None`` for a hop without one."""
+        if self.effect is None:
+            return None
         return (self.effect.__doc__ or self.effect.__name__).strip()
 
 
@@ -179,13 +206,19 @@ class HopRunner:
                 return
             step.instance, step.migration = begun
         trigger = hop.trigger if hop.choose is None else hop.choose(step)
-        if hop.begin is None and self._refused(message, trigger, step.instance):
+        if hop.begin is None and self._refused(message, trigger, step.instance, step.migration):
             return
+        for notice in hop.announce:
+            rt.notify(notice, step.instance, self.host)
         if hop.start is not None:
             rt.notify(hop.start, step.instance, self.host)
         try:
+            effect = hop.effect
             fired = rt.fire(
-                trigger, step.instance, effect=lambda: hop.effect(step), migration=step.migration
+                trigger,
+                step.instance,
+                effect=None if effect is None else lambda: effect(step),
+                migration=step.migration,
             )
         except RequestRefused as refusal:
             rt.settle(message.request_id, Outcome.FAILED, refusal)
@@ -201,7 +234,8 @@ class HopRunner:
                     after = replace(after, power_state=self._power_state(after))
                 if hop.claims is not None:
                     hop.claims(step)
-                rt.save(fired, after, step.migration)
+                changes = {} if hop.migration_record is None else hop.migration_record(step)
+                rt.save(fired, after, step.migration, **changes)
                 if hop.end is not None:
                     rt.notify(hop.end, after, self.host)
                 rt.event(message.request_id, hop.event, self.host)
@@ -210,12 +244,22 @@ class HopRunner:
                     self._settle_recovery(message, Outcome.SUCCEEDED, None)
                 else:
                     store.push_message(following)
-        except ColdmigError as error:  # another writer won the compare-and-swap
-            rt.settle(message.request_id, Outcome.FAILED, error)
+        except ColdmigError as error:
+            if isinstance(error, hop.compensate_on):
+                self._hop_failed(hop, step, error)  # the transaction was undone
+            elif not self._cancelled(message):  # another writer won the compare-and-swap
+                rt.settle(message.request_id, Outcome.FAILED, error)
 
     def _hop_failed(self, hop: Hop, step: Step, error: Exception) -> None:
-        if hop.on_failure is Failure.REVERT_POWER:
+        if hop.on_failure is Failure.REVERT_POWER and step.instance.vm_state is not VmState.RESIZED:
             self._power_failed(step.message, step.instance, error, hop.event)
+            return
+        if (
+            hop.on_failure is Failure.COMPENSATE
+            and hop.compensate is not None
+            and isinstance(error, hop.compensate_on)
+        ):
+            hop.compensate(step, error)
             return
         failure_claims = hop.failure_claims
         fix = None if failure_claims is None else functools.partial(failure_claims, step)
@@ -333,12 +377,26 @@ class HopRunner:
         holding = migration.source_compute in self._rt.store.allocations(migration.uuid)
         return migration if reverted and holding else None
 
-    def _refused(self, message: messages.Message, trigger: str, instance: Instance) -> bool:
-        """Check ``trigger``'s guards first; a refusal settles the request as failed."""
-        failure = self._rt.machine.check(trigger, GuardContext(trigger, SERVICE, instance))
-        if failure is None:
+    def _refused(
+        self,
+        message: messages.Message,
+        trigger: str,
+        instance: Instance,
+        migration: Migration | None = None,
+    ) -> bool:
+        """Check ``trigger``'s guards (and that its rule accepts ``migration``'s status)
+        first; a refusal settles the request as failed and changes nothing else."""
+        machine = self._rt.machine
+        failure = machine.check(trigger, GuardContext(trigger, SERVICE, instance))
+        refusal: ColdmigError | None = None if failure is None else failure.to_exception()
+        if refusal is None and migration is not None:
+            try:
+                machine.migration_after(trigger, migration.status, instance)
+            except UnexpectedMigrationStatusError as error:
+                refusal = error
+        if refusal is None:
             return False
-        self._rt.settle(message.request_id, Outcome.FAILED, failure.to_exception())
+        self._rt.settle(message.request_id, Outcome.FAILED, refusal)
         return True
 
     def _power_state(self, instance: Instance) -> PowerState:

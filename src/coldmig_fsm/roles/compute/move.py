@@ -8,17 +8,15 @@ from coldmig_fsm.drivers.base import DiskInfo
 from coldmig_fsm.exceptions import (
     ColdmigError,
     ComputeResourcesUnavailable,
-    RequestRefused,
     UnableToMigrateToSelf,
 )
 from coldmig_fsm.machine import Role
-from coldmig_fsm.records import Instance, Migration, Outcome, replace
+from coldmig_fsm.records import Instance, replace
 from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.compute.hops import Failure, Hop, HopRunner, Step, release_source
-from coldmig_fsm.roles.runtime import moved
 from coldmig_fsm.states import VmState
 
-__all__ = ["FINISH_RESIZE", "RESIZE_INSTANCE", "MoveHops"]
+__all__ = ["FINISH_RESIZE", "PREP_RESIZE", "RESIZE_INSTANCE", "MoveHops"]
 
 
 def _copy_disks(step: Step) -> DiskInfo:
@@ -120,90 +118,89 @@ FINISH_RESIZE = Hop(
 ``resized``."""
 
 
+def _claim_here(step: Step) -> None:
+    message, instance = step.message, step.instance
+    store, here = step.runtime.store, step.service.host
+    if (
+        message.host == instance.host
+        and message.flavor_id == instance.flavor
+        and not step.driver.capabilities.supports_migrate_to_same_host
+    ):
+        raise UnableToMigrateToSelf(
+            f"Unable to migrate instance {instance.uuid} to current host ({here})."
+        )
+    # The fit and the claim in one compare-and-swap on the host's generation: two
+    # conductors' moves can never oversubscribe this host.
+    flavor = step.runtime.flavor(step.message.flavor_id)
+    host = store.get_host(here)
+    if host is None or not claims.try_claim(store, host, step.instance.uuid, flavor.resources):
+        raise ComputeResourcesUnavailable(
+            f"Insufficient compute resources on {here} for flavor {flavor.id}"
+        )
+
+
+def _prepared(step: Step, instance: Instance) -> Instance:
+    metadata = {**instance.system_metadata, "old_vm_state": step.instance.vm_state.value}
+    return replace(
+        instance,
+        system_metadata=metadata,
+        new_flavor=step.message.flavor_id,
+        migration_id=step.move.id,
+    )
+
+
+def _resize_on_source(step: Step, instance: Instance) -> messages.Message:
+    return messages.ResizeInstance(
+        step.message.request_id, instance.uuid, instance.host, step.move.id
+    )
+
+
+def _reschedule(step: Step, error: ColdmigError) -> None:
+    """This host failed: the request goes back to the conductor for the next alternate
+    (a fresh migration record), the claims back to the instance."""
+    rt, store, message = step.runtime, step.runtime.store, step.message
+    with store.atomic():
+        fired = rt.fire("reschedule", step.instance, migration=step.move)
+        rt.save_migration(fired, step.move)
+        claims.move_allocations(store, step.move.uuid, step.instance.uuid)
+        rt.event(message.request_id, "compute_prep_resize", step.service.host, error)
+        store.push_message(
+            messages.MigrateServer(
+                message.request_id,
+                step.instance.uuid,
+                flavor_id=message.flavor_id,
+                hosts=message.alternates,
+                attempt=message.attempt + 1,
+            )
+        )
+
+
+PREP_RESIZE = Hop(
+    name="prep_resize",
+    side=Role.DEST,
+    trigger="prep_resize",
+    event="compute_prep_resize",
+    announce=("instance.exists",),
+    start="instance.resize_prep.start",
+    end="instance.resize_prep.end",
+    claims=_claim_here,
+    record=_prepared,
+    migration_record=lambda step: {"dest_compute": step.service.host},
+    then=_resize_on_source,
+    on_failure=Failure.COMPENSATE,
+    compensate=_reschedule,
+    compensate_on=(ComputeResourcesUnavailable, UnableToMigrateToSelf),
+)
+"""Destination: claim the new flavor here, stash ``old_vm_state``, set the flavors; a
+host without room (or a move to itself the driver cannot do) reschedules."""
+
+
 class MoveHops(HopRunner):
     """The move's hops of one compute service."""
 
     def prep_resize(self, message: messages.PrepResize) -> None:
-        """Claim the new flavor here; stash ``old_vm_state``; set the flavors."""
-        rt, store = self._rt, self._rt.store
-        migration = store.get_migration(message.migration_id)
-        if migration.status.is_cancelling:
-            return  # aborted: the abort step rolls back and settles the request
-        try:
-            instance = store.get_instance(message.instance_uuid)
-            fired = rt.fire("prep_resize", instance, migration=migration)
-        except ColdmigError as error:
-            rt.settle(message.request_id, Outcome.FAILED, error)
-            return
-        new_flavor = rt.flavor(message.flavor_id)
-        rt.notify("instance.exists", instance, self.host)
-        rt.notify("instance.resize_prep.start", instance, self.host)
-        try:
-            with store.atomic():
-                same_flavor = new_flavor.id == instance.flavor
-                if (
-                    message.host == instance.host
-                    and same_flavor
-                    and not self._driver.capabilities.supports_migrate_to_same_host
-                ):
-                    raise UnableToMigrateToSelf(
-                        f"Unable to migrate instance {instance.uuid} to current host ({self.host})."
-                    )
-                # The fit and the claim in one compare-and-swap on the host's generation:
-                # two conductors' moves can never oversubscribe this host.
-                host = store.get_host(self.host)
-                if host is None or not claims.try_claim(
-                    store, host, instance.uuid, new_flavor.resources
-                ):
-                    raise ComputeResourcesUnavailable(
-                        f"Insufficient compute resources on {self.host} for flavor {new_flavor.id}"
-                    )
-                metadata = {**instance.system_metadata, "old_vm_state": instance.vm_state.value}
-                prepared = moved(
-                    instance,
-                    fired,
-                    system_metadata=metadata,
-                    new_flavor=new_flavor.id,
-                    migration_id=migration.id,
-                )
-                rt.save(fired, prepared, migration, dest_compute=self.host)
-                rt.notify("instance.resize_prep.end", prepared, self.host)
-                rt.event(message.request_id, "compute_prep_resize", self.host)
-                store.push_message(
-                    messages.ResizeInstance(
-                        message.request_id, instance.uuid, instance.host, migration.id
-                    )
-                )
-        except (ComputeResourcesUnavailable, UnableToMigrateToSelf) as error:
-            self._reschedule(message, instance, migration, error)
-        except RequestRefused as refusal:
-            # Lost a race (aborted, deleted, reset) after the first check: nothing written.
-            if not store.get_migration(migration.id).status.is_cancelling:
-                rt.settle(message.request_id, Outcome.FAILED, refusal)
-
-    def _reschedule(
-        self,
-        message: messages.PrepResize,
-        instance: Instance,
-        migration: Migration,
-        error: ColdmigError,
-    ) -> None:
-        """This host failed: try the next alternate with a fresh migration record."""
-        rt, store = self._rt, self._rt.store
-        with store.atomic():
-            fired = rt.fire("reschedule", instance, migration=migration)
-            rt.save_migration(fired, migration)
-            claims.move_allocations(store, migration.uuid, instance.uuid)
-            rt.event(message.request_id, "compute_prep_resize", self.host, error)
-            store.push_message(
-                messages.MigrateServer(
-                    message.request_id,
-                    instance.uuid,
-                    flavor_id=message.flavor_id,
-                    hosts=message.alternates,
-                    attempt=message.attempt + 1,
-                )
-            )
+        """Claim the new flavor here (:data:`PREP_RESIZE`)."""
+        self.run_hop(PREP_RESIZE, message)
 
     def resize_instance(self, message: messages.ResizeInstance) -> None:
         """Power off and copy the disks to the destination (:data:`RESIZE_INSTANCE`)."""

@@ -14,7 +14,7 @@ from coldmig_fsm.roles.compute.hops import Failure, Hop, HopRunner, Step, drop_m
 from coldmig_fsm.roles.runtime import moved
 from coldmig_fsm.states import PowerState, VmState
 
-__all__ = ["START_INSTANCE", "PowerAndDelete"]
+__all__ = ["START_INSTANCE", "STOP_INSTANCE", "PowerAndDelete"]
 
 
 def _power_on(step: Step) -> None:
@@ -36,20 +36,40 @@ START_INSTANCE = Hop(
 """The instance's host: power the guest on."""
 
 
+def _power_off(step: Step) -> None:
+    """power_off"""
+    config = step.runtime.config
+    step.driver.power_off(step.instance, config.shutdown_timeout, config.shutdown_retry_interval)
+
+
+def _end_of_revert(step: Step, stopped: Instance) -> None:
+    """(start-up recovery) the stop that ends a ``resized`` instance's revert ends the
+    revert too; the request is then settled."""
+    if step.instance.vm_state is VmState.RESIZED:
+        step.runtime.notify("instance.resize_revert.end", stopped, step.service.host)
+
+
+STOP_INSTANCE = Hop(
+    name="stop_instance",
+    side=Role.COMPUTE,
+    trigger="powered_off",
+    event="compute_stop_instance",
+    start="instance.power_off.start",
+    end="instance.power_off.end",
+    effect=_power_off,
+    refresh_power=True,
+    then=_end_of_revert,
+    on_failure=Failure.REVERT_POWER,
+)
+"""The instance's host: power the guest off."""
+
+
 class PowerAndDelete(HopRunner):
     """Power and delete hops of one compute service."""
 
     def stop_instance(self, message: messages.StopInstance) -> None:
-        rt = self._rt
-        instance = rt.store.get_instance(message.instance_uuid)
-        if self._refused(message, "powered_off", instance):
-            return
-        if self._power_off(message, instance):
-            if instance.vm_state is VmState.RESIZED:
-                # (start-up recovery) the stop that ends a revert ends the revert too.
-                current = rt.store.get_instance(instance.uuid)
-                rt.notify("instance.resize_revert.end", current, self.host)
-            self._settle_recovery(message, Outcome.SUCCEEDED, None)
+        """Power the guest off (:data:`STOP_INSTANCE`)."""
+        self.run_hop(STOP_INSTANCE, message)
 
     def start_instance(self, message: messages.StartInstance) -> None:
         """Power the guest on (:data:`START_INSTANCE`)."""

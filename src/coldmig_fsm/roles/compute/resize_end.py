@@ -149,7 +149,9 @@ class ResizeEndHops(HopRunner):
             rt.keep(instance, restored)
         step.instance = restored
         try:
-            fired = rt.fire(trigger, restored, effect=lambda: hop.effect(step), migration=migration)
+            effect = hop.effect
+            assert effect is not None
+            fired = rt.fire(trigger, restored, effect=lambda: effect(step), migration=migration)
         except Exception as error:
             assert hop.failure_changes is not None
             changes = hop.failure_changes(step)

@@ -27,8 +27,8 @@ from typing import Any
 from coldmig_fsm import messages
 from coldmig_fsm.drivers.base import HypervisorDriver
 from coldmig_fsm.roles.compute.hops import Hop
-from coldmig_fsm.roles.compute.move import FINISH_RESIZE, RESIZE_INSTANCE, MoveHops
-from coldmig_fsm.roles.compute.power import START_INSTANCE, PowerAndDelete
+from coldmig_fsm.roles.compute.move import FINISH_RESIZE, PREP_RESIZE, RESIZE_INSTANCE, MoveHops
+from coldmig_fsm.roles.compute.power import START_INSTANCE, STOP_INSTANCE, PowerAndDelete
 from coldmig_fsm.roles.compute.recovery import Recovery, reconcile
 from coldmig_fsm.roles.compute.resize_end import (
     CONFIRM_RESIZE,
@@ -41,14 +41,17 @@ from coldmig_fsm.roles.runtime import Runtime
 __all__ = ["HOPS", "ComputeService", "reconcile"]
 
 HOPS: tuple[Hop, ...] = (
+    PREP_RESIZE,
     RESIZE_INSTANCE,
     FINISH_RESIZE,
     CONFIRM_RESIZE,
     REVERT_RESIZE,
     FINISH_REVERT_RESIZE,
+    STOP_INSTANCE,
     START_INSTANCE,
 )
-"""The hops declared with a driver call, in the order a move meets them."""
+"""Every declared hop, a move's in the order it meets them (the failure table's driver
+rows are those of the hops an operation's path runs: ``Hop.operations``)."""
 
 
 class ComputeService(MoveHops, ResizeEndHops, PowerAndDelete, Recovery):
