@@ -2,39 +2,36 @@
 
 Run as ``python -m tests.kill_child DB STATE N``: opens the database and the fake
 hypervisor's state file made by the parent, then runs a migrate and a confirm; the
-store kills the process right after its N-th commit (so at every boundary between two
-writes, hops included). Exits 0 if it finished first.
+store's ``on_commit`` hook kills the process right after its N-th commit (so at every
+boundary between two committed transactions, hops included). Exits 0 if it finished
+first.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from coldmig_fsm import Cloud, SqliteStore
 from coldmig_fsm.drivers import FakeHypervisor
 
 
-class KillingStore(SqliteStore):
-    def __init__(self, path: Path, kill_after: int) -> None:
-        super().__init__(path)
+class KillAfter:
+    """An ``on_commit`` hook that SIGKILLs this process at the N-th commit once armed."""
+
+    def __init__(self, kill_after: int) -> None:
         self.kill_after = kill_after
         self.commits = 0
         self.armed = False
 
-    @contextlib.contextmanager
-    def _atomic(self) -> Iterator[None]:
-        outer = self._depth == 0
-        with super()._atomic():
-            yield
-        if outer and self.armed:
-            self.commits += 1
-            if self.commits >= self.kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
+    def __call__(self) -> None:
+        if not self.armed:
+            return
+        self.commits += 1
+        if self.commits >= self.kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def open_cloud(db: Path, state: Path, store: SqliteStore) -> Cloud:
@@ -45,9 +42,10 @@ def open_cloud(db: Path, state: Path, store: SqliteStore) -> Cloud:
 
 def main() -> int:
     db, state, kill_after = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-    store = KillingStore(db, kill_after)
+    killer = KillAfter(kill_after)
+    store = SqliteStore(db, on_commit=killer)
     cloud = open_cloud(db, state, store)
-    store.armed = True
+    killer.armed = True
     cloud.migrate("vm1").wait()
     cloud.confirm_resize("vm1").wait()
     return 0

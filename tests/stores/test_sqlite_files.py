@@ -219,3 +219,25 @@ def test_claims_from_two_threads_never_oversubscribe_a_host(tmp_path: Path) -> N
     assert check.host_usage("host-a").generation == 8
     assert sorted(a.consumer for a in check.all_allocations()) == sorted(won["a"] + won["b"])
     check.close()
+
+
+def test_on_commit_is_called_after_each_commit_only(tmp_path: Path) -> None:
+    commits: list[int] = []
+    store = SqliteStore(tmp_path / "x.db", on_commit=lambda: commits.append(len(commits)))
+    assert commits == []  # opening the schema is not reported
+    with store.atomic():
+        store.add_instance(inst())
+        with store.atomic():  # a savepoint: no commit of its own
+            store.push_message(messages.StopInstance("r", "u1", "host-a"))
+        assert commits == []
+    assert len(commits) == 1
+    with pytest.raises(RuntimeError), store.atomic():
+        store.add_instance(inst("u2"))
+        raise RuntimeError("rolled back")
+    assert len(commits) == 1  # a rollback commits nothing
+    store.add_instance(inst("u3"))  # a port method's own transaction
+    assert len(commits) == 2
+    store.on_commit = None
+    store.add_instance(inst("u4"))
+    assert len(commits) == 2
+    store.close()

@@ -228,6 +228,8 @@ class SqlStore(Store):
         engine: an engine to use instead of one made from ``url`` (it must be in
             ``AUTOCOMMIT`` isolation: the store opens its transactions itself).
         begin: the statement that opens a transaction (SQLite: ``BEGIN IMMEDIATE``).
+        on_commit: called after each transaction this store commits (see
+            :attr:`on_commit`).
 
     Raises:
         SchemaVersionError: the database is of a newer schema.
@@ -240,7 +242,9 @@ class SqlStore(Store):
         *,
         engine: sa.Engine | None = None,
         begin: str = "BEGIN",
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
+        self.on_commit = None  # not for the transaction that opens the schema
         self.engine = engine or sa.create_engine(url, isolation_level="AUTOCOMMIT")
         self._begin = begin
         self._codec = Codec()
@@ -257,6 +261,16 @@ class SqlStore(Store):
         except BaseException:
             self._connection.close()
             raise
+        self.on_commit = on_commit
+
+    on_commit: Callable[[], None] | None
+    """Called, with no argument, right after each transaction the store commits: every
+    outermost :meth:`atomic` block and every port method's own transaction (a write
+    outside any block that needs several statements), not a single-statement write
+    outside a block, not the transaction that opens the schema. For instrumentation and
+    crash tests (``tests/kill_child.py`` kills its process there, so at every boundary
+    between two committed transactions). What it raises propagates to the caller of the
+    block, whose writes are committed already. ``None``: nothing is called."""
 
     def close(self) -> None:
         self._cursor.close()
@@ -266,8 +280,7 @@ class SqlStore(Store):
     # -- schema ---------------------------------------------------------------------------
 
     def _open_schema(self) -> None:
-        # Not self._atomic(): a subclass's hooks on it run on a constructed store only.
-        with SqlStore._atomic(self):
+        with self._atomic():
             tables = set(sa.inspect(self._connection).get_table_names())
             if schema.name in tables:
                 version = self._connection.execute(
@@ -535,6 +548,8 @@ class SqlStore(Store):
             with contextlib.suppress(Exception):
                 cursor.execute("ROLLBACK")
             raise
+        if self.on_commit is not None:
+            self.on_commit()
 
     def atomic(self) -> contextlib.AbstractContextManager[None]:
         return self._atomic()

@@ -18,6 +18,7 @@ records.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,8 @@ class SqliteStore(SqlStore):
     One connection, used from one thread at a time (``check_same_thread`` is off so a
     store may be handed to another thread; serialise access yourself). Several stores,
     in several threads or processes, may use one file. Every write outside
-    :meth:`atomic` commits at once.
+    :meth:`atomic` commits at once. ``on_commit`` is called after each commit (see
+    :attr:`SqlStore.on_commit <coldmig_fsm.stores.sql.SqlStore.on_commit>`).
 
     Raises:
         SchemaVersionError: the file is of a newer schema.
@@ -97,10 +99,12 @@ class SqliteStore(SqlStore):
         sqlite3.Error: SQLite cannot open or read the file.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, on_commit: Callable[[], None] | None = None) -> None:
         self.path = str(path)
         try:
-            super().__init__(engine=_engine(self.path), begin="BEGIN IMMEDIATE")
+            super().__init__(
+                engine=_engine(self.path), begin="BEGIN IMMEDIATE", on_commit=on_commit
+            )
             self._cursor.execute(_WAL).fetchall()  # finished: it holds a lock until then
         except sa.exc.DBAPIError as error:
             if isinstance(error.orig, sqlite3.Error):
