@@ -137,6 +137,20 @@ def test_heartbeats_expire_after_service_down_time() -> None:
     assert services.down_hosts(rt) == set()
 
 
+@pytest.mark.parametrize("make_store", [MemoryStore, lambda: SqliteStore(":memory:")])
+def test_the_down_hosts_lookup_agrees_with_is_up(make_store: Any) -> None:
+    store = make_store()
+    offsets = [None, -120, -61, -60.5, -60, -59.999999, 0, 30, 60, 60.000001, 90]
+    for n, offset in enumerate(offsets * 2):
+        beat = None if offset is None else EPOCH + dt.timedelta(seconds=offset)
+        store.put_host(Host(f"h{n:02}", 8, 16384, 200, up=n < len(offsets), heartbeat_at=beat))
+    for seconds in (-30, 0, 0.5, 59, 60, 61, 150):
+        now = EPOCH + dt.timedelta(seconds=seconds)
+        expected = [h.name for h in store.list_hosts() if not services.is_up(h, now, 60)]
+        assert [h.name for h in store.down_hosts(now, 60)] == expected, seconds
+    store.close()
+
+
 def test_mark_down_then_up() -> None:
     rt = runtime("host-a")
     services.register_service(rt, "host-a", DriverCapabilities())

@@ -241,3 +241,38 @@ def test_on_commit_is_called_after_each_commit_only(tmp_path: Path) -> None:
     store.add_instance(inst("u4"))
     assert len(commits) == 2
     store.close()
+
+
+def test_down_hosts_reads_the_liveness_index(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "x.db")
+    statement = store._outside_sql
+    plan = store._cursor.execute(
+        f"EXPLAIN QUERY PLAN {statement.sql}", statement.parameters({"low": "a", "high": "b"})
+    ).fetchall()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "record_liveness" in details and "SCAN record" not in details, details
+    store.close()
+
+
+def test_a_file_of_schema_2_gets_the_liveness_index(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    store = SqliteStore(path)
+    store.put_host(Host("host-a", 8, 16384, 200, up=False))
+    store.put_host(Host("host-b", 8, 16384, 200, heartbeat_at=T0))
+    store.put_host(Host("host-c", 8, 16384, 200))
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:  # as schema 2 wrote it
+        db.execute("DROP INDEX record_liveness")
+        db.execute("UPDATE record SET idx = '' WHERE kind = 'host'")
+        db.execute("UPDATE coldmig_schema SET version = 2")
+        db.execute("PRAGMA user_version = 2")
+        db.commit()
+    reopened = SqliteStore(path)
+    later = T0 + dt.timedelta(seconds=61)
+    assert [h.name for h in reopened.down_hosts(later, 60)] == ["host-a", "host-b"]
+    reopened.close()
+    assert user_version(path) == SCHEMA_VERSION
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        version = db.execute("SELECT version FROM coldmig_schema").fetchone()[0]
+    assert "record_liveness" in indexes and version == SCHEMA_VERSION

@@ -68,9 +68,14 @@ def host_is_up(runtime: Runtime, host_name: str) -> bool:
 
 
 def down_hosts(runtime: Runtime) -> set[str]:
-    """Names of the hosts whose compute service is not up now."""
+    """Names of the hosts whose compute service is not up now (:func:`is_up` false).
+
+    A lookup by the store's liveness index (:meth:`~coldmig_fsm.stores.base.Store.
+    down_hosts`), not a read of every host record: its cost grows with the hosts that
+    are down, so that a runner can ask before every delivery whatever the cloud's size.
+    """
     now, limit = runtime.clock.now(), runtime.config.service_down_time
-    return {h.name for h in runtime.store.list_hosts() if not is_up(h, now, limit)}
+    return {h.name for h in runtime.store.down_hosts(now, limit)}
 
 
 def register_service(

@@ -32,7 +32,8 @@ The contract, in short (each method's docstring has the details):
   (:meth:`Store.notifications_after`, :meth:`Store.take_outbox`) that a publisher reads
   later, each notification handed out once.
 * **Lookups by key or index.** Every read a hop or an API call makes is by key or by
-  index (uuid, name, instance, request, consumer, host, project, destination); the
+  index (uuid, name, instance, request, consumer, host, project, destination, the
+  hosts whose compute service is down: :meth:`Store.down_hosts`); the
   ``list_*`` methods without an argument read the whole cloud and are for views, checks
   and tools, not for the workflow's paths.
 """
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import datetime as dt
 from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
@@ -77,6 +79,7 @@ __all__ = [
     "HostUsage",
     "Store",
     "compute_destination",
+    "liveness_index",
     "task_index",
 ]
 
@@ -97,10 +100,42 @@ OUTBOX = "outbox"
 
 _NO_TASK = ""
 
+RANGED = frozenset({HOST})
+"""The kinds whose index a backend keeps in order, for :meth:`Store._outside`."""
+
+_MARKED_DOWN = "-"  # sorts before every timestamp (they start with a digit)
+_NEVER_REPORTED = ""
+
 
 def task_index(task_state: TaskState | None) -> str:
     """How a task_state is stored in the compare-and-swap index column."""
     return _NO_TASK if task_state is None else task_state.value
+
+
+def _stamp(moment: dt.datetime) -> str:
+    """``moment`` as a string whose order is the order of time: UTC (a naive time is
+    taken as UTC), ISO 8601 with microseconds, always 26 characters."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="microseconds")
+
+
+def _shifted(moment: dt.datetime, seconds: float) -> dt.datetime:
+    try:
+        return moment + dt.timedelta(seconds=seconds)
+    except OverflowError:
+        return dt.datetime.max if seconds > 0 else dt.datetime.min
+
+
+def liveness_index(host: Host) -> str:
+    """How a host's liveness is stored in its index (what :meth:`Store.down_hosts`
+    reads): ``"-"`` when it is marked down, ``""`` when its service never sent a
+    heartbeat (it counts as up), else its last heartbeat as an ordered timestamp."""
+    if not host.up:
+        return _MARKED_DOWN
+    if host.heartbeat_at is None:
+        return _NEVER_REPORTED
+    return _stamp(host.heartbeat_at)
 
 
 def compute_destination(host: str) -> str:
@@ -210,6 +245,13 @@ class Store(abc.ABC):
         ``indexes``: only those whose index is one of them; ``exclude``: not those whose
         index is this one.
         """
+
+    @abc.abstractmethod
+    def _outside(self, kind: str, low: str, high: str) -> list[Any]:
+        """The records of ``kind`` (one of :data:`RANGED`) whose index is not empty and
+        is below ``low`` or above ``high`` (string order), in the order of first
+        insertion; by an ordered index, so that the cost grows with the records found
+        only."""
 
     @abc.abstractmethod
     def _append(self, kind: str, value: Any, group: str | None = None) -> None:
@@ -346,7 +388,7 @@ class Store(abc.ABC):
     # -- configuration records ----------------------------------------------------------
 
     def put_host(self, host: Host) -> None:
-        self._put(HOST, host.name, host)
+        self._put(HOST, host.name, host, liveness_index(host))
 
     def get_host(self, name: str) -> Host | None:
         found: Host | None = self._get(HOST, name)
@@ -354,6 +396,21 @@ class Store(abc.ABC):
 
     def list_hosts(self) -> list[Host]:
         return list(self._values(HOST))
+
+    def down_hosts(self, now: dt.datetime, service_down_time: float) -> list[Host]:
+        """The hosts whose compute service is down at ``now``, in the order they were
+        added: marked down (``up`` false), or whose last heartbeat is more than
+        ``service_down_time`` seconds away from ``now`` (either way, as
+        :func:`coldmig_fsm.roles.services.is_up` says). A host that never sent a
+        heartbeat is up.
+
+        By an ordered index of the hosts' liveness (:func:`liveness_index`, kept with
+        every :meth:`put_host`): the cost grows with the hosts found, not with the
+        cloud's hosts, so that a runner may ask at every step.
+        """
+        low = _stamp(_shifted(now, -service_down_time))
+        high = _stamp(_shifted(now, service_down_time))
+        return list(self._outside(HOST, low, high))
 
     def put_flavor(self, flavor: Flavor) -> None:
         self._put(FLAVOR, flavor.id, flavor)

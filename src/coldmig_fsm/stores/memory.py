@@ -4,7 +4,8 @@
 Every lookup the port promises by index is a dictionary here, kept with every write and
 restored with it when an atomic block is undone: name and instance groups, host (and for
 a migration its destination) by index value, logs by group, the message queue per
-destination, usage and generation per host, usage per project.
+destination, usage and generation per host, usage per project, and the hosts' liveness
+in order (a sorted list, for :meth:`~coldmig_fsm.stores.base.Store.down_hosts`).
 
 ``Store`` is re-exported from here for the modules that imported it before the port
 moved to :mod:`coldmig_fsm.stores.base`.
@@ -12,6 +13,7 @@ moved to :mod:`coldmig_fsm.stores.base`.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import heapq
 from collections import deque
@@ -20,7 +22,7 @@ from typing import Any, NamedTuple
 
 from coldmig_fsm.messages import Message
 from coldmig_fsm.records import Allocation, Resources
-from coldmig_fsm.stores.base import GenerationConflict, HostUsage, Store
+from coldmig_fsm.stores.base import RANGED, GenerationConflict, HostUsage, Store
 
 __all__ = ["MemoryStore", "Store"]
 
@@ -65,6 +67,8 @@ class MemoryStore(Store):
         self._groups: dict[tuple[str, str], dict[str, None]] = {}
         # (kind, host) -> index value -> keys: the records found under a host.
         self._hosted_keys: dict[tuple[str, str], dict[str, dict[str, None]]] = {}
+        # kind (of RANGED) -> (index value, key), sorted; records with an empty index left out.
+        self._ranged: dict[str, list[tuple[str, str]]] = {kind: [] for kind in RANGED}
         self._row_seq = 0
         self._logs: dict[str, list[tuple[int, Any]]] = {}
         self._log_groups: dict[tuple[str, str], list[int]] = {}  # positions in the log
@@ -142,6 +146,8 @@ class MemoryStore(Store):
         """Make ``row`` the record (``None``: none), its indexes following (not journaled)."""
         table = self._records.setdefault(kind, {})
         previous = table.get(key)
+        if kind in RANGED:
+            self._rerange(kind, key, previous, row)
         if previous is not None and row is not None:
             table[key] = row
             hosts = row.hosts
@@ -170,6 +176,29 @@ class MemoryStore(Store):
             if host is not None:
                 by_index = self._hosted_keys.setdefault((kind, host), {})
                 by_index.setdefault(row.idx, {})[key] = None
+
+    def _rerange(self, kind: str, key: str, previous: _Row | None, row: _Row | None) -> None:
+        """Move ``key`` in the ordered index of ``kind`` from ``previous``'s index value
+        to ``row``'s (a bisection and a list shift: hosts are few)."""
+        old = None if previous is None or not previous.idx else (previous.idx, key)
+        new = None if row is None or not row.idx else (row.idx, key)
+        if old == new:
+            return
+        ordered = self._ranged[kind]
+        if old is not None:
+            del ordered[bisect.bisect_left(ordered, old)]
+        if new is not None:
+            bisect.insort(ordered, new)
+
+    def _outside(self, kind: str, low: str, high: str) -> list[Any]:
+        ordered = self._ranged[kind]
+        below = ordered[: bisect.bisect_left(ordered, (low,))]
+        above = ordered[bisect.bisect_right(ordered, (high, "\U0010ffff")) :]
+        if not below and not above:
+            return []
+        table = self._records[kind]
+        rows = sorted((table[key] for _, key in (*below, *above)), key=lambda r: r.seq)
+        return [row.value for row in rows]
 
     def _get(self, kind: str, key: str) -> Any | None:
         row = self._records.get(kind, {}).get(key)

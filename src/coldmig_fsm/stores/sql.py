@@ -51,7 +51,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from coldmig_fsm.messages import Message
 from coldmig_fsm.records import Allocation, Host, Resources
-from coldmig_fsm.stores.base import GenerationConflict, HostUsage, Store
+from coldmig_fsm.stores.base import HOST, RANGED, GenerationConflict, HostUsage, Store
 from coldmig_fsm.stores.codec import Codec
 
 __all__ = [
@@ -62,9 +62,11 @@ __all__ = [
     "SqlStore",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """The schema this module writes: 0 had no usage aggregates, 1 added them (kept by
-SQLite triggers), 2 keeps them in code, adds host generations and the lookup columns."""
+SQLite triggers), 2 keeps them in code, adds host generations and the lookup columns,
+3 keeps each host's liveness in its ``idx`` (:func:`~coldmig_fsm.stores.base.
+liveness_index`) behind the index ``record_liveness``."""
 
 _ID = sa.String(255)
 
@@ -154,6 +156,14 @@ def _partial(name: str, *columns: sa.Column[Any]) -> sa.Index:
 # Only instances and migrations are found under a host; only faults have a log group
 # (the outbox reads the log by ``seq``, its primary key).
 _partial("record_host", record.c.kind, record.c.host, record.c.idx)
+# The hosts' liveness, in order (Store.down_hosts reads a range of it); partial, so that
+# the writes of instances and migrations do not pay for it. A statement uses it only
+# when it names the kind as this literal.
+_HOST_KIND: sa.ColumnClause[str] = sa.literal_column(f"'{HOST}'")
+_is_host = record.c.kind == _HOST_KIND
+sa.Index(
+    "record_liveness", record.c.kind, record.c.idx, sqlite_where=_is_host, postgresql_where=_is_host
+)
 _partial("record_peer", record.c.kind, record.c.peer, record.c.idx)
 _partial("log_group", log.c.kind, log.c.grp, log.c.seq)
 
@@ -287,6 +297,8 @@ class SqlStore(Store):
                     sa.select(schema.c.version).where(schema.c.name == "coldmig")
                 ).scalar_one()
                 self._check_version(version)
+                if version < SCHEMA_VERSION:
+                    self._upgrade_schema(version)
             elif not tables:
                 self._create_schema()
             elif not self._upgrade_legacy(tables):
@@ -309,6 +321,23 @@ class SqlStore(Store):
     def _create_schema(self) -> None:
         METADATA.create_all(self._connection)
         self._connection.execute(sa.insert(schema).values(name="coldmig", version=SCHEMA_VERSION))
+
+    def _upgrade_schema(self, version: int) -> None:
+        """Upgrade a database of an older schema that has the schema table (2: the
+        liveness index), in the opening transaction."""
+        if version < 2:
+            raise SchemaVersionError(f"{self._where()}: schema version {version} is too old")
+        for index in record.indexes:
+            index.create(self._connection, checkfirst=True)
+        self._reindex_hosts()
+        self._connection.execute(
+            sa.update(schema).where(schema.c.name == "coldmig").values(version=SCHEMA_VERSION)
+        )
+
+    def _reindex_hosts(self) -> None:
+        """Write each host record again, so that its ``idx`` holds its liveness."""
+        for host in self._values(HOST):
+            self.put_host(host)
 
     def _upgrade_legacy(self, tables: set[str]) -> bool:
         """Upgrade a database of an older layout that ``tables`` reveals; False when
@@ -451,6 +480,14 @@ class SqlStore(Store):
             sa.insert(queue).values(destination=_bind("destination"), data=_bind("data"))
         )
         self._pending_sql = prepared(sa.select(queue.c.data).order_by(queue.c.seq))
+        # Two ranges of the liveness index (an OR of them may not use it).
+        hosts = sa.select(record.c.seq, record.c.key, record.c.data).where(_is_host)
+        self._outside_sql = prepared(
+            sa.union(
+                hosts.where(record.c.idx > "", record.c.idx < _bind("low")),
+                hosts.where(record.c.idx > _bind("high")),
+            ).order_by("seq")
+        )
 
     def _in_list(self, column: sa.ColumnElement[Any], prefix: str, n: int) -> Any:
         return column.in_([_bind(f"{prefix}{i}") for i in range(n)])
@@ -656,6 +693,11 @@ class SqlStore(Store):
             params["exclude"] = exclude
         statement = self._hosted_sql(None if wanted is None else len(wanted), exclude is not None)
         rows = self._run(statement, kind=kind, host=host, **params).fetchall()
+        return [self._decode(kind, key, text) for _, key, text in rows]
+
+    def _outside(self, kind: str, low: str, high: str) -> list[Any]:
+        assert kind in RANGED and kind == HOST, kind  # the one ordered index
+        rows = self._run(self._outside_sql, low=low, high=high).fetchall()
         return [self._decode(kind, key, text) for _, key, text in rows]
 
     # -- logs and counters ----------------------------------------------------------------

@@ -12,7 +12,8 @@ they refuse a file of this schema instead of writing to it. Files of those relea
 (schema 0: no usage aggregates; 1: aggregates kept by triggers) are upgraded when
 opened, in one transaction: the triggers dropped, the lookup columns filled from the
 stored records, the aggregates and owners computed afresh from the allocations and the
-records.
+records, the hosts' liveness indexed. A file of schema 2 gets the liveness index
+(:meth:`SqlStore._upgrade_schema <coldmig_fsm.stores.sql.SqlStore._upgrade_schema>`).
 """
 
 from __future__ import annotations
@@ -132,8 +133,13 @@ class SqliteStore(SqlStore):
             return False
         super()._check_version(self._user_version())
         self._upgrade(tables)
+        self._reindex_hosts()
         self._cursor.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return True
+
+    def _upgrade_schema(self, version: int) -> None:
+        super()._upgrade_schema(version)
+        self._cursor.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _upgrade(self, tables: set[str]) -> None:
         """Schema 0 or 1 to :data:`SCHEMA_VERSION` (inside the opening transaction)."""

@@ -17,7 +17,8 @@ the outbox cursor; an inner block undoes only its own writes), the message queue
 ``held``, ``destinations``, a taken message back after a rollback), placement
 generations and :func:`~coldmig_fsm.roles.claims.try_claim`, usage aggregates against the
 sums of the allocations after a seeded random sequence of blocks, the indexed lookups,
-the outbox, and records read back equal to what was saved.
+the hosts whose service is down (:meth:`~coldmig_fsm.stores.base.Store.down_hosts`), the
+outbox, and records read back equal to what was saved.
 """
 
 from __future__ import annotations
@@ -486,6 +487,48 @@ def _check_lookups(store: Store) -> None:
     assert len(store.list_faults()) == 2, "and every fault"
 
 
+def _check_down_hosts(store: Store) -> None:
+    limit = 60.0
+
+    def down(now: dt.datetime) -> list[str]:
+        return [h.name for h in store.down_hosts(now, limit)]
+
+    def beat(seconds: float) -> dt.datetime:
+        return _T0 + dt.timedelta(seconds=seconds)
+
+    assert down(_T0) == [], "down_hosts of a store without hosts: none"
+    store.put_host(Host("never", 8, 16384, 100))  # no heartbeat: counts as up
+    store.put_host(Host("fresh", 8, 16384, 100, heartbeat_at=beat(0)))
+    store.put_host(Host("marked", 8, 16384, 100, up=False, heartbeat_at=beat(0)))
+    store.put_host(Host("edge", 8, 16384, 100, heartbeat_at=beat(-60)))
+    store.put_host(Host("stale", 8, 16384, 100, heartbeat_at=beat(-60.000001)))
+    store.put_host(Host("ahead", 8, 16384, 100, heartbeat_at=beat(61)))
+    store.put_host(Host("marked-never", 8, 16384, 100, up=False))
+    assert down(_T0) == ["marked", "stale", "ahead", "marked-never"], (
+        "down_hosts: marked down, or a heartbeat more than service_down_time from now "
+        "(either way), in the order the hosts were added; exactly service_down_time is up"
+    )
+    # Another time zone, the same moments.
+    east = dt.timezone(dt.timedelta(hours=5))
+    assert down(_T0.astimezone(east)) == down(_T0), "down_hosts compares moments, not zones"
+    with _rolled_back(store):
+        store.put_host(Host("stale", 8, 16384, 100, heartbeat_at=beat(0)))
+        store.put_host(Host("fresh", 8, 16384, 100, up=False, heartbeat_at=beat(0)))
+        assert down(_T0) == ["fresh", "marked", "ahead", "marked-never"], (
+            "down_hosts follows the writes of the block"
+        )
+    assert down(_T0) == ["marked", "stale", "ahead", "marked-never"], (
+        "down_hosts after a rollback: as before the block"
+    )
+    store.put_host(Host("marked", 8, 16384, 100, heartbeat_at=beat(0)))  # up again
+    assert down(beat(1)) == ["edge", "stale", "marked-never"], (
+        "down_hosts at a later time: the heartbeats that became too old"
+    )
+    assert down(beat(200)) == ["fresh", "marked", "edge", "stale", "ahead", "marked-never"], (
+        "down_hosts long after: every host that ever sent a heartbeat, and the marked"
+    )
+
+
 def _check_outbox(store: Store) -> None:
     assert store.take_outbox(10) == [], "an empty outbox gives nothing"
     sent = [_notification(f"n{i}") for i in range(5)]
@@ -529,6 +572,7 @@ CHECKS: tuple[Callable[[Store], None], ...] = (
     _check_generations,
     _check_aggregates,
     _check_lookups,
+    _check_down_hosts,
     _check_outbox,
 )
 
