@@ -19,6 +19,7 @@ from coldmig_fsm.drivers.base import DriverCapabilities
 from coldmig_fsm.exceptions import NoValidHost
 from coldmig_fsm.messages import PrepResize
 from coldmig_fsm.roles import scheduler, services
+from coldmig_fsm.roles.compute import ComputeService
 from coldmig_fsm.roles.conductor import Conductor
 from coldmig_fsm.roles.runtime import Runtime
 from coldmig_fsm.stores.base import HOST
@@ -149,6 +150,39 @@ def test_the_down_hosts_lookup_agrees_with_is_up(make_store: Any) -> None:
         expected = [h.name for h in store.list_hosts() if not services.is_up(h, now, 60)]
         assert [h.name for h in store.down_hosts(now, 60)] == expected, seconds
     store.close()
+
+
+def test_a_compute_service_registers_and_heartbeats_itself() -> None:
+    rt = runtime()
+    assert isinstance(rt.clock, ManualClock)
+    service = ComputeService(rt, FakeHypervisor().add_host("host-a"))
+    assert service.report_state() is None  # no host record yet: ask again at once
+    assert not service.registered
+    rt.clock.advance(3)
+    rt.store.put_host(Host("host-a", 8, 16384, 200))
+    due = service.report_state()  # registers; the interval started at the first call
+    assert service.registered and due == EPOCH + dt.timedelta(seconds=10)
+    assert record_of(rt, "host-a").heartbeat_at == EPOCH + dt.timedelta(seconds=3)
+    rt.clock.advance(6.999999)
+    assert service.report_state() == due  # not due: nothing sent
+    assert record_of(rt, "host-a").heartbeat_at == EPOCH + dt.timedelta(seconds=3)
+    rt.clock.advance(0.000001)
+    assert service.report_state() == EPOCH + dt.timedelta(seconds=20)
+    assert record_of(rt, "host-a").heartbeat_at == EPOCH + dt.timedelta(seconds=10)
+    services.mark_down(rt, "host-a")
+    rt.clock.advance(10)
+    assert service.report_state() == EPOCH + dt.timedelta(seconds=30)  # the interval runs
+    assert record_of(rt, "host-a").heartbeat_at == EPOCH + dt.timedelta(seconds=10)  # silent
+    rt.clock.advance(1)
+    assert service.start()  # the down mark cleared, registered anew
+    assert record_of(rt, "host-a").up
+    assert record_of(rt, "host-a").heartbeat_at == EPOCH + dt.timedelta(seconds=21)
+
+
+def record_of(rt: Runtime, name: str) -> Host:
+    found = rt.store.get_host(name)
+    assert found is not None
+    return found
 
 
 def test_mark_down_then_up() -> None:

@@ -9,10 +9,14 @@ any two hops, look, race another request in, and go on.
 
 Liveness is the store's: a compute service is up when its host record says so
 (:mod:`coldmig_fsm.roles.services`: not marked down, heartbeat recent enough). ``Cloud``
-runs the services in-process and does for them what Nova's service framework does: each
-registers (capabilities and a first heartbeat) once its host record exists, each running
-one heartbeats every ``report_interval`` seconds of the clock, a crash marks its host
-down and :meth:`Cloud.restart_compute` clears the mark.
+runs the services in-process and calls what they do for themselves, as Nova's service
+framework calls them: :meth:`ComputeService.report_state` (registration once the host
+record exists, then a heartbeat every ``report_interval`` seconds of the clock), called
+again when the services said it is next due; :meth:`ComputeService.start` and
+:meth:`ComputeService.init_host` when a service restarts. A crash marks its host down.
+Which hosts are down is a lookup by the store's liveness index
+(:meth:`~coldmig_fsm.stores.base.Store.down_hosts`), so a step costs the same whatever
+the number of hosts.
 
 Example::
 
@@ -248,11 +252,9 @@ class Cloud:
             host: ComputeService(self.runtime, driver) for host, driver in self._drivers.items()
         }
         self._losses: list[LostMessage] = []
-        # The services' framework, not their liveness (that is in the host records):
-        # which services have not registered yet (no host record when they started) and
-        # when the running ones last reported.
-        self._unregistered = set(self._drivers)
-        self._reported_at: dt.datetime | None = None
+        # When the services' report_state is next due (None: at once). Only a timer: the
+        # services decide what to report and when (liveness is in the host records).
+        self._report_due: dt.datetime | None = None
         self._report_state()
 
     @classmethod
@@ -496,25 +498,17 @@ class Cloud:
         services.mark_down(self.runtime, host)
 
     def _report_state(self) -> None:
-        """What the services' framework does for the services this cloud runs: a service
-        registers once its host record exists, and every ``report_interval`` seconds of
-        the clock each running one (not marked down) heartbeats. A manual clock moves
-        only when told to, so a run on it heartbeats only after the clock moved."""
-        if self._unregistered:
-            for host in sorted(self._unregistered):
-                capabilities = self._drivers[host].capabilities
-                if services.register_service(self.runtime, host, capabilities) is not None:
-                    self._unregistered.discard(host)
-        now = self.clock.now()
-        if self._reported_at is None:
-            self._reported_at = now
+        """Call every service's :meth:`ComputeService.report_state` when one is due
+        (what the services' framework's timer does): the services register and
+        heartbeat themselves. Nothing else is read, so between two reports this costs
+        one comparison. A manual clock moves only when told to, so a run on it
+        heartbeats only after the clock moved."""
+        due = self._report_due
+        if due is not None and self.clock.now() < due:
             return
-        if (now - self._reported_at).total_seconds() < self.config.report_interval:
-            return
-        self._reported_at = now
-        for record in self.store.list_hosts():
-            if record.up and record.name in self._computes:
-                services.heartbeat(self.runtime, record.name)
+        next_due = [service.report_state() for service in self._computes.values()]
+        known = [d for d in next_due if d is not None]
+        self._report_due = min(known) if known and len(known) == len(next_due) else None
 
     def is_up(self, host: str) -> bool:
         """Whether ``host``'s compute service is up, as its host record says
@@ -527,15 +521,14 @@ class Cloud:
         )
 
     def restart_compute(self, host: str) -> list[Instance]:
-        """Start ``host``'s compute service again: its down mark is cleared and it
-        registers anew (capabilities, a heartbeat); then its start-up recovery runs
-        (:meth:`ComputeService.init_host`). Queued messages for the host are delivered by
-        the next :meth:`step`/:meth:`run`. Returns the instances recovered, as saved.
+        """Start ``host``'s compute service again (:meth:`ComputeService.start`: its
+        down mark is cleared and it registers anew, capabilities and a heartbeat); then
+        its start-up recovery runs (:meth:`ComputeService.init_host`). Queued messages
+        for the host are delivered by the next :meth:`step`/:meth:`run`. Returns the
+        instances recovered, as saved.
         """
         service = self.compute(host)
-        services.mark_up(self.runtime, host)
-        if services.register_service(self.runtime, host, service.driver.capabilities):
-            self._unregistered.discard(host)
+        service.start()
         return self._recovered([service.host])
 
     def reconcile(self) -> list[Instance]:

@@ -1,21 +1,24 @@
 """Undoing a move and start-up recovery: ``abort_migration`` and ``roll_back_move``
-(destination, then source), ``init_host`` (Nova's start-up recovery), the periodic
-tasks (auto-confirm), and :func:`reconcile`."""
+(destination, then source), the service's start (``start``: registration, its down mark
+cleared), ``init_host`` (Nova's start-up recovery), its heartbeat (``report_state``),
+the periodic tasks (auto-confirm), and :func:`reconcile`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from coldmig_fsm import messages
+from coldmig_fsm.drivers.base import HypervisorDriver
 from coldmig_fsm.exceptions import ColdmigError, MigrationCancelled, MoveInterrupted, RequestRefused
 from coldmig_fsm.machine import Machine
 from coldmig_fsm.records import Instance, InstanceAction, Migration, Outcome, RequestRecord, replace
 from coldmig_fsm.roles import claims, services
 from coldmig_fsm.roles.compute.hops import HopRunner
 from coldmig_fsm.roles.moves import guest_touched, rollback_hosts
-from coldmig_fsm.roles.runtime import SERVICE, moved
+from coldmig_fsm.roles.runtime import SERVICE, Runtime, moved
 from coldmig_fsm.states import MigrationStatus, TaskState, VmState
 from coldmig_fsm.stores.base import Store
 
@@ -24,6 +27,66 @@ __all__ = ["Recovery", "reconcile"]
 
 class Recovery(HopRunner):
     """Rollbacks, start-up recovery and periodic tasks of one compute service."""
+
+    def __init__(self, runtime: Runtime, driver: HypervisorDriver) -> None:
+        super().__init__(runtime, driver)
+        self._registered = False
+        self._reported_at: dt.datetime | None = None
+
+    # -- the service's own record: registration and heartbeat -----------------------------
+
+    @property
+    def registered(self) -> bool:
+        """Whether this service has registered (:meth:`register`) since it was made."""
+        return self._registered
+
+    def register(self) -> bool:
+        """Write this service's record (Nova's service record and compute node): the
+        driver's capabilities and a first heartbeat, in its host record
+        (:func:`coldmig_fsm.roles.services.register_service`). A down mark stays.
+
+        Returns ``False`` (nothing written) while the host has no record yet; then
+        :meth:`report_state` tries again each time it runs.
+        """
+        if services.register_service(self._rt, self.host, self._driver.capabilities):
+            self._registered = True
+        return self._registered
+
+    def start(self) -> bool:
+        """This service (re)starts (Nova's ``Service.start``): its down mark is cleared
+        (:func:`~coldmig_fsm.roles.services.mark_up`) and it registers anew. Start-up
+        recovery (:meth:`init_host`) is the runner's next call: it needs the host to be
+        up. Returns whether the service is registered (its host has a record)."""
+        services.mark_up(self._rt, self.host)
+        return self.register()
+
+    def report_state(self) -> dt.datetime | None:
+        """The heartbeat of a running service (Nova's ``Service.report_state``, run
+        every ``report_interval`` seconds by the service framework): register when not
+        registered yet; then, once ``report_interval`` seconds of the runtime's clock
+        have passed since the last report, heartbeat, unless the host record says the
+        service is marked down (a stopped service sends nothing). The first call starts
+        the interval and sends nothing.
+
+        Returns when it is next due: the runner calls it again at that time or later
+        (``None``: at once, the service is not registered yet). The interval runs
+        whether or not the host is marked down, so that a restarted service reports at
+        the times it would have.
+        """
+        rt = self._rt
+        if not self._registered:
+            self.register()
+        now = rt.clock.now()
+        if self._reported_at is None:
+            self._reported_at = now
+        elif (now - self._reported_at).total_seconds() >= rt.config.report_interval:
+            self._reported_at = now
+            record = rt.store.get_host(self.host)
+            if record is not None and record.up:
+                services.heartbeat(rt, self.host)
+        if not self._registered:
+            return None
+        return self._reported_at + dt.timedelta(seconds=rt.config.report_interval)
 
     def abort_migration(self, message: messages.AbortMigration) -> None:
         """Roll back a move that the API cancelled before ``finish_resize`` started.
