@@ -463,21 +463,32 @@ class Cloud:
         return {compute_destination(host) for host in services.down_hosts(self.runtime)}
 
     def _deliver(self, held: Collection[str]) -> Message | None:
-        message = self.store.take_message(held)
-        if message is None:
-            return None
-        for index, loss in enumerate(self._losses):
-            if loss.matches(message):
-                self._losses[index] = attrs.evolve(loss, times=loss.times - 1)
-                self._losses = [x for x in self._losses if x.times > 0]
-                return message
-        try:
-            if message.destination == CONDUCTOR:
-                self.conductor.handle(message)
-            else:
-                self.compute(message.destination.partition(":")[2]).handle(message)
-        except SimulatedCrash as crash:
-            self._mark_down(crash.host)
+        """Hand the oldest deliverable message to its role (:meth:`Store.delivery
+        <coldmig_fsm.stores.base.Store.delivery>`: the message is taken in the
+        transaction of the handler's first write, so a handler that raises before it
+        wrote, or whose first transaction rolls back, leaves it queued).
+
+        A simulated crash loses the message it interrupted, as Nova's compute loses an
+        RPC cast it had received (oslo.messaging acknowledges a cast before dispatching
+        it): whatever the handler committed stays, the rest is for start-up recovery.
+        """
+        with self.store.delivery(held) as message:
+            if message is None:
+                return None
+            for index, loss in enumerate(self._losses):
+                if loss.matches(message):
+                    self._losses[index] = attrs.evolve(loss, times=loss.times - 1)
+                    self._losses = [x for x in self._losses if x.times > 0]
+                    self.store.acknowledge()
+                    return message
+            try:
+                if message.destination == CONDUCTOR:
+                    self.conductor.handle(message)
+                else:
+                    self.compute(message.destination.partition(":")[2]).handle(message)
+            except SimulatedCrash as crash:
+                self.store.acknowledge()
+                self._mark_down(crash.host)
         return message
 
     # -- faults, restarts, time -----------------------------------------------------------

@@ -20,7 +20,10 @@ The contract, in short (each method's docstring has the details):
   block may catch the error and go on. Writes outside any block take effect at once.
 * **The message queue.** FIFO over all destinations; :meth:`Store.take_message` takes
   the oldest message for a set of destinations, in the caller's atomic block: a handler
-  whose block rolls back puts its message back.
+  whose block rolls back puts its message back. :meth:`Store.delivery` hands a message
+  to a handler and takes it in the transaction of the handler's first write, whatever
+  that write is: a handler whose first transaction rolls back, or that raises before it
+  wrote, leaves the message queued.
 * **Placement.** Allocations per consumer and host; per-host and per-project usage are
   aggregates kept in the same transaction as every allocation change; each host has a
   generation that every allocation change on it increments, and
@@ -43,7 +46,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -77,6 +80,7 @@ __all__ = [
     "CONDUCTOR",
     "GenerationConflict",
     "HostUsage",
+    "MessageTaken",
     "Store",
     "compute_destination",
     "liveness_index",
@@ -166,6 +170,12 @@ class GenerationConflict(RuntimeError):
         self.actual = actual
 
 
+class MessageTaken(RuntimeError):
+    """The message of a :meth:`Store.delivery` was taken by another consumer of its
+    destination before this handler's first write: that write's transaction is rolled
+    back, and the handler must stop (the other consumer handles the message)."""
+
+
 @attrs.frozen
 class HostUsage:
     """What a host's allocations add up to, and the generation of that sum.
@@ -184,6 +194,12 @@ class Store(abc.ABC):
     Records are frozen ``attrs`` values: a store returns equal values to those saved, and
     callers never change a returned record in place.
     """
+
+    # The message of the delivery under way (Store.delivery), until a write takes it;
+    # then, while the transaction that took it is open, that message (a rollback of the
+    # transaction hands it back).
+    _handed: tuple[Any, Message] | None = None
+    _handed_in_block: tuple[Any, Message] | None = None
 
     # -- primitives ---------------------------------------------------------------------
 
@@ -364,6 +380,94 @@ class Store(abc.ABC):
         The message is removed in the caller's atomic block when there is one: if the
         block rolls back, the message is back in the queue at its place.
         """
+
+    @abc.abstractmethod
+    def _peek_message(
+        self, held: Collection[str], destinations: Collection[str] | None
+    ) -> tuple[Any, Message] | None:
+        """The message :meth:`take_message` would take, with a reference for
+        :meth:`_remove_message`; nothing removed."""
+
+    @abc.abstractmethod
+    def _remove_message(self, ref: Any) -> None:
+        """Remove the message ``ref`` names (from :meth:`_peek_message`), in the open
+        atomic block if there is one (a rollback puts it back at its place).
+
+        Raises:
+            MessageTaken: it is no longer queued (another consumer took it).
+        """
+
+    @contextlib.contextmanager
+    def delivery(
+        self, held: Collection[str] = (), *, destinations: Collection[str] | None = None
+    ) -> Iterator[Message | None]:
+        """Hand the oldest deliverable message (as :meth:`take_message` would choose it)
+        to a handler that runs inside this block; ``None`` when there is none.
+
+        The message is taken in the transaction of the handler's first write: the
+        start of its first outermost :meth:`atomic` block, or a write outside any
+        block (which then runs in one transaction with the take). So:
+
+        * a handler whose first transaction rolls back leaves the message queued at its
+          place, to be taken by the next transaction it writes in;
+        * a handler that raises before it wrote anything leaves it queued;
+        * a handler that returns without writing anything has it taken when the block
+          ends (a handled message is never delivered twice);
+        * :meth:`acknowledge` takes it at once (a runner that drops the message, or
+          whose handler died holding it).
+
+        Inside an open atomic block the message is taken at once, in that block (as
+        :meth:`take_message`). One delivery at a time per store. With several consumers
+        of one destination, the one that loses the race for a message finds out at its
+        first write (:class:`MessageTaken`): a handler acts outside the store only after
+        it wrote, or on a destination it alone consumes (a compute host's).
+
+        Raises:
+            RuntimeError: a delivery is under way already.
+        """
+        if self._handed is not None or self._handed_in_block is not None:
+            raise RuntimeError("a delivery is under way on this store already")
+        found = self._peek_message(held, destinations)
+        if found is None:
+            yield None
+            return
+        self._handed = found
+        try:
+            if self._in_block():
+                self._take_handed()
+            yield found[1]
+            if self._handed is not None:
+                self._take_handed()  # the handler wrote nothing
+        finally:
+            self._handed = None
+
+    def acknowledge(self) -> None:
+        """Take the message of the delivery under way now, if no write has taken it yet
+        (in the open block, if there is one). Nothing happens outside a delivery."""
+        if self._handed is not None:
+            self._take_handed()
+
+    def _in_block(self) -> bool:
+        """Whether an atomic block is open (backends say)."""
+        return False
+
+    def _take_handed(self) -> None:
+        """Take the delivery's message now (a backend calls this when a transaction
+        opens or a write outside a block happens while a delivery waits to take)."""
+        handed = self._handed
+        if handed is None:
+            return
+        self._handed = None
+        self._remove_message(handed[0])
+        if self._in_block():
+            self._handed_in_block = handed
+
+    def _block_ended(self, committed: bool) -> None:
+        """The outermost block ended (a backend calls this): a rollback hands back the
+        message its transaction took."""
+        taken, self._handed_in_block = self._handed_in_block, None
+        if not committed and taken is not None:
+            self._handed = taken
 
     @abc.abstractmethod
     def atomic(self) -> contextlib.AbstractContextManager[None]:

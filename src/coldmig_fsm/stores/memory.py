@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from coldmig_fsm.messages import Message
 from coldmig_fsm.records import Allocation, Resources
-from coldmig_fsm.stores.base import RANGED, GenerationConflict, HostUsage, Store
+from coldmig_fsm.stores.base import RANGED, GenerationConflict, HostUsage, MessageTaken, Store
 
 __all__ = ["MemoryStore", "Store"]
 
@@ -90,8 +90,13 @@ class MemoryStore(Store):
     def _atomic(self) -> Iterator[None]:
         mark = len(self._journal)
         self._depth += 1
+        outer = self._depth == 1
+        committed = False
         try:
+            if outer and self._handed is not None:
+                self._take_handed()  # a delivery's message, in its first transaction
             yield
+            committed = True
         except BaseException:
             self._undo(mark)
             raise
@@ -99,6 +104,10 @@ class MemoryStore(Store):
             self._depth -= 1
             if self._depth == 0:
                 self._journal.clear()
+                self._block_ended(committed)
+
+    def _in_block(self) -> bool:
+        return self._depth > 0
 
     def atomic(self) -> contextlib.AbstractContextManager[None]:
         return self._atomic()
@@ -110,6 +119,8 @@ class MemoryStore(Store):
     def _note(self, *entry: Any) -> None:
         if self._depth:
             self._journal.append(entry)
+        elif self._handed is not None:
+            self._take_handed()  # a write outside a block takes a delivery's message
 
     def _undo(self, mark: int) -> None:
         journal = self._journal
@@ -217,6 +228,8 @@ class MemoryStore(Store):
         previous = None if table is None else table.get(key)
         if self._depth:
             self._journal.append(("record", kind, key, previous))
+        elif self._handed is not None:
+            self._take_handed()
         if previous is None:
             self._row_seq += 1
             self._set_row(kind, key, _Row(value, index, group, hosts, self._row_seq))
@@ -238,6 +251,8 @@ class MemoryStore(Store):
             return current.idx
         if self._depth:
             self._journal.append(("record", kind, key, current))
+        elif self._handed is not None:
+            self._take_handed()
         self._set_row(kind, key, _Row(value, index, current.group, hosts, current.seq))
         return None
 
@@ -401,6 +416,15 @@ class MemoryStore(Store):
     def take_message(
         self, held: Collection[str] = (), *, destinations: Collection[str] | None = None
     ) -> Message | None:
+        found = self._peek_message(held, destinations)
+        if found is None:
+            return None
+        self._remove_message(found[0])
+        return found[1]
+
+    def _peek_message(
+        self, held: Collection[str], destinations: Collection[str] | None
+    ) -> tuple[Any, Message] | None:
         # The oldest head among the queues that may deliver: one look per destination.
         best: deque[tuple[int, Message]] | None = None
         best_name = ""
@@ -410,6 +434,14 @@ class MemoryStore(Store):
                 best, best_name = queue, name
         if best is None:
             return None
-        entry = best.popleft()
-        self._note("take", best_name, entry)
-        return entry[1]
+        seq, message = best[0]
+        return (best_name, seq), message
+
+    def _remove_message(self, ref: Any) -> None:
+        name, seq = ref
+        queue = self._queues.get(name)
+        if not queue or queue[0][0] != seq:
+            raise MessageTaken(f"message {seq} to {name} is no longer queued")
+        entry = queue.popleft()
+        if self._depth:
+            self._journal.append(("take", name, entry))

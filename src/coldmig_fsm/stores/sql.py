@@ -51,7 +51,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from coldmig_fsm.messages import Message
 from coldmig_fsm.records import Allocation, Host, Resources
-from coldmig_fsm.stores.base import HOST, RANGED, GenerationConflict, HostUsage, Store
+from coldmig_fsm.stores.base import (
+    HOST,
+    RANGED,
+    GenerationConflict,
+    HostUsage,
+    MessageTaken,
+    Store,
+)
 from coldmig_fsm.stores.codec import Codec
 
 __all__ = [
@@ -219,6 +226,7 @@ class _Prepared:
 
 
 _ZERO = (0, 0, 0)
+_NO_BLOCK = contextlib.nullcontext()
 
 
 def _bind(name: str) -> sa.BindParameter[Any]:
@@ -480,6 +488,7 @@ class SqlStore(Store):
             sa.insert(queue).values(destination=_bind("destination"), data=_bind("data"))
         )
         self._pending_sql = prepared(sa.select(queue.c.data).order_by(queue.c.seq))
+        self._remove_sql = prepared(sa.delete(queue).where(queue.c.seq == _bind("seq")))
         # Two ranges of the liveness index (an OR of them may not use it).
         hosts = sa.select(record.c.seq, record.c.key, record.c.data).where(_is_host)
         self._outside_sql = prepared(
@@ -525,14 +534,30 @@ class SqlStore(Store):
             found = self._many[("hosted", n, exclude)] = _Prepared(statement, self._dialect)
         return found
 
+    def _deliverable(self, held: int, destinations: int | None) -> list[Any]:
+        where = []
+        if held:
+            where.append(sa.not_(self._in_list(queue.c.destination, "h", held)))
+        if destinations is not None:
+            where.append(self._in_list(queue.c.destination, "d", destinations))
+        return where
+
+    def _peek_sql(self, held: int, destinations: int | None) -> _Prepared:
+        found = self._many.get(("peek", held, destinations))
+        if found is None:
+            statement = (
+                sa.select(queue.c.seq, queue.c.data)
+                .where(*self._deliverable(held, destinations))
+                .order_by(queue.c.seq)
+                .limit(1)
+            )
+            found = self._many[("peek", held, destinations)] = _Prepared(statement, self._dialect)
+        return found
+
     def _take_sql(self, held: int, destinations: int | None) -> _Prepared:
         found = self._many.get(("take", held, destinations))
         if found is None:
-            where = []
-            if held:
-                where.append(sa.not_(self._in_list(queue.c.destination, "h", held)))
-            if destinations is not None:
-                where.append(self._in_list(queue.c.destination, "d", destinations))
+            where = self._deliverable(held, destinations)
             oldest = (
                 sa.select(queue.c.seq)
                 .where(*where)
@@ -561,6 +586,8 @@ class SqlStore(Store):
         cursor.execute(self._begin if depth == 0 else f"SAVEPOINT {savepoint}")
         self._depth = depth + 1
         try:
+            if depth == 0 and self._handed is not None:
+                self._take_handed()  # a delivery's message, in its first transaction
             yield
         except BaseException:
             self._depth = depth
@@ -568,7 +595,10 @@ class SqlStore(Store):
             self._decoded.clear()
             self._owners.clear()
             if depth == 0:
-                cursor.execute("ROLLBACK")
+                try:
+                    cursor.execute("ROLLBACK")
+                finally:
+                    self._block_ended(committed=False)
             else:
                 cursor.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
                 cursor.execute(f"RELEASE SAVEPOINT {savepoint}")
@@ -582,9 +612,11 @@ class SqlStore(Store):
         except BaseException:
             self._decoded.clear()
             self._owners.clear()
+            self._block_ended(committed=False)
             with contextlib.suppress(Exception):
                 cursor.execute("ROLLBACK")
             raise
+        self._block_ended(committed=True)
         if self.on_commit is not None:
             self.on_commit()
 
@@ -594,6 +626,16 @@ class SqlStore(Store):
     def _batch(self) -> contextlib.AbstractContextManager[None]:
         """A transaction when none is open (several statements that belong together)."""
         return self._atomic() if self._depth == 0 else contextlib.nullcontext()
+
+    def _write(self) -> contextlib.AbstractContextManager[None]:
+        """Around a single-statement write: a transaction when none is open and a
+        delivery's message waits to be taken with the first write; else nothing."""
+        if self._depth == 0 and self._handed is not None:
+            return self._atomic()
+        return _NO_BLOCK
+
+    def _in_block(self) -> bool:
+        return self._depth > 0
 
     # -- records --------------------------------------------------------------------------
 
@@ -626,16 +668,17 @@ class SqlStore(Store):
         hosts: tuple[str | None, str | None] = (None, None),
     ) -> None:
         text = self._codec.dump(value)
-        self._run(
-            self._put_sql,
-            kind=kind,
-            key=key,
-            idx=index,
-            grp=group,
-            host=hosts[0],
-            peer=hosts[1],
-            data=text,
-        )
+        with self._write():
+            self._run(
+                self._put_sql,
+                kind=kind,
+                key=key,
+                idx=index,
+                grp=group,
+                host=hosts[0],
+                peer=hosts[1],
+                data=text,
+            )
         self._remember(kind, key, text, value)
 
     def _swap(
@@ -651,16 +694,17 @@ class SqlStore(Store):
         text = self._codec.dump(value)
         params = {f"e{i}": e for i, e in enumerate(wanted or ())}
         # One UPDATE is the whole compare-and-swap; the SELECT only explains a refusal.
-        cursor = self._run(
-            self._swap_sql(None if wanted is None else len(wanted)),
-            kind=kind,
-            key=key,
-            idx=index,
-            host=hosts[0],
-            peer=hosts[1],
-            data=text,
-            **params,
-        )
+        with self._write():
+            cursor = self._run(
+                self._swap_sql(None if wanted is None else len(wanted)),
+                kind=kind,
+                key=key,
+                idx=index,
+                host=hosts[0],
+                peer=hosts[1],
+                data=text,
+                **params,
+            )
         if cursor.rowcount == 1:
             self._remember(kind, key, text, value)
             return None
@@ -703,7 +747,8 @@ class SqlStore(Store):
     # -- logs and counters ----------------------------------------------------------------
 
     def _append(self, kind: str, value: Any, group: str | None = None) -> None:
-        self._run(self._append_sql, kind=kind, grp=group, data=self._codec.dump(value))
+        with self._write():
+            self._run(self._append_sql, kind=kind, grp=group, data=self._codec.dump(value))
 
     def _log(self, kind: str, group: str | None = None) -> list[Any]:
         if group is None:
@@ -845,11 +890,12 @@ class SqlStore(Store):
     # -- the message queue ----------------------------------------------------------------
 
     def push_message(self, message: Message) -> None:
-        self._run(
-            self._push_sql,
-            destination=message.destination,
-            data=self._codec.dump_message(message),
-        )
+        with self._write():
+            self._run(
+                self._push_sql,
+                destination=message.destination,
+                data=self._codec.dump_message(message),
+            )
 
     def pop_message(self) -> Message | None:
         return self.take_message()
@@ -867,6 +913,25 @@ class SqlStore(Store):
         # One statement: taking a message is atomic without a transaction of its own.
         row = self._run(statement, **params).fetchone()
         return None if row is None else self._codec.load_message(row[0])
+
+    def _peek_message(
+        self, held: Collection[str], destinations: Collection[str] | None
+    ) -> tuple[Any, Message] | None:
+        waiting = list(held)
+        wanted = None if destinations is None else list(destinations)
+        if wanted == []:
+            return None
+        params = {f"h{i}": h for i, h in enumerate(waiting)}
+        params.update({f"d{i}": d for i, d in enumerate(wanted or ())})
+        statement = self._peek_sql(len(waiting), None if wanted is None else len(wanted))
+        row = self._run(statement, **params).fetchone()
+        return None if row is None else (int(row[0]), self._codec.load_message(row[1]))
+
+    def _remove_message(self, ref: Any) -> None:
+        with self._write():
+            removed = self._run(self._remove_sql, seq=ref).rowcount
+        if not removed:
+            raise MessageTaken(f"message {ref} is no longer queued")
 
     def pending_messages(self) -> list[Message]:
         rows = self._run(self._pending_sql).fetchall()

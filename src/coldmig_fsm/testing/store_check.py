@@ -14,7 +14,8 @@ uses a fresh store, closed after it::
 The checks: compare-and-swap saves of instances and migrations, nested atomic blocks
 (an error undoes records, allocations, usage, generations, messages, logs, counters and
 the outbox cursor; an inner block undoes only its own writes), the message queue (order,
-``held``, ``destinations``, a taken message back after a rollback), placement
+``held``, ``destinations``, a taken message back after a rollback), deliveries (the
+message taken in the transaction of the handler's first write), placement
 generations and :func:`~coldmig_fsm.roles.claims.try_claim`, usage aggregates against the
 sums of the allocations after a seeded random sequence of blocks, the indexed lookups,
 the hosts whose service is down (:meth:`~coldmig_fsm.stores.base.Store.down_hosts`), the
@@ -335,6 +336,60 @@ def _check_queue(store: Store) -> None:
     assert store.pending_messages()[-1] == message, "a message reads back as pushed"
 
 
+def _check_delivery(store: Store) -> None:
+    first, second = (messages.StopInstance(f"r{i}", "inst-1", "host-a") for i in range(2))
+    other = messages.StartInstance("o", "inst-2", "host-b")
+    for message in (first, other, second):
+        store.push_message(message)
+    with store.delivery(["compute:host-b"]) as handed:
+        assert handed == first, "delivery hands the oldest deliverable message"
+        assert store.pending_messages() == [first, other, second], (
+            "a delivered message stays queued until the handler writes"
+        )
+        with _rolled_back(store):
+            store.add_instance(_instance(1))
+            assert store.pending_messages() == [other, second], (
+                "the handler's first transaction takes the delivered message"
+            )
+        assert store.pending_messages() == [first, other, second], (
+            "a first transaction that rolls back puts the message back at its place"
+        )
+        store.add_instance(_instance(2))  # a write outside a block: a transaction of its own
+        assert store.pending_messages() == [other, second], "the next write takes it"
+    assert store.pending_messages() == [other, second], "and it stays taken"
+    try:
+        with store.delivery(destinations=["compute:host-b"]) as handed:
+            assert handed == other
+            raise _Boom
+    except _Boom:
+        pass
+    assert store.pending_messages() == [other, second], (
+        "a handler that raises before it writes leaves its message queued"
+    )
+    with store.delivery(destinations=["compute:host-b"]) as handed:
+        assert handed == other
+    assert store.pending_messages() == [second], (
+        "a handler that writes nothing has its message taken when it returns"
+    )
+    try:
+        with store.delivery() as handed:
+            assert handed == second
+            store.acknowledge()
+            assert store.pending_messages() == [], "acknowledge takes the message at once"
+            raise _Boom
+    except _Boom:
+        pass
+    assert store.pending_messages() == [], "an acknowledged message stays taken"
+    with store.delivery() as handed:
+        assert handed is None, "delivery of an empty queue: None"
+    store.push_message(first)
+    with store.atomic(), store.delivery() as handed:
+        assert handed == first and store.pending_messages() == [], (
+            "a delivery inside an open block takes its message in that block"
+        )
+    assert store.pending_messages() == [], "taken with the block's commit"
+
+
 def _check_generations(store: Store) -> None:
     host = Host("host-a", 2, 1024, 20)
     store.put_host(host)
@@ -569,6 +624,7 @@ CHECKS: tuple[Callable[[Store], None], ...] = (
     _check_atomic_rollback,
     _check_inner_block,
     _check_queue,
+    _check_delivery,
     _check_generations,
     _check_aggregates,
     _check_lookups,
