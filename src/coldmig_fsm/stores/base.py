@@ -200,6 +200,8 @@ class Store(abc.ABC):
     # transaction hands it back).
     _handed: tuple[Any, Message] | None = None
     _handed_in_block: tuple[Any, Message] | None = None
+    # The last cutoffs down_hosts computed: (now, service_down_time, low, high).
+    _liveness_cut: tuple[dt.datetime | None, float, str, str] = (None, 0.0, "", "")
 
     # -- primitives ---------------------------------------------------------------------
 
@@ -512,9 +514,12 @@ class Store(abc.ABC):
         every :meth:`put_host`): the cost grows with the hosts found, not with the
         cloud's hosts, so that a runner may ask at every step.
         """
-        low = _stamp(_shifted(now, -service_down_time))
-        high = _stamp(_shifted(now, service_down_time))
-        return list(self._outside(HOST, low, high))
+        cut = self._liveness_cut
+        if cut[0] != now or cut[1] != service_down_time:  # (a runner asks at every step)
+            low = _stamp(_shifted(now, -service_down_time))
+            high = _stamp(_shifted(now, service_down_time))
+            cut = self._liveness_cut = (now, service_down_time, low, high)
+        return list(self._outside(HOST, cut[2], cut[3]))
 
     def put_flavor(self, flavor: Flavor) -> None:
         self._put(FLAVOR, flavor.id, flavor)
