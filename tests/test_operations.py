@@ -71,7 +71,14 @@ def test_readers_take_it_from_the_registry() -> None:
     }
     assert REQUIRED_OP_KEYS["resize"] == {"instance", "flavor"}
     assert REQUIRED_OP_KEYS["migrate"] == {"instance"}
-    assert set(SUPPORTED_OPS) - set(Op) == {"fault", "restart_compute", "advance_clock"}
+    assert set(SUPPORTED_OPS) - set(Op) == {
+        "fault",
+        "restart_compute",
+        "advance_clock",
+        "deliver",
+        "reconcile",
+        "race",
+    }
 
 
 def test_cloud_request_is_the_named_methods() -> None:

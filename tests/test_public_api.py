@@ -264,8 +264,8 @@ def test_fault_codes_are_those_nova_recorded(monkeypatch: pytest.MonkeyPatch) ->
     clouds: list[Cloud] = []
     build = scenario.build_cloud
 
-    def keep(parsed: scenario.Scenario) -> Cloud:  # run_scenario's cloud, to read its faults
-        clouds.append(build(parsed))
+    def keep(parsed: scenario.Scenario, **options: Any) -> Cloud:  # run_scenario's, to read faults
+        clouds.append(build(parsed, **options))
         return clouds[-1]
 
     monkeypatch.setattr(scenario, "build_cloud", keep)

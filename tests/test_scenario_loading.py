@@ -212,7 +212,7 @@ def test_a_value_yaml_cannot_build(tmp_path: Path) -> None:
         (
             CLOUD.replace("hosts:", "hots:"),
             "hots, line 1: unknown key 'hots'; did you mean 'hosts'? one of config, expect,"
-            " flavors, hosts, instances, projects, steps",
+            " flavors, hosts, instances, invariants, projects, settle, steps",
         ),
         (
             CLOUD.replace("disk_gb: 200}", "disc_gb: 200}", 1),
@@ -405,7 +405,7 @@ def test_duplicate_names(tmp_path: Path) -> None:
             "{instance: {vm1: {host: host-b}}}",
             "expect.instance, line 8: unknown key 'instance'; did you mean 'instances'? one of"
             " actions, domains, driver_calls, faults, instances, migrations, notifications,"
-            " steps, usage",
+            " steps, usage, violations",
         ),
         (
             "{instances: {vm1: {vm_stat: active}}}",
@@ -420,7 +420,7 @@ def test_duplicate_names(tmp_path: Path) -> None:
         (
             "{steps: [{op: stop, ok: true, eror: null}]}",
             "expect.steps[0].eror, line 8: unknown key 'eror'; did you mean 'error'? one of"
-            " async, error, host, instance, ok, op, seconds",
+            " async, delivered, error, first, host, instance, ok, op, second, seconds",
         ),
         (
             "{steps: [{op: stop, error: {typ: NoValidHost}}]}",

@@ -31,11 +31,13 @@ import yaml
 
 from coldmig_fsm.drivers.fake import VERBS, FakeFault, FaultMode
 from coldmig_fsm.exceptions import ColdmigError, ScenarioError
-from coldmig_fsm.messages import KINDS
+from coldmig_fsm.machine import MACHINE, Machine
+from coldmig_fsm.messages import KINDS, Message
 from coldmig_fsm.operations import OPERATIONS, Op
 from coldmig_fsm.records import Caller, CloudConfig, Flavor, Host, Project
 from coldmig_fsm.runners.cloud import Cloud, Operation
 from coldmig_fsm.states import MigrationStatus, MigrationType, PowerState, TaskState, VmState
+from coldmig_fsm.verification.explorer import Action, Observation, check_step, observe, submit_race
 
 __all__ = [
     "LIMITS",
@@ -50,14 +52,20 @@ __all__ = [
 ]
 
 _CLOUD_STEPS: Final = {
-    "fault": frozenset({"host", "call", "mode", "times", "message", "rollback"}),
+    "fault": frozenset({"host", "call", "mode", "times", "message", "rollback", "instance"}),
     "restart_compute": frozenset({"host"}),
     "advance_clock": frozenset({"seconds"}),
+    "deliver": frozenset(),
+    "reconcile": frozenset(),
+    "race": frozenset({"instance", "first", "second"}),
 }
 _CLOUD_REQUIRED: Final = {
-    "fault": frozenset({"host", "call"}),
+    "fault": frozenset({"call"}),  # and a host, unless it loses a message (see _step)
     "restart_compute": frozenset({"host"}),
     "advance_clock": frozenset({"seconds"}),
+    "deliver": frozenset(),
+    "reconcile": frozenset(),
+    "race": frozenset({"instance", "first", "second"}),
 }
 SUPPORTED_OPS: Final = {
     **{spec.op.value: spec.step_keys for spec in OPERATIONS.values()},
@@ -70,7 +78,10 @@ REQUIRED_OP_KEYS: Final = {
     **_CLOUD_REQUIRED,
 }
 FAULT_MODES: Final = ("raise", "crash", "hang", "lose")
-CLOUD_OPS: Final = frozenset(_CLOUD_STEPS)
+CLOUD_OPS: Final = frozenset(_CLOUD_STEPS) - {"race"}
+"""The steps that are not requests: they act on the cloud itself (a race is two requests)."""
+RACE_OPS: Final = tuple(spec.op.value for spec in OPERATIONS.values() if spec.changes_state)
+"""The requests a ``race`` step may race (lock and unlock change no state: nothing to race)."""
 
 MAX_INT: Final = 2**31 - 1
 """Nova's ``db.MAX_INT``: the largest flavor size, inventory or quota its API accepts."""
@@ -125,7 +136,18 @@ def limits_markdown() -> str:
 
 @attrs.frozen
 class Scenario:
-    """A validated scenario file."""
+    """A validated scenario file.
+
+    Attributes:
+        settle: each step runs until the cloud settles (the default); ``False``: a step
+            does only its own part and messages move one ``deliver`` step at a time.
+        check_invariants: the output has ``violations``: every invariant of
+            :mod:`coldmig_fsm.verification.invariants` and of the step checks broken
+            after any step, as the model checker judges them.
+        unreported_disk: hosts whose hypervisor reports no free disk
+            (``disk_available_least_gb: null``); every other host reports what the file
+            says, 0 by default (Nova's fake driver).
+    """
 
     path: str
     config: CloudConfig
@@ -135,6 +157,9 @@ class Scenario:
     instances: tuple[dict[str, Any], ...]
     steps: tuple[dict[str, Any], ...]
     expect: dict[str, Any] | None
+    settle: bool = True
+    check_invariants: bool = False
+    unreported_disk: frozenset[str] = frozenset()
 
 
 # --- reading: bytes, UTF-8, YAML events, nodes, values with their lines -----------------
@@ -405,6 +430,12 @@ def _one_of(choices: Iterable[str], *, nullable: bool = False) -> _Check:
 _FLAG: Final = _Check(
     "bool (true or false)", "true or false", lambda v: type(v) is bool, lambda _: True
 )
+_REQUEST: Final = _Check(
+    "a mapping (a request: op and its keys)",
+    "a request",
+    lambda v: isinstance(v, dict),
+    lambda _: True,
+)
 _NAME: Final = _text(LIMITS.name_chars)
 _SIZE: Final = _integer(0, LIMITS.size)
 _POSITIVE_SIZE: Final = _integer(1, LIMITS.size)
@@ -454,8 +485,9 @@ _HOST: Final = _Entry(
         "ram_mb": _SIZE,
         "disk_gb": _SIZE,
         "enabled": _FLAG,
-        # what the hypervisor reports as really free on disk (Nova's disk_available_least)
-        "disk_available_least_gb": _SIZE,
+        # what the hypervisor reports as really free on disk (Nova's disk_available_least);
+        # null: it reports nothing (the scheduler then weighs what the claims leave)
+        "disk_available_least_gb": _integer(0, LIMITS.size, nullable=True),
     },
     required=("name", "vcpus", "ram_mb", "disk_gb"),
 )
@@ -499,6 +531,8 @@ _STEP_KEYS: Final = {
     "message": _NAME,
     "rollback": _FLAG,
     "seconds": _number(LIMITS.seconds),
+    "first": _REQUEST,
+    "second": _REQUEST,
 }
 _STEPS: Final = {
     op: _Entry(
@@ -517,6 +551,8 @@ _SECTIONS: Final[dict[str, tuple[type, str]]] = {
     "instances": (list, "a list"),
     "steps": (list, "a list"),
     "expect": (dict, "a mapping (a partial copy of the output)"),
+    "settle": (bool, "true or false"),
+    "invariants": (bool, "true or false"),
 }
 
 
@@ -573,6 +609,9 @@ OUTPUT_SHAPE: Final = _keys(
             "instance",
             "seconds",
             "host",  # as the step gave it: a wrong target host is a case worth writing
+            "delivered",  # a deliver step: the kind of the message delivered (null: none)
+            "first",  # a race step: the operations raced
+            "second",
             op=_Value("operation", frozenset(SUPPORTED_OPS)),
             ok=_FLAG_VALUE,
             error=_keys("type", "message"),
@@ -609,6 +648,7 @@ OUTPUT_SHAPE: Final = _keys(
     notifications=_Each(None),
     actions=_ByName("instances", _Each(_keys("action", events=_Each(_keys("event", "result"))))),
     faults=_ByName("instances", _Each(_keys("type", "message"))),
+    violations=_Each(None),
 )
 """Every key :func:`run_scenario`'s output can have; an ``expect`` block uses only these."""
 
@@ -701,7 +741,16 @@ def parse_scenario(content: bytes, name: str = "<stdin>") -> Scenario:
         for at, item in _entries(doc, data, "instances")
     )
     _unique(doc, "instances", [i["name"] for i in instances])
-    steps = tuple(_step(doc, at, item, host_names) for at, item in _entries(doc, data, "steps"))
+    instance_names = {i["name"] for i in instances}
+    steps = tuple(
+        _step(doc, at, item, host_names, instance_names)
+        for at, item in _entries(doc, data, "steps")
+    )
+    unreported = frozenset(
+        item["name"]
+        for _, item in _entries(doc, data, "hosts")
+        if "disk_available_least_gb" in item and item["disk_available_least_gb"] is None
+    )
     expect = data.get("expect")
     if expect is not None:
         names = {
@@ -710,7 +759,19 @@ def parse_scenario(content: bytes, name: str = "<stdin>") -> Scenario:
             "flavors": {f.id for f in flavors},
         }
         _check_expect(doc, ("expect",), expect, OUTPUT_SHAPE, names)
-    return Scenario(name, config, hosts, flavors, projects, instances, steps, expect)
+    return Scenario(
+        name,
+        config,
+        hosts,
+        flavors,
+        projects,
+        instances,
+        steps,
+        expect,
+        settle=data.get("settle", True) is not False,
+        check_invariants=data.get("invariants") is True,
+        unreported_disk=unreported,
+    )
 
 
 def _entries(doc: _Document, data: dict[str, Any], key: str) -> list[tuple[Path_, Any]]:
@@ -755,7 +816,9 @@ def _instance(
     }
 
 
-def _step(doc: _Document, at: Path_, item: Any, hosts: set[str]) -> dict[str, Any]:
+def _step(
+    doc: _Document, at: Path_, item: Any, hosts: set[str], instances: set[str]
+) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise doc.error(at, f"a step is a mapping with an 'op' key, got {_brief(item)}")
     if "op" not in item:
@@ -769,25 +832,54 @@ def _step(doc: _Document, at: Path_, item: Any, hosts: set[str]) -> dict[str, An
     if "host" in item and op != "migrate" and item["host"] not in hosts:
         raise doc.error((*at, "host"), _unknown("host", item["host"], hosts))
     if op == "fault":
-        calls = KINDS if item.get("mode", "raise") == "lose" else VERBS
+        losing = item.get("mode", "raise") == "lose"
+        calls = KINDS if losing else VERBS
         if item["call"] not in calls:
-            what = "message kind" if item.get("mode") == "lose" else "driver call"
+            what = "message kind" if losing else "driver call"
             raise doc.error((*at, "call"), _unknown(what, item["call"], calls))
+        # A lost message without a host is the next of its kind to any destination (the
+        # conductor's included); a driver call is always made on a host.
+        if "host" not in item and not losing:
+            raise doc.error(at, "missing key 'host' (only a lost message may omit it)")
+        if "instance" in item and item["instance"] not in instances:
+            raise doc.error((*at, "instance"), _unknown("instance", item["instance"], instances))
+    if op == "race":
+        for key in ("first", "second"):
+            item = {**item, key: _race_request(doc, (*at, key), item[key], item["instance"])}
     return dict(item)
+
+
+def _race_request(doc: _Document, at: Path_, request: dict[str, Any], instance: str) -> Any:
+    """One request of a race: a request step's keys, its instance the race's."""
+    op = request.get("op")
+    if not isinstance(op, str) or op not in RACE_OPS:
+        raise doc.error((*at, "op"), _unknown("operation to race", op, RACE_OPS))
+    if "instance" in request:
+        raise doc.error((*at, "instance"), "a raced request is on the race's instance")
+    _STEPS[op].check(doc, at, {**request, "instance": instance})
+    return {**request, "instance": instance}
 
 
 # --- running ---------------------------------------------------------------------------
 
 
-def build_cloud(scenario: Scenario) -> Cloud:
-    """The fake cloud a scenario describes, with its instances in their start states."""
+def build_cloud(scenario: Scenario, *, machine: Machine = MACHINE) -> Cloud:
+    """The fake cloud a scenario describes, with its instances in their start states.
+
+    ``machine`` is the transition table the cloud runs (a mutated one, to test that a
+    scenario catches it); the invariants are always judged by the shipped one.
+    """
     # A scenario host is a host of Nova's fake driver, which reports no free disk of its own
-    # (disk_available_least 0) unless the file says otherwise.
+    # (disk_available_least 0) unless the file says otherwise (a number, or null: nothing).
     hosts = [
-        h if h.disk_available_least_gb is not None else attrs.evolve(h, disk_available_least_gb=0)
+        h
+        if h.disk_available_least_gb is not None or h.name in scenario.unreported_disk
+        else attrs.evolve(h, disk_available_least_gb=0)
         for h in scenario.hosts
     ]
-    cloud = Cloud.build(hosts, scenario.flavors, scenario.projects, config=scenario.config)
+    cloud = Cloud.build(
+        hosts, scenario.flavors, scenario.projects, config=scenario.config, machine=machine
+    )
     for spec in scenario.instances:
         cloud.boot(
             spec["name"],
@@ -802,77 +894,187 @@ def build_cloud(scenario: Scenario) -> Cloud:
     return cloud
 
 
-def _call(cloud: Cloud, step: dict[str, Any]) -> Operation:
-    ref = step["instance"]
+def _caller(cloud: Cloud, step: dict[str, Any]) -> Caller:
     # An unknown name is the API's business (InstanceNotFound), not an invalid file.
     known = {i.name: i.project_id for i in cloud.instances()}
-    owner = Caller.owner(known.get(ref, "demo"))
-    caller = owner if step.get("as", "admin") == "owner" else Caller.admin()
+    owner = Caller.owner(known.get(step["instance"], "demo"))
+    return owner if step.get("as", "admin") == "owner" else Caller.admin()
+
+
+def _argument(step: dict[str, Any]) -> str | None:
     spec = OPERATIONS[Op(step["op"])]
-    argument = step.get(spec.argument.value) if spec.argument is not None else None
-    return cloud.request(spec.op, ref, argument, caller)
+    return step.get(spec.argument.value) if spec.argument is not None else None
 
 
-def _cloud_op(cloud: Cloud, step: dict[str, Any]) -> None:
-    """Run a step that is not a request: a fault, a restart, the clock."""
+def _call(cloud: Cloud, step: dict[str, Any]) -> Operation:
+    return cloud.request(Op(step["op"]), step["instance"], _argument(step), _caller(cloud, step))
+
+
+def _race(cloud: Cloud, step: dict[str, Any]) -> None:
+    """Both requests prepared on one read, then submitted: the second must lose.
+
+    Raises:
+        ColdmigError: a guard refused a request when it was prepared (nothing changed).
+        RaceLost: both were accepted, or the loser changed something.
+    """
+    first, second = step["first"], step["second"]
+    uuid = cloud.instance(step["instance"]).uuid
+    prepared = [
+        cloud.api.prepare(Op(request["op"]), uuid, _caller(cloud, request), _argument(request))
+        for request in (first, second)
+    ]
+    submit_race(cloud, prepared[0], prepared[1], (first["op"], second["op"]))
+
+
+def _fault(cloud: Cloud, step: dict[str, Any]) -> None:
+    """Arm a fault: a driver call that fails, crashes or hangs, or a lost message."""
+    if step.get("mode", "raise") == "lose":
+        cloud.lose_next(step["call"], step.get("host"), step.get("times", 1))
+        return
+    assert cloud.hypervisor is not None
+    instance = step.get("instance")
+    cloud.hypervisor.arm(
+        FakeFault(
+            host=step["host"],
+            call=step["call"],
+            mode=FaultMode(step.get("mode", "raise")),
+            times=step.get("times", 1),
+            message=step.get("message", "injected fault"),
+            rollback=step.get("rollback", False),
+            instance=None if instance is None else cloud.instance(instance).uuid,
+            timeout=float(cloud.config.shutdown_timeout),
+        )
+    )
+
+
+def _cloud_op(cloud: Cloud, step: dict[str, Any]) -> Message | None:
+    """Run a step that is not a request: a fault, a delivery, a restart, the clock.
+
+    Returns the message a ``deliver`` step delivered (``None``: none was deliverable).
+    """
     op = step["op"]
     if op == "fault":
-        if step.get("mode", "raise") == "lose":
-            cloud.lose_next(step["call"], step["host"], step.get("times", 1))
-            return
-        assert cloud.hypervisor is not None
-        cloud.hypervisor.arm(
-            FakeFault(
-                host=step["host"],
-                call=step["call"],
-                mode=FaultMode(step.get("mode", "raise")),
-                times=step.get("times", 1),
-                message=step.get("message", "injected fault"),
-                rollback=step.get("rollback", False),
-                timeout=float(cloud.config.shutdown_timeout),
-            )
-        )
+        _fault(cloud, step)
+    elif op == "deliver":
+        return cloud.step()
     elif op == "restart_compute":
         cloud.restart_compute(step["host"])
+    elif op == "reconcile":
+        cloud.reconcile()
     else:
         cloud.advance_clock(step["seconds"])
-    cloud.run()
+    return None
 
 
-def run_scenario(scenario: Scenario) -> dict[str, Any]:
-    """Run every step (each until the cloud settles) and return the output document."""
-    cloud = build_cloud(scenario)
-    hypervisor = cloud.hypervisor
-    assert hypervisor is not None
-    first_call = len(hypervisor.calls)
-    results: list[dict[str, Any]] = []
-    for step in scenario.steps:
+def _action(step: dict[str, Any]) -> Action:
+    """The model checker's name for a step (the step checks read it)."""
+    op = step["op"]
+    if op == "deliver":
+        return Action("step")
+    if op == "race":
+        return Action("race", step["instance"], step["first"]["op"], step["second"]["op"])
+    if op in ("restart_compute", "advance_clock"):
+        return Action(op, arg=str(step.get("host", step.get("seconds"))))
+    if op in CLOUD_OPS:
+        return Action(op)
+    return Action(op, step["instance"], _argument(step))
+
+
+def _error(error: BaseException) -> dict[str, str]:
+    return {"type": type(error).__name__, "message": str(error)}
+
+
+class _Run:
+    """One scenario on its cloud: the steps' results and, when asked, the violations."""
+
+    def __init__(self, scenario: Scenario, cloud: Cloud) -> None:
+        self.scenario = scenario
+        self.cloud = cloud
+        self.results: list[dict[str, Any]] = []
+        self.violations: list[str] = []
+        self.lost = False  # a message was armed to be lost and no reconcile ran since
+        if scenario.check_invariants:
+            self._check(None, "start", Action("start"), None)
+
+    def _check(
+        self, before: Observation | None, where: str, action: Action, delivered: Message | None
+    ) -> None:
+        cloud = self.cloud
+        idle = not cloud.pending() and not self.lost and all(cloud.is_up(h) for h in cloud.hosts)
+        found = check_step(before or observe(cloud), cloud, action, delivered, idle=idle)
+        self.violations += [f"{where}: {text}" for text in found]
+
+    def step(self, index: int, step: dict[str, Any]) -> None:
+        """Run one step; its result goes to :attr:`results`, what it broke to
+        :attr:`violations`."""
+        cloud, op = self.cloud, step["op"]
+        before = observe(cloud) if self.scenario.check_invariants else None
         entry: dict[str, Any] = {k: v for k, v in step.items() if k in ("op", "instance", "host")}
-        if step["op"] in CLOUD_OPS:
-            if "seconds" in step:
-                entry["seconds"] = step["seconds"]
-            _cloud_op(cloud, step)
-            entry.update(ok=True, error=None)
-            results.append(entry)
-            continue
+        if op == "race":
+            entry.update(first=step["first"]["op"], second=step["second"]["op"])
+        delivered: Message | None = None
+        escaped: str | None = None
         try:
-            operation = _call(cloud, step)
+            if op in CLOUD_OPS:
+                if "seconds" in step:
+                    entry["seconds"] = step["seconds"]
+                delivered = _cloud_op(cloud, step)
+                if op == "deliver":
+                    entry["delivered"] = None if delivered is None else delivered.kind
+                self.lost = (self.lost or step.get("mode") == "lose") and op != "reconcile"
+            elif op == "race":
+                _race(cloud, step)
+            else:
+                self._request(step, entry)
+            if self.scenario.settle:
+                cloud.run()
+            entry.setdefault("ok", True)
+            entry.setdefault("error", None)
         except ColdmigError as error:
-            entry.update(ok=False, error={"type": type(error).__name__, "message": str(error)})
-            results.append(entry)
-            continue
+            if op in CLOUD_OPS:  # a refusal is a request's; the cloud's steps raise nothing
+                escaped = f"`{_action(step)}` raised {type(error).__name__}: {error}"
+            entry.update(ok=False, error=_error(error))
+        except Exception as error:  # a bug: reported, and a violation of its own
+            escaped = f"`{_action(step)}` raised {type(error).__name__}: {error}"
+            entry.update(ok=False, error=_error(error))
+        self.results.append(entry)
+        if self.scenario.check_invariants:
+            where = f"step {index + 1} ({op})"
+            if escaped is not None:
+                self.violations.append(f"{where}: {escaped}")
+            self._check(before, where, _action(step), delivered)
+
+    def _request(self, step: dict[str, Any], entry: dict[str, Any]) -> None:
+        operation = _call(self.cloud, step)
+        if not self.scenario.settle:
+            return  # accepted; its messages move with the deliver steps
         result = operation.wait()
-        cloud.run()
-        if result.ok:
-            entry.update(ok=True, error=None)
-        else:
+        if not result.ok:
             entry.update(
                 ok=False,
                 error={"type": result.error_type, "message": result.error_message},
             )
             entry["async"] = True
-        results.append(entry)
-    return describe(cloud, results, first_call)
+
+
+def run_scenario(scenario: Scenario, *, machine: Machine = MACHINE) -> dict[str, Any]:
+    """Run every step and return the output document.
+
+    Each step runs until the cloud settles, unless the file says ``settle: false``; with
+    ``invariants: true`` the output also has ``violations``. ``machine`` is the table the
+    cloud runs (see :func:`build_cloud`).
+    """
+    cloud = build_cloud(scenario, machine=machine)
+    hypervisor = cloud.hypervisor
+    assert hypervisor is not None
+    first_call = len(hypervisor.calls)
+    run = _Run(scenario, cloud)
+    for index, step in enumerate(scenario.steps):
+        run.step(index, step)
+    output = describe(cloud, run.results, first_call)
+    if scenario.check_invariants:
+        output["violations"] = run.violations
+    return output
 
 
 def describe(cloud: Cloud, steps: list[dict[str, Any]], first_call: int = 0) -> dict[str, Any]:

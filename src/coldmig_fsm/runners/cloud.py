@@ -268,12 +268,13 @@ class Cloud:
         store: Store | None = None,
         clock: Clock | None = None,
         hypervisor: FakeHypervisor | None = None,
+        machine: Machine = MACHINE,
     ) -> Cloud:
         """A cloud of fake hosts (the embedded default), with its flavors and projects."""
         hosts = list(hosts)
         fake = hypervisor if hypervisor is not None else FakeHypervisor()
         drivers: dict[str, HypervisorDriver] = {h.name: fake.add_host(h.name) for h in hosts}
-        cloud = cls(drivers, store=store, config=config, clock=clock)
+        cloud = cls(drivers, store=store, config=config, clock=clock, machine=machine)
         cloud.hypervisor = fake
         with cloud.store.atomic():
             for host in hosts:

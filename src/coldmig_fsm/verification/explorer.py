@@ -55,6 +55,7 @@ __all__ = [
     "observe",
     "prepare",
     "step_violations",
+    "submit_race",
 ]
 
 API_OPS: Final = tuple(op.value for op in OPERATIONS)
@@ -203,15 +204,8 @@ def apply(cloud: Cloud, action: Action) -> Message | None:
         second = prepare(
             cloud, action.second, action.instance, _race_arg(cloud, action.second, action.instance)
         )
-        cloud.api.submit(first)
-        before = abstract(cloud)
-        try:
-            cloud.api.submit(second)
-        except _RACE_LOSSES:
-            if abstract(cloud) != before:
-                raise RaceLost(f"the losing {action.second} changed the cloud") from None
-            return None
-        raise RaceLost(f"both {action.arg} and {action.second} were accepted")
+        submit_race(cloud, first, second, (action.arg, action.second))
+        return None
     if op == "step":
         message = next_message(cloud)
         if message is None:
@@ -234,6 +228,26 @@ def apply(cloud: Cloud, action: Action) -> Message | None:
     else:
         raise ValueError(f"unknown action {op!r}")
     return None
+
+
+def submit_race(cloud: Cloud, first: Any, second: Any, ops: tuple[str, str]) -> None:
+    """Submit two requests prepared on the same read (``ops`` names them): the first wins,
+    the second must be refused as a lost race and change nothing.
+
+    Raises:
+        RaceLost: both were accepted, or the loser changed the cloud.
+        ColdmigError: the first was refused, or the second by a guard that is not a race
+            loss (what a fresh read would refuse).
+    """
+    cloud.api.submit(first)
+    before = abstract(cloud)
+    try:
+        cloud.api.submit(second)
+    except _RACE_LOSSES:
+        if abstract(cloud) != before:
+            raise RaceLost(f"the losing {ops[1]} changed the cloud") from None
+        return
+    raise RaceLost(f"both {ops[0]} and {ops[1]} were accepted")
 
 
 def other_flavor(cloud: Cloud, name: str) -> str | None:
