@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from coldmig_fsm.cli.app import app
+from coldmig_fsm.harness.scenario import load_scenario, match_expectations, run_scenario
 from coldmig_fsm.verification.model_check import Bounds, initial_cloud, model_check
+from tests.test_mutants import confirm_ignores_power_state
 
 SMALL = ["verify", "--instances", "1", "--hosts", "2"]
 
@@ -165,3 +168,40 @@ def test_progress_is_reported_once_per_layer() -> None:
     # finds no new state (else there would be a deeper one).
     assert len(seen) == result.depth
     assert seen == sorted(seen) and seen[-1][0] == result.states
+
+
+def test_emit_scenario_without_a_counterexample_writes_nothing(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    target = tmp_path / "found.yaml"
+    result = runner.invoke(app, [*SMALL, "--emit-scenario", str(target)])
+    assert result.exit_code == 0, result.output
+    assert f"no counterexample: {target} not written" in result.stdout
+    assert not target.exists()
+    result = runner.invoke(app, [*SMALL, "--emit-scenario", str(target), "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["scenario"] is None
+    assert not target.exists()
+
+
+def test_emit_scenario_writes_the_counterexample(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    confirm_ignores_power_state(monkeypatch)  # a mutant: confirm always ends running
+    target = tmp_path / "found.yaml"
+    options = ["verify", "--instances", "2", "--hosts", "2", "--emit-scenario", str(target)]
+    result = runner.invoke(app, [*options, "--json"])
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["scenario"] == str(target)
+    scenario = load_scenario(target)
+    assert scenario.expect == {"violations": []}
+    assert [s["op"] for s in scenario.steps][-1] == "advance_clock"
+    assert match_expectations(scenario.expect, run_scenario(scenario)) != []
+    monkeypatch.undo()
+    assert match_expectations(scenario.expect, run_scenario(scenario)) == []
+    target.unlink()
+    confirm_ignores_power_state(monkeypatch)
+    result = runner.invoke(app, options)
+    assert result.exit_code == 1
+    assert f"scenario written to {target}" in result.stdout
+    assert target.exists()

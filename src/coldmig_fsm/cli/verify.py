@@ -2,10 +2,14 @@
 
 Exit 0 when no reachable state violates an invariant, 1 with the shortest counterexample,
 3 when ``--max-states`` stopped the search first; ``--json`` prints the same as data.
+``--emit-scenario FILE`` writes the counterexample as a scenario file
+(:func:`coldmig_fsm.verification.counterexample.to_scenario`); with no counterexample it
+says so and writes nothing (the exit status stays 0 or 3).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from coldmig_fsm.cli._output import JSON_OPTION, fail, log, out, print_json
+from coldmig_fsm.runners.cloud import Cloud
+from coldmig_fsm.verification.counterexample import to_scenario
 from coldmig_fsm.verification.model_check import (
     KNOWN_ISSUES,
     Bounds,
@@ -107,12 +113,24 @@ def verify(
             help="Skip the known core issues (coldmig_fsm.verification.model_check.KNOWN_ISSUES)."
         ),
     ] = False,
+    emit_scenario: Annotated[
+        Path | None,
+        typer.Option(
+            "--emit-scenario",
+            metavar="FILE",
+            dir_okay=False,
+            help="Write the shortest counterexample to FILE as a scenario (a regression "
+            "test: it fails while the bug is there); nothing is written without one.",
+        ),
+    ] = None,
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Model-check a small cloud exhaustively within the bounds given.
 
     Exit 0 when no reachable state violates an invariant, 1 with the shortest
-    counterexample, 3 when --max-states stopped the search first.
+    counterexample, 3 when --max-states stopped the search first. With --emit-scenario
+    FILE the counterexample is also written to FILE as a scenario; with none, FILE is not
+    written and the exit status is 0 or 3 as without it.
     """
     if fault_budget is not None and not faults:
         fail("--fault-budget needs --faults: without it no fault is injected")
@@ -132,8 +150,12 @@ def verify(
             instances,
             per_instance,
         )
+
+    def factory() -> Cloud:
+        return initial_cloud(instances, hosts)
+
     result = model_check(
-        lambda: initial_cloud(instances, hosts),
+        factory,
         bounds,
         faults=faults,
         ignore=KNOWN_ISSUES if ignore_known else (),
@@ -142,10 +164,39 @@ def verify(
         ),
     )
     status = 1 if not result.ok else (0 if result.complete else 3)
+    written = None
+    if emit_scenario is not None and result.counterexample is not None:
+        text = to_scenario(
+            result,
+            factory,
+            title=f"coldmig verify --instances {instances} --hosts {hosts}: a counterexample.",
+        )
+        try:
+            emit_scenario.write_text(text)
+        except OSError as error:
+            fail(f"--emit-scenario: cannot write {emit_scenario}: {error.strerror}")
+        written = str(emit_scenario)
     if as_json:
-        print_json(_verify_data(result, instances, hosts, bounds, faults))
+        data = _verify_data(result, instances, hosts, bounds, faults)
+        if emit_scenario is not None:
+            data["scenario"] = written
+        print_json(data)
         raise typer.Exit(status)
     _print_verify(result, instances, hosts, bounds, faults)
+    if emit_scenario is not None:
+        if written is None:
+            out.print(
+                f"no counterexample: {escape(str(emit_scenario))} not written",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            out.print(
+                f"scenario written to {escape(written)} (coldmig scenario run {escape(written)}"
+                " fails while the bug is there)",
+                highlight=False,
+                soft_wrap=True,
+            )
     raise typer.Exit(status)
 
 
