@@ -54,6 +54,12 @@ conformance-check: $(STAMP)
 explore: $(STAMP)
 	COLDMIG_HYPOTHESIS_PROFILE=coldmig-explore $(BIN)/pytest -q tests/testing/test_stateful.py
 
+## mutants: mutation score of the roles and the machine (cosmic-ray; not part of `make test`)
+.PHONY: mutants
+mutants: $(STAMP)
+	@$(BIN)/python -c 'import cosmic_ray' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[test,mutation]'
+	scripts/mutants.sh
+
 ## bench: run the benchmarks and write docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --output docs/benchmarks.md
