@@ -9,8 +9,14 @@ places.
 
 ``kill``: the test command run on each mutant (in the scratch copy, where the mutant is):
 the model checker on 2 instances x 2 hosts with faults (one request per trace, then the
-default two), then the Hypothesis stateful suite under its CI profile. Exit 1 when either
-finds a violation (the mutant is caught), 0 when both pass (it survived).
+default two), then the Hypothesis stateful suite under its CI profile, then the unit tests
+of the mutated modules (:data:`UNIT_TESTS`). Exit 1 at the first that fails (the mutant
+is caught; ``caught by: ...`` says which), 0 when all pass (it survived). ``--stages``
+runs some of them.
+
+``select CONFIG SESSION --survivors-of OLD``: only the mutants that survived in the
+session ``OLD`` (the same place, operator and occurrence): to check that new tests catch
+them.
 
 ``report SESSION``: the totals and every survivor (file, line, operator, diff) as Markdown.
 """
@@ -30,6 +36,28 @@ from typing import Any
 
 STATEFUL_TEST = "tests/testing/test_stateful.py::TestColdMigration"
 """The Hypothesis kit's stateful suite, under the profile of tests/testing/conftest.py."""
+UNIT_TESTS = (
+    "tests/test_machine.py",
+    "tests/test_guards.py",
+    "tests/test_operations.py",
+    "tests/test_api_guards.py",
+    "tests/test_scheduler.py",
+    "tests/roles",
+    "tests/test_happy_paths.py",
+    "tests/test_races.py",
+    "tests/test_recovery.py",
+    "tests/test_periodic.py",
+    "tests/test_abort.py",
+    "tests/test_failed_move_state.py",
+    "tests/test_fault_matrix.py",
+    "tests/test_preflight.py",
+    "tests/test_failures.py",
+    "tests/test_found_by_explore.py",
+    "tests/test_scenarios.py::test_every_scenario_matches_its_expect_block_in_process",
+)
+"""The third stage: the fast tests of the mutated modules (seconds), the scenarios run in
+process. What the kit cannot see from its start (a zero-disk flavor, a quota, a bad
+table definition) they pin."""
 MODEL_CHECK = {"instances": 2, "hosts": 2, "operations": (1, 2), "faults": 1}
 """The model check each mutant meets first: small bounds that take seconds."""
 
@@ -59,11 +87,39 @@ def in_annotation(
     return any(start <= at < end for start, end in spans)
 
 
-def select(config: str, session: str, sample: int, seed: int) -> None:
+def _key(mutation: Any) -> tuple[str, str, int]:
+    return (str(mutation.module_path), mutation.operator_name, int(mutation.occurrence))
+
+
+def survivors_of(session: str) -> set[tuple[str, str, int]]:
+    """The mutants (place, operator, occurrence) that survived in ``session``."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome
+
+    with use_db(session, WorkDB.Mode.open) as db:
+        return {
+            _key(item.mutations[0])
+            for item, result in db.completed_work_items
+            if result.test_outcome is TestOutcome.SURVIVED
+        }
+
+
+def select(config: str, session: str, sample: int, seed: int, only: str | None = None) -> None:
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
     del config  # the session holds the mutants; the config is for symmetry with cr-filter-*
+    if only is not None:
+        keep = survivors_of(only)
+        with use_db(session, WorkDB.Mode.open) as db:
+            items = db.pending_work_items
+            skipped = [i.job_id for i in items if _key(i.mutations[0]) not in keep]
+            db.set_multiple_results(
+                skipped,
+                WorkResult(output=f"did not survive {only}", worker_outcome=WorkerOutcome.SKIPPED),
+            )
+        print(f"mutants: {len(items) - len(skipped)} survivors of {only} to run again")
+        return
     with use_db(session, WorkDB.Mode.open) as db:
         items = sorted(
             db.pending_work_items,
@@ -110,7 +166,7 @@ def select(config: str, session: str, sample: int, seed: int) -> None:
     )
 
 
-def kill() -> int:
+def _model_check() -> str | None:
     from coldmig_fsm.verification.model_check import Bounds, initial_cloud, model_check
 
     instances, hosts = MODEL_CHECK["instances"], MODEL_CHECK["hosts"]
@@ -119,14 +175,53 @@ def kill() -> int:
         bounds = Bounds(operations=operations, ops_per_instance=operations, faults=1)
         result = model_check(lambda: initial_cloud(instances, hosts), bounds)
         if not result.ok:
-            print(f"caught by the model checker ({operations} request(s)):\n{result.describe()}")
-            return 1
+            print(result.describe())
+            return f"model checker ({operations} request(s))"
+    return None
+
+
+def _pytest(stage: str, tests: list[str]) -> str | None:
     import pytest
 
-    if pytest.main(["-x", "-q", "-p", "no:cacheprovider", STATEFUL_TEST]) != 0:
-        print("caught by the Hypothesis suite")
-        return 1
+    class FirstFailure:
+        nodeid: str | None = None
+
+        def pytest_runtest_logreport(self, report: Any) -> None:
+            if report.failed and self.nodeid is None:
+                self.nodeid = report.nodeid
+
+    seen = FirstFailure()
+    code = pytest.main(["-x", "-q", "-p", "no:cacheprovider", *tests], plugins=[seen])
+    if code == 0:
+        return None
+    return f"{stage} ({seen.nodeid or f'pytest exit {code}'})"
+
+
+STAGES = ("model", "hypothesis", "unit")
+"""The kill stages in order: the kit (model checker, Hypothesis suite), then the unit
+tests of the mutated modules."""
+
+
+def kill(stages: tuple[str, ...] = STAGES) -> int:
+    runs = {
+        "model": _model_check,
+        "hypothesis": lambda: _pytest("Hypothesis suite", [STATEFUL_TEST]),
+        "unit": lambda: _pytest("unit tests", list(UNIT_TESTS)),
+    }
+    for stage in stages:
+        caught = runs[stage]()
+        if caught is not None:
+            print(f"caught by: {caught}")
+            return 1
     return 0
+
+
+def _stage(output: str) -> str:
+    """Which stage caught a mutant, from its test command's output."""
+    for line in output.splitlines():
+        if line.startswith("caught by: "):
+            return line.removeprefix("caught by: ").split(" (")[0]
+    return "a crash of the test command"
 
 
 def report(session: str) -> str:
@@ -143,9 +238,12 @@ def report(session: str) -> str:
             continue
         if result.test_outcome is TestOutcome.SURVIVED:
             survivors.append((item, result))
-        timeout = result.output == "timeout"
         outcome = "none" if result.test_outcome is None else result.test_outcome.value
-        outcomes[f"{outcome}{' (timeout)' if timeout else ''}"] += 1
+        if result.output == "timeout":
+            outcome += " (timeout)"
+        elif result.test_outcome is TestOutcome.KILLED:
+            outcome += f" by {_stage(result.output or '')}"
+        outcomes[outcome] += 1
     ran = sum(n for k, n in outcomes.items() if not k.startswith("skipped"))
     killed = sum(n for k, n in outcomes.items() if k.startswith("killed"))
     lines = ["| outcome | mutants |", "|---|---:|"]
@@ -171,15 +269,19 @@ def main(argv: list[str] | None = None) -> int:
     chosen.add_argument("session")
     chosen.add_argument("--sample", type=int, default=120, help="places to mutate")
     chosen.add_argument("--seed", type=int, default=14)
-    commands.add_parser("kill", help="the test command: exit 1 when the mutant is caught")
+    chosen.add_argument("--survivors-of", metavar="OLD_SESSION", help="run only its survivors")
+    killing = commands.add_parser("kill", help="the test command: exit 1 when it is caught")
+    killing.add_argument(
+        "--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}"
+    )
     reported = commands.add_parser("report", help="the campaign's results as Markdown")
     reported.add_argument("session")
     args = parser.parse_args(argv)
     if args.command == "select":
-        select(args.config, args.session, args.sample, args.seed)
+        select(args.config, args.session, args.sample, args.seed, args.survivors_of)
         return 0
     if args.command == "kill":
-        return kill()
+        return kill(tuple(args.stages.split(",")))
     print(report(args.session), end="")
     return 0
 

@@ -3,7 +3,9 @@
 # model checker and the Hypothesis suite (scripts/mutants.py), in a scratch copy of the
 # tree so that a mutant never touches the work tree. Writes the report to
 # build/mutants.md. MUTANTS_SAMPLE (default 120) places are mutated, MUTANTS_SEED (14)
-# picks them.
+# picks them; MUTANTS_SURVIVORS_OF=build/mutants.sqlite runs only the survivors of that
+# earlier campaign (to check that new tests catch them); MUTANTS_STAGES (default
+# model,hypothesis,unit) the kill stages of scripts/mutants.py.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN="$ROOT/.venv/bin"
@@ -16,20 +18,33 @@ cp -R "$ROOT/src" "$ROOT/tests" "$ROOT/pyproject.toml" "$WORK/"
 cp "$ROOT/scripts/mutants.py" "$WORK/scripts/"
 # The test command runs the scratch copy's python path first: its src/ wins over the
 # editable install's.
-sed "s|^test-command = \"python |test-command = \"$BIN/python |" "$ROOT/scripts/mutants.toml" \
-    > "$WORK/mutants.toml"
+STAGES=${MUTANTS_STAGES:-model,hypothesis,unit}
+sed -e "s|^test-command = \"python |test-command = \"$BIN/python |" \
+    -e "s|scripts/mutants.py kill\"|scripts/mutants.py kill --stages $STAGES\"|" \
+    "$ROOT/scripts/mutants.toml" > "$WORK/mutants.toml"
+NAME=mutants
+PREVIOUS=
+if [ -n "${MUTANTS_SURVIVORS_OF:-}" ]; then
+    PREVIOUS="$(cd "$(dirname "$MUTANTS_SURVIVORS_OF")" && pwd)/$(basename "$MUTANTS_SURVIVORS_OF")"
+    NAME=mutants-rerun
+fi
 cd "$WORK"
 export PYTHONPATH="$WORK/src:$WORK"
 echo "mutants: baseline (no mutant) must pass"
-"$BIN/python" scripts/mutants.py kill > baseline.log 2>&1 || {
+"$BIN/python" scripts/mutants.py kill --stages "$STAGES" > baseline.log 2>&1 || {
     cat baseline.log; echo "mutants: the baseline fails; fix that first" >&2; exit 1; }
 started=$(date +%s)
 "$BIN/cosmic-ray" init mutants.toml session.sqlite
-"$BIN/python" scripts/mutants.py select mutants.toml session.sqlite --sample "$SAMPLE" --seed "$SEED"
+if [ -n "$PREVIOUS" ]; then
+    cp "$PREVIOUS" previous.sqlite
+    "$BIN/python" scripts/mutants.py select mutants.toml session.sqlite --survivors-of previous.sqlite
+else
+    "$BIN/python" scripts/mutants.py select mutants.toml session.sqlite --sample "$SAMPLE" --seed "$SEED"
+fi
 "$BIN/cosmic-ray" exec mutants.toml session.sqlite
 {
     echo "<!-- make mutants: sample $SAMPLE, seed $SEED, $(( $(date +%s) - started )) s -->"
     "$BIN/python" scripts/mutants.py report session.sqlite
-} > "$ROOT/build/mutants.md"
-cp session.sqlite "$ROOT/build/mutants.sqlite"
-cat "$ROOT/build/mutants.md"
+} > "$ROOT/build/$NAME.md"
+cp session.sqlite "$ROOT/build/$NAME.sqlite"
+cat "$ROOT/build/$NAME.md"

@@ -42,6 +42,11 @@ def test_the_test_command_runs_the_model_checker_and_the_stateful_suite() -> Non
     path, _, name = mutants.STATEFUL_TEST.partition("::")
     assert (ROOT / path).is_file()
     assert hasattr(test_stateful, name)
+    for test in mutants.UNIT_TESTS:
+        path, _, name = test.partition("::")
+        assert (ROOT / path).exists(), test
+        assert not name or f"def {name}(" in (ROOT / path).read_text(), test
+    assert mutants.STAGES == ("model", "hypothesis", "unit")
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "mutants.py"), "--help"],
         capture_output=True,
@@ -50,6 +55,7 @@ def test_the_test_command_runs_the_model_checker_and_the_stateful_suite() -> Non
     )
     assert done.returncode == 0, done.stderr
     assert "{select,kill,report}" in done.stdout
+    assert 'kill --stages "$STAGES"' in (ROOT / "scripts" / "mutants.sh").read_text()
 
 
 def test_annotations_are_found() -> None:
