@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = commands.add_parser("select", help="skip the mutants outside the campaign")
     chosen.add_argument("config")
     chosen.add_argument("session")
-    chosen.add_argument("--sample", type=int, default=120, help="places to mutate")
+    chosen.add_argument("--sample", type=int, default=100, help="places to mutate")
     chosen.add_argument("--seed", type=int, default=14)
     chosen.add_argument("--survivors-of", metavar="OLD_SESSION", help="run only its survivors")
     killing = commands.add_parser("kill", help="the test command: exit 1 when it is caught")

@@ -10,9 +10,11 @@ from typer.testing import CliRunner
 
 from coldmig_fsm import Cloud, FakeFault, FaultMode, InstanceInvalidState, Outcome, VmState
 from coldmig_fsm.cli.app import app
+from coldmig_fsm.drivers.fake import FakeDriver
+from coldmig_fsm.exceptions import HypervisorError
 from coldmig_fsm.machine import MACHINE
 from coldmig_fsm.verification import model_check as verify
-from coldmig_fsm.verification.explorer import check_step
+from coldmig_fsm.verification.explorer import check_step, fault_free_violations, injected
 from coldmig_fsm.verification.invariants import violations
 from coldmig_fsm.verification.model_check import KNOWN_ISSUES, Bounds, initial_cloud, model_check
 from tests.conftest import make_cloud, usage
@@ -277,3 +279,44 @@ def test_cli_verify_without_faults() -> None:
     result = CliRunner().invoke(app, ["verify", "--instances", "1", "--hosts", "2"])
     assert result.exit_code == 0, result.output
     assert "no invariant violated" in result.output
+
+
+# --- nothing fails on its own: the fault-free step check --------------------------------
+
+
+def _failing_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A driver whose disk copy fails with no fault armed: a bug the rollback hides."""
+
+    def broken(self: FakeDriver, *args: Any, **kwargs: Any) -> Any:
+        raise HypervisorError("copy failed on its own")
+
+    monkeypatch.setattr(FakeDriver, "migrate_disk_and_power_off", broken)
+
+
+def test_a_failure_with_no_fault_injected_is_a_violation(monkeypatch: pytest.MonkeyPatch) -> None:
+    _failing_copy(monkeypatch)
+    result = model_check(lambda: initial_cloud(1, 2), Bounds(operations=1), faults=False)
+    assert [str(a) for a in result.counterexample or ()] == ["migrate vm1", "step", "step", "step"]
+    assert result.violations == (
+        "vm1 (19ac5bc0-08eb-52f9-b1fb-8b78356f87c6): failed with HypervisorError (copy failed"
+        " on its own) although no fault was injected",
+        "vm1 (19ac5bc0-08eb-52f9-b1fb-8b78356f87c6): in error although no fault was injected",
+    )
+
+
+def test_an_injected_fault_or_no_room_is_not_one() -> None:
+    cloud = initial_cloud(1, 2)
+    assert not injected(cloud)
+    cloud.boot("big", "m1.small", "host-b", vm_state=VmState.ACTIVE)
+    cloud.boot("bigger", "m1.small", "host-b", vm_state=VmState.ACTIVE)  # host-b is full
+    cloud.migrate("vm1").wait()
+    assert cloud.faults(cloud.instance("vm1").uuid)[0].exception_type == "NoValidHost"
+    assert fault_free_violations(cloud) == []
+    assert cloud.hypervisor is not None
+    cloud.hypervisor.arm(FakeFault("host-a", "power_off", FaultMode.RAISE))
+    assert injected(cloud)
+    cloud.stop("vm1").wait()
+    assert fault_free_violations(cloud) == []  # the armed fault explains the failure
+    lost = initial_cloud(1, 2)
+    lost.lose_next("migrate_server")
+    assert injected(lost)

@@ -174,6 +174,8 @@ class FakeHypervisor:
         self._drivers: dict[str, FakeDriver] = {}
         self._faults: list[FakeFault] = []
         self.calls: list[DriverCall] = []
+        self.faults_armed = 0
+        """How many faults were ever armed (fired or not): 0 means nothing was injected."""
 
     # -- set-up and inspection ------------------------------------------------------------
 
@@ -204,6 +206,7 @@ class FakeHypervisor:
         if fault.host not in self._guests:
             raise ValueError(f"unknown host {fault.host!r}")
         self._faults.append(fault)
+        self.faults_armed += 1
 
     @property
     def armed(self) -> tuple[FakeFault, ...]:

@@ -252,6 +252,8 @@ class Cloud:
             host: ComputeService(self.runtime, driver) for host, driver in self._drivers.items()
         }
         self._losses: list[LostMessage] = []
+        self.losses_armed = 0
+        """How many :meth:`lose_next` calls were made: 0 means no message was lost."""
         # When the services' report_state is next due (None: at once). Only a timer: the
         # services decide what to report and when (liveness is in the host records).
         self._report_due: dt.datetime | None = None
@@ -505,6 +507,7 @@ class Cloud:
         if kind not in messages.KINDS:
             raise ValueError(f"unknown message kind {kind!r}; one of {', '.join(messages.KINDS)}")
         self._losses.append(LostMessage(kind, host, times))
+        self.losses_armed += 1
 
     def _mark_down(self, host: str) -> None:
         services.mark_down(self.runtime, host)

@@ -51,6 +51,8 @@ __all__ = [
     "abstract",
     "apply",
     "clone",
+    "fault_free_violations",
+    "injected",
     "next_message",
     "observe",
     "prepare",
@@ -517,7 +519,9 @@ def step_violations(
       not running anywhere after the step, unless it already was;
     * every instance whose ``(vm_state, task_state, host, flavor)`` changed has an
       instance action touched by this step: recorded by it, given an event by it, or the
-      request of a message it delivered.
+      request of a message it delivered;
+    * while no fault was injected, nothing failed but by the scheduler
+      (:func:`fault_free_violations`).
     """
     found: list[str] = []
     after = _events(cloud)
@@ -551,6 +555,44 @@ def step_violations(
                 f"{name}: changed {_show(old)} -> {_show(_state_of(instance))} by `{action}` "
                 "with no instance action recording it"
             )
+    return found + fault_free_violations(cloud)
+
+
+SCHEDULER_OUTCOMES: Final = frozenset({"NoValidHost", "MaxRetriesExceeded"})
+"""The failures a move may meet with no fault injected: the scheduler found no host."""
+
+
+def injected(cloud: Cloud) -> bool:
+    """Was any fault injected into ``cloud``: a driver fault armed or a message lost?
+
+    Without a fake hypervisor the faults are not known: counted as injected.
+    """
+    hypervisor = cloud.hypervisor
+    return hypervisor is None or hypervisor.faults_armed > 0 or cloud.losses_armed > 0
+
+
+def fault_free_violations(cloud: Cloud) -> list[str]:
+    """While nothing was injected (:func:`injected`), nothing fails but by the scheduler.
+
+    A move, a confirm, a revert, a stop or a delete can only fail because a driver call
+    failed, a service crashed or a message was lost, or because no host had room
+    (:data:`SCHEDULER_OUTCOMES`). So with no fault injected no instance has a recorded
+    fault of another type, and none is in ``error``: a step that fails on its own (a bug
+    that a rollback would otherwise hide) is a violation.
+    """
+    if injected(cloud):
+        return []
+    found = []
+    for instance in cloud.store.list_instances():
+        name = instance.describe()
+        for fault in cloud.store.list_faults(instance.uuid):
+            if fault.exception_type not in SCHEDULER_OUTCOMES:
+                found.append(
+                    f"{name}: failed with {fault.exception_type} ({fault.message}) although"
+                    " no fault was injected"
+                )
+        if instance.vm_state is VmState.ERROR:
+            found.append(f"{name}: in error although no fault was injected")
     return found
 
 
