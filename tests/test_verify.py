@@ -13,8 +13,15 @@ from coldmig_fsm.cli.app import app
 from coldmig_fsm.drivers.fake import FakeDriver
 from coldmig_fsm.exceptions import HypervisorError
 from coldmig_fsm.machine import MACHINE
+from coldmig_fsm.roles import services
+from coldmig_fsm.roles.compute import ComputeService
 from coldmig_fsm.verification import model_check as verify
-from coldmig_fsm.verification.explorer import check_step, fault_free_violations, injected
+from coldmig_fsm.verification.explorer import (
+    check_step,
+    fault_free_violations,
+    injected,
+    overdue_confirms,
+)
 from coldmig_fsm.verification.invariants import violations
 from coldmig_fsm.verification.model_check import KNOWN_ISSUES, Bounds, initial_cloud, model_check
 from tests.conftest import make_cloud, usage
@@ -320,3 +327,39 @@ def test_an_injected_fault_or_no_room_is_not_one() -> None:
     lost = initial_cloud(1, 2)
     lost.lose_next("migrate_server")
     assert injected(lost)
+
+
+def test_a_move_left_finished_past_the_confirm_window_is_a_violation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Auto-confirm that never fires (a mutant `make mutants` found surviving).
+    monkeypatch.setattr(ComputeService, "unconfirmed_resizes", lambda self: [])
+    result = model_check(lambda: initial_cloud(1, 2), Bounds(operations=1), faults=False)
+    assert [str(a) for a in result.counterexample or ()] == [
+        "migrate vm1",
+        *["step"] * 4,
+        "advance_clock 60",
+    ]
+    assert result.violations == (
+        "migration 1: finished 60 s ago, past the confirm window of 60 s, and not confirmed"
+        " by the periodic tasks",
+    )
+
+
+def test_a_finished_move_inside_the_window_or_on_a_down_host_is_not_overdue() -> None:
+    cloud = initial_cloud(1, 2)
+    cloud.migrate("vm1").wait()
+    assert cloud.migrations()[0].status.value == "finished"
+    assert overdue_confirms(cloud) == []  # 0 s of 60
+    cloud.advance_clock(30)
+    assert overdue_confirms(cloud) == []
+    dest = cloud.instance("vm1").host
+    services.mark_down(cloud.runtime, dest)  # its periodic tasks do not run
+    cloud.advance_clock(30)
+    assert cloud.migrations()[0].status.value == "finished"
+    assert overdue_confirms(cloud) == []
+    services.mark_up(cloud.runtime, dest)
+    assert overdue_confirms(cloud) == [
+        "migration 1: finished 60 s ago, past the confirm window of 60 s, and not confirmed"
+        " by the periodic tasks"
+    ]

@@ -55,6 +55,7 @@ __all__ = [
     "injected",
     "next_message",
     "observe",
+    "overdue_confirms",
     "prepare",
     "step_violations",
     "submit_race",
@@ -521,7 +522,9 @@ def step_violations(
       instance action touched by this step: recorded by it, given an event by it, or the
       request of a message it delivered;
     * while no fault was injected, nothing failed but by the scheduler
-      (:func:`fault_free_violations`).
+      (:func:`fault_free_violations`);
+    * after a clock advance, no move is left ``finished`` past the confirm window
+      (:func:`overdue_confirms`).
     """
     found: list[str] = []
     after = _events(cloud)
@@ -555,7 +558,43 @@ def step_violations(
                 f"{name}: changed {_show(old)} -> {_show(_state_of(instance))} by `{action}` "
                 "with no instance action recording it"
             )
+    if action.op == "advance_clock":
+        found += overdue_confirms(cloud)
     return found + fault_free_violations(cloud)
+
+
+def overdue_confirms(cloud: Cloud) -> list[str]:
+    """After the periodic tasks ran: no move is left ``finished`` past the confirm window.
+
+    With ``resize_confirm_window`` > 0, a ``finished`` migration whose instance is
+    ``resized`` with no task, whose destination's compute service is up and which has
+    been finished for at least the window is confirmed by the periodic task (Nova's
+    ``_poll_unconfirmed_resizes``); :meth:`Cloud.advance_clock` runs the tasks and
+    delivers what they send, so such a migration left ``finished`` is a violation.
+    """
+    window = cloud.config.resize_confirm_window
+    if window <= 0:
+        return []
+    now = cloud.clock.now()
+    found = []
+    for migration in cloud.store.list_migrations():
+        if migration.status is not MigrationStatus.FINISHED or migration.updated_at is None:
+            continue
+        waited = (now - migration.updated_at).total_seconds()
+        instance = cloud.store.get_instance(migration.instance_uuid)
+        dest = migration.dest_compute
+        if (
+            waited >= window
+            and instance.vm_state is VmState.RESIZED
+            and instance.task_state is None
+            and dest is not None
+            and cloud.is_up(dest)
+        ):
+            found.append(
+                f"migration {migration.id}: finished {waited:g} s ago, past the confirm window"
+                f" of {window} s, and not confirmed by the periodic tasks"
+            )
+    return found
 
 
 SCHEDULER_OUTCOMES: Final = frozenset({"NoValidHost", "MaxRetriesExceeded"})
