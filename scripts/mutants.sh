@@ -15,7 +15,7 @@ SEED=${MUTANTS_SEED:-14}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/coldmig-mutants.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT INT TERM
 mkdir -p "$WORK/scripts" "$ROOT/build"
-cp -R "$ROOT/src" "$ROOT/tests" "$ROOT/pyproject.toml" "$WORK/"
+cp -R "$ROOT/src" "$ROOT/tests" "$ROOT/docs" "$ROOT/pyproject.toml" "$WORK/"
 cp "$ROOT/scripts/mutants.py" "$WORK/scripts/"
 # The test command runs the scratch copy's python path first: its src/ wins over the
 # editable install's.
