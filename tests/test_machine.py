@@ -19,9 +19,10 @@ from coldmig_fsm import (
     UnexpectedTaskStateError,
     VmState,
 )
-from coldmig_fsm.exceptions import MachineDefinitionError
+from coldmig_fsm.exceptions import MachineDefinitionError, UnexpectedMigrationStatusError
 from coldmig_fsm.guards import GuardContext, require_expected_task_state, require_vm_state
 from coldmig_fsm.machine import TABLE, Machine, Role
+from coldmig_fsm.states import MigrationStatus
 from coldmig_fsm.verification.introspect import mermaid, states_markdown
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -212,3 +213,15 @@ def test_both_runners_refuse_an_unknown_trigger() -> None:
     for machine in (MACHINE, REFERENCE):
         with pytest.raises(MachineDefinitionError, match="unknown trigger 'nope'"):
             machine.fire("nope", ctx)
+
+
+def test_an_unexpected_migration_status_names_what_was_expected() -> None:
+    # The message of a defensive check no explorer reaches (a mutant of it survived them).
+    with pytest.raises(UnexpectedMigrationStatusError) as caught:
+        MACHINE.migration_after("confirm_resize", MigrationStatus.MIGRATING, None)
+    assert str(caught.value) == (
+        "Cannot 'confirm_resize' the migration in status migrating: expected one of ['finished']"
+    )
+    with pytest.raises(UnexpectedMigrationStatusError) as caught:
+        MACHINE.migration_after("powered_off", MigrationStatus.MIGRATING, None)
+    assert str(caught.value).endswith("in status migrating: expected one of []")
