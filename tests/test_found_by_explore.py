@@ -1,4 +1,4 @@
-"""Minimal deterministic reproductions of the two counterexamples (plus one found on the way).
+"""Minimal deterministic reproductions of counterexamples the explorers found.
 
 Each failed before the roles ran every hop on its own host (found by ``make explore`` and by
 ``coldmig verify --fault-budget 2``); they pin the fixes.
@@ -199,4 +199,101 @@ def test_recovery_after_a_failed_delete_of_a_resized_instance_keeps_its_claim() 
     assert (snap["vm_state"], snap["task_state"], snap["host"]) == ("stopped", None, "host-b")
     assert usage(cloud) == {"host-a": NONE, "host-b": TINY}
     assert [m[0] for m in snap["migrations"]] == ["confirmed"]
+    assert violations(cloud) == []
+
+
+# --------------------------------------------------------------------------------------
+# 5-7. `coldmig verify --instances 2 --hosts 3 --faults --fault-budget 2 --operations 3`
+#      (liveness): a request that never settles.
+# --------------------------------------------------------------------------------------
+
+
+def _two_on_three() -> Cloud:
+    """vm1 active on host-a, vm2 stopped on host-b, as the model checker starts."""
+    cloud = make_cloud(hosts=3)
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.boot("vm2", "m1.tiny", "host-b")
+    assert cloud.stop("vm2").wait().ok
+    return cloud
+
+
+def test_a_delete_that_overtook_a_move_is_recovered_though_the_moves_message_waits() -> None:
+    # Trace: migrate vm1 host-b, start vm2, step, delete vm1, step (power_on on host-b:
+    # crash), step (destroy on host-a: crash), restart host-a, restart host-b. The move's
+    # prep_resize still waits for host-b; it cannot move vm1 on (the delete overtook
+    # it), so it must not hold the delete's recovery back.
+    cloud = _two_on_three()
+    assert cloud.hypervisor is not None
+    move = cloud.migrate("vm1", host="host-b")
+    start = cloud.start("vm2")
+    cloud.step()  # the conductor: prep_resize queued for host-b
+    delete = cloud.delete("vm1")
+    cloud.hypervisor.arm(FakeFault("host-b", "power_on", mode=FaultMode.CRASH))
+    cloud.hypervisor.arm(FakeFault("host-a", "destroy", mode=FaultMode.CRASH))
+    cloud.step()  # start_instance on host-b: crash
+    cloud.step()  # terminate_instance on host-a: crash
+    assert not cloud.is_up("host-a") and not cloud.is_up("host-b")
+    cloud.restart_compute("host-a")  # host-b is involved and down: its restart recovers
+    cloud.restart_compute("host-b")
+    cloud.run()
+    assert delete.result is not None and delete.result.outcome is Outcome.SUCCEEDED
+    # The overtaken move was pending when host-b's recovery resumed the delete, which
+    # takes it over (also_settles) and settles it as the resumed action ends
+    # (recover_instance's contract).
+    assert move.result is not None and move.result.outcome is Outcome.SUCCEEDED
+    assert start.result is not None and start.result.outcome is Outcome.SUCCEEDED
+    assert snapshot(cloud, "vm1")["vm_state"] == "deleted"
+    assert usage(cloud) == {"host-a": NONE, "host-b": TINY, "host-c": NONE}
+    assert violations(cloud) == []
+
+
+def test_an_abort_whose_message_was_lost_is_recovered_though_the_moves_message_waits() -> None:
+    # Trace: migrate vm1 host-b, start vm2, step, abort vm1, step (power_on on host-b:
+    # crash), step (the abort's message lost), reconcile, restart host-b.
+    cloud = _two_on_three()
+    assert cloud.hypervisor is not None
+    move = cloud.migrate("vm1", host="host-b")
+    start = cloud.start("vm2")
+    cloud.step()  # the conductor: prep_resize queued for host-b
+    abort = cloud.abort_migration("vm1")
+    cloud.hypervisor.arm(FakeFault("host-b", "power_on", mode=FaultMode.CRASH))
+    cloud.step()  # start_instance on host-b: crash
+    cloud.lose_next("abort_migration")
+    cloud.step()  # the abort's message, lost
+    cloud.reconcile()  # host-b is involved and down: nothing yet
+    cloud.restart_compute("host-b")
+    cloud.run()
+    for request in (move, abort, start):
+        assert request.result is not None, request
+    assert start.result is not None and start.result.outcome is Outcome.SUCCEEDED
+    vm1 = snapshot(cloud, "vm1")
+    assert (vm1["vm_state"], vm1["task_state"], vm1["host"]) == ("active", None, "host-a")
+    assert usage(cloud) == {"host-a": TINY, "host-b": TINY, "host-c": NONE}
+    assert violations(cloud) == []
+
+
+def test_a_deleted_instances_request_whose_message_was_lost_is_settled_by_reconcile() -> None:
+    # Trace: migrate vm1 host-b, step, step, migrate vm2, delete vm2, step
+    # (migrate_disk_and_power_off on host-a: crash), restart host-a, step (vm2's
+    # migrate_server lost), reconcile: nothing would ever settle vm2's migrate.
+    cloud = _two_on_three()
+    assert cloud.hypervisor is not None
+    cloud.migrate("vm1", host="host-b")
+    cloud.step()  # the conductor
+    cloud.step()  # prep_resize on host-b
+    second = cloud.migrate("vm2")
+    delete = cloud.delete("vm2")
+    cloud.hypervisor.arm(FakeFault("host-a", "migrate_disk_and_power_off", mode=FaultMode.CRASH))
+    cloud.step()  # resize_instance of vm1 on host-a: crash
+    # The restart delivers its recovery's messages to host-b and host-a, vm2's delete on
+    # host-b with them: vm2 is deleted while its migrate_server is still queued.
+    cloud.restart_compute("host-a")
+    assert delete.result is not None and delete.result.outcome is Outcome.SUCCEEDED
+    assert second.result is None
+    cloud.lose_next("migrate_server")
+    cloud.run()  # vm2's migrate_server, lost
+    assert second.result is None  # pending, and no message carries it any more
+    cloud.reconcile()
+    assert second.result is not None and second.result.outcome is Outcome.FAILED
+    assert second.result.error_type == "MoveInterrupted"
     assert violations(cloud) == []

@@ -112,8 +112,8 @@ class Recovery(HopRunner):
         if done is not None:
             rt.settle(message.request_id, Outcome.SUCCEEDED)
             # A recovery that a crash interrupted before this abort can no longer finish.
-            travelling = {m.request_id for m in store.pending_messages()}
-            self._settle_interrupted_recoveries(done, travelling)
+            carried = {r for m in store.pending_messages() for r in _requests_of(m)}
+            self._settle_interrupted_recoveries(done, carried)
 
     def roll_back_move(self, message: messages.RollBackMove) -> None:
         """Start-up recovery's rollback of a move interrupted before ``finish_resize``:
@@ -361,14 +361,14 @@ class Recovery(HopRunner):
         """
         store, machine = self._rt.store, self._rt.machine
         travelling = store.pending_messages()
-        waiting = {m.instance_uuid for m in travelling}
+        carried = {r for m in travelling for r in _requests_of(m)}
         down = services.down_hosts(self._rt)  # marked down, or its heartbeat too old
         recovered = []
         for instance in self._concerned():
             if instance.task_state is None:
-                self._settle_interrupted_recoveries(instance, {m.request_id for m in travelling})
+                self._settle_interrupted_recoveries(instance, carried)
                 continue
-            if instance.uuid in waiting:
+            if self._under_way(instance, carried):
                 continue
             involved = _involved_hosts(store, instance)
             if self.host not in involved or involved & down:
@@ -395,23 +395,49 @@ class Recovery(HopRunner):
                 seen[migration.instance_uuid] = store.get_instance(migration.instance_uuid)
         return list(seen.values())
 
-    def _settle_interrupted_recoveries(self, instance: Instance, travelling: set[str]) -> None:
-        """A recovery runs in one go, with no message: one still pending was interrupted by
-        a crash (of another host it reached). Once something else (an abort, say) has
-        brought the instance to a stable state, nothing will finish it: it failed. Any
-        host's start-up may find it (the crashed host's, typically)."""
+    def _under_way(self, instance: Instance, carried: set[str]) -> bool:
+        """Does a queued message carry the busy ``instance``'s current task on?
+
+        The current task is the instance's latest pending request (a delete or an abort
+        overtakes a move; a recovery's own request is the latest). A queued message of an
+        older request cannot move the instance on (its hop's guards will refuse the
+        state the newer request left), so it does not hold the recovery back.
+        """
+        pending = [
+            r.request_id
+            for r in self._rt.store.list_requests(instance.uuid)
+            if r.outcome is Outcome.PENDING
+        ]
+        return bool(pending) and pending[-1] in carried
+
+    def _settle_interrupted_recoveries(self, instance: Instance, carried: set[str]) -> None:
+        """A stable instance's pending request that no queued message carries can never
+        settle: its message was lost, or a crash interrupted it (a recovery runs in one
+        go, with no message, and may have been cut short on another host it reached).
+        Once something else (an abort, a delete) has brought the instance to a stable
+        state, nothing will finish it: it failed. Any host's start-up may find it (the
+        crashed host's, typically), and so does ``reconcile``."""
+        # A lost confirm of an instance still waiting on it is sent again instead
+        # (:meth:`_resume_confirm`).
+        confirmable = instance.state in self._rt.machine.rule("confirmed_running").sources
         for request in self._rt.store.list_requests(instance.uuid):
-            if (
-                request.action == "recover"
-                and request.outcome is Outcome.PENDING
-                and request.request_id not in travelling
-            ):
+            if request.outcome is not Outcome.PENDING or request.request_id in carried:
+                continue
+            if request.action == "confirmResize" and confirmable:
+                continue
+            if request.action == "recover":
                 error = MoveInterrupted(
                     f"a crash interrupted the recovery of instance {instance.describe()}; "
                     "it has reached a stable state since"
                 )
-                self._rt.event(request.request_id, "compute_recover", self.host, error)
-                self._rt.settle(request.request_id, Outcome.FAILED, error)
+            else:
+                error = MoveInterrupted(
+                    f"the {request.action} request of instance {instance.describe()} can no "
+                    "longer finish: its message was lost and the instance has reached a "
+                    "stable state since"
+                )
+            self._rt.event(request.request_id, "compute_recover", self.host, error)
+            self._rt.settle(request.request_id, Outcome.FAILED, error)
 
     def _resume_confirm(self, migration: Migration) -> None:
         """Send a confirm again whose message was lost (removing a guest is idempotent)."""
@@ -528,6 +554,14 @@ def _involved_hosts(store: Store, instance: Instance) -> set[str]:
         for earlier in store.list_migrations(instance.uuid):
             hosts.update(h for h in (earlier.source_compute, earlier.dest_compute) if h)
     return hosts
+
+
+def _requests_of(message: messages.Message) -> tuple[str, ...]:
+    """The requests a queued message carries on: its own, those it settles too, and the
+    confirm a delete of a ``resized`` instance carries out first."""
+    confirm = getattr(message, "confirm_request_id", None)
+    extra = () if confirm is None else (confirm,)
+    return (message.request_id, *getattr(message, "also_settles", ()), *extra)
 
 
 def reconcile(services: Iterable[Recovery]) -> list[Instance]:
