@@ -1,7 +1,7 @@
 """Minimal deterministic reproductions of counterexamples the explorers found.
 
-Each failed before the roles ran every hop on its own host (found by ``make explore`` and by
-``coldmig verify --fault-budget 2``); they pin the fixes.
+Each failed before its fix (found by ``make explore`` and by ``coldmig verify`` with a fault
+budget of 2, the last three with three requests and its liveness check); they pin the fixes.
 """
 
 from __future__ import annotations
