@@ -32,6 +32,11 @@ class ManualClock:
     def now(self) -> dt.datetime:
         return self._now
 
+    def set(self, now: dt.datetime) -> None:
+        """Put the clock at ``now``, also backwards: for an explorer restoring a snapshot
+        of a cloud (:meth:`coldmig_fsm.Cloud.restore`), never for the roles."""
+        self._now = now
+
     def advance(self, seconds: float) -> dt.datetime:
         """Move forward by ``seconds`` (never backwards) and return the new time."""
         if seconds < 0:

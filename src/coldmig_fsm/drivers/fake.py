@@ -23,6 +23,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 import attrs
 import cattrs
@@ -211,6 +212,29 @@ class FakeHypervisor:
     @property
     def armed(self) -> tuple[FakeFault, ...]:
         return tuple(self._faults)
+
+    def snapshot(self) -> tuple[object, ...]:
+        """The guests, armed faults and call log as a value later calls do not change.
+
+        Guests, faults and logged calls are frozen values: they are shared, and only the
+        containers are copied. The drivers hold no state of their own.
+        """
+        return (
+            {host: dict(guests) for host, guests in self._guests.items()},
+            tuple(self._faults),
+            tuple(self.calls),
+        )
+
+    def restore(self, snapshot: tuple[object, ...]) -> None:
+        """Make guests, armed faults and the call log what they were at ``snapshot``
+        (which stays usable). With a ``state_file``, the file is written again."""
+        guests = cast("dict[str, dict[str, FakeGuest]]", snapshot[0])
+        faults = cast("tuple[FakeFault, ...]", snapshot[1])
+        calls = cast("tuple[DriverCall, ...]", snapshot[2])
+        self._guests = {host: dict(on_host) for host, on_host in guests.items()}
+        self._faults = list(faults)
+        self.calls = list(calls)
+        self._persist()
 
     # -- used by FakeDriver ---------------------------------------------------------------
 

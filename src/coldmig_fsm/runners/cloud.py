@@ -76,9 +76,9 @@ from coldmig_fsm.roles.conductor import Conductor
 from coldmig_fsm.roles.runtime import Runtime
 from coldmig_fsm.states import PowerState, TaskState, VmState
 from coldmig_fsm.stores.base import compute_destination
-from coldmig_fsm.stores.memory import MemoryStore, Store
+from coldmig_fsm.stores.memory import MemorySnapshot, MemoryStore, Store
 
-__all__ = ["Cloud", "LostMessage", "Operation", "OperationResult", "Preflight"]
+__all__ = ["Cloud", "CloudSnapshot", "LostMessage", "Operation", "OperationResult", "Preflight"]
 
 ADMIN = Caller.admin()
 
@@ -219,6 +219,18 @@ class LostMessage:
         return message.kind == self.kind and (
             self.host is None or message.destination == f"compute:{self.host}"
         )
+
+
+@attrs.frozen
+class CloudSnapshot:
+    """A cloud's changing state at one moment (:meth:`Cloud.snapshot`); opaque."""
+
+    store: MemorySnapshot
+    hypervisor: tuple[object, ...] | None
+    now: dt.datetime
+    losses: tuple[LostMessage, ...]
+    unregistered: frozenset[str]
+    reported_at: dt.datetime | None
 
 
 class Cloud:
@@ -493,6 +505,57 @@ class Cloud:
                 self.store.acknowledge()
                 self._mark_down(crash.host)
         return message
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    def snapshot(self) -> CloudSnapshot:
+        """Everything that can change in this cloud, as a value that does not change.
+
+        The store's records and messages, the fake hypervisor's guests, faults and call
+        log, the clock, the armed message losses and the services' framework state. Made
+        for explorers that try many futures of one state (:meth:`restore` puts it back):
+        immutable records are shared, only their containers are copied.
+
+        Raises:
+            TypeError: the store is not a :class:`MemoryStore`, or the clock not a
+                :class:`ManualClock`, or a driver is not the fake hypervisor's (their
+                state could not be taken back).
+        """
+        store, clock = self.store, self.clock
+        if not isinstance(store, MemoryStore) or not isinstance(clock, ManualClock):
+            raise TypeError("a Cloud snapshot needs a MemoryStore and a ManualClock")
+        hypervisor = self.hypervisor
+        if any(
+            not isinstance(d, FakeDriver) or hypervisor is None or d._hv is not hypervisor
+            for d in self._drivers.values()
+        ):
+            raise TypeError("a Cloud snapshot needs every driver to be its hypervisor's")
+        return CloudSnapshot(
+            store.snapshot(),
+            None if hypervisor is None else hypervisor.snapshot(),
+            clock.now(),
+            tuple(self._losses),
+            frozenset(self._unregistered),
+            self._reported_at,
+        )
+
+    def restore(self, snapshot: CloudSnapshot) -> None:
+        """Put this cloud back as it was at ``snapshot`` (taken from this cloud or from
+        one built the same way); ``snapshot`` stays usable.
+
+        Raises:
+            TypeError: as for :meth:`snapshot`.
+        """
+        store, clock = self.store, self.clock
+        if not isinstance(store, MemoryStore) or not isinstance(clock, ManualClock):
+            raise TypeError("a Cloud snapshot needs a MemoryStore and a ManualClock")
+        store.restore(snapshot.store)
+        if self.hypervisor is not None and snapshot.hypervisor is not None:
+            self.hypervisor.restore(snapshot.hypervisor)
+        clock.set(snapshot.now)
+        self._losses = list(snapshot.losses)
+        self._unregistered = set(snapshot.unregistered)
+        self._reported_at = snapshot.reported_at
 
     # -- faults, restarts, time -----------------------------------------------------------
 

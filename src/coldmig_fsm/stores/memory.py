@@ -24,7 +24,7 @@ from coldmig_fsm.messages import Message
 from coldmig_fsm.records import Allocation, Resources
 from coldmig_fsm.stores.base import RANGED, GenerationConflict, HostUsage, MessageTaken, Store
 
-__all__ = ["MemoryStore", "Store"]
+__all__ = ["MemorySnapshot", "MemoryStore", "Store"]
 
 _Sum = tuple[int, int, int]  # vcpus, ram_mb, disk_gb: an aggregate
 _ZERO: _Sum = (0, 0, 0)
@@ -55,6 +55,19 @@ def _shift(sums: dict[str, _Sum], key: str, by: _Sum, sign: int) -> None:
     sums[key] = (v + sign * by[0], r + sign * by[1], d + sign * by[2])
 
 
+class MemorySnapshot:
+    """What a :class:`MemoryStore` held at one moment (:meth:`MemoryStore.snapshot`).
+
+    Opaque: only :meth:`MemoryStore.restore` reads it. It shares the immutable records
+    with the store and owns copies of their containers, which nothing writes.
+    """
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: tuple[Any, ...]) -> None:
+        self.state = state
+
+
 class MemoryStore(Store):
     """Everything in dictionaries. Atomic blocks keep an undo journal.
 
@@ -83,6 +96,89 @@ class MemoryStore(Store):
         self._message_seq = 0
         self._journal: list[tuple[Any, ...]] = []
         self._depth = 0
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    def snapshot(self) -> MemorySnapshot:
+        """Everything this store holds, as a value that later writes do not change.
+
+        Records, log entries and messages are immutable values, so the snapshot shares
+        them and copies only the containers that hold them (dictionaries, lists and
+        queues, as deep as they are written in place): far cheaper than a ``deepcopy``.
+
+        Raises:
+            RuntimeError: inside an atomic block (its journal would not survive).
+        """
+        if self._depth:
+            raise RuntimeError("a MemoryStore snapshot is taken outside atomic blocks")
+        return MemorySnapshot(self._copy_state())
+
+    def restore(self, snapshot: MemorySnapshot) -> None:
+        """Make this store hold exactly what it held when ``snapshot`` was taken.
+
+        ``snapshot`` stays usable: the store gets copies of its containers.
+
+        Raises:
+            RuntimeError: inside an atomic block.
+        """
+        if self._depth:
+            raise RuntimeError("a MemoryStore is restored outside atomic blocks")
+        (
+            records,
+            groups,
+            hosted,
+            self._row_seq,
+            logs,
+            log_groups,
+            self._log_seq,
+            counters,
+            allocations,
+            host_usage,
+            generations,
+            project_usage,
+            owners,
+            queues,
+            self._message_seq,
+        ) = snapshot.state
+        self._records = {kind: dict(table) for kind, table in records.items()}
+        self._groups = {key: dict(keys) for key, keys in groups.items()}
+        self._hosted_keys = {
+            key: {index: dict(keys) for index, keys in by_index.items()}
+            for key, by_index in hosted.items()
+        }
+        self._logs = {kind: list(log) for kind, log in logs.items()}
+        self._log_groups = {key: list(positions) for key, positions in log_groups.items()}
+        self._counters = dict(counters)
+        # A consumer's allocations are replaced whole, never changed in place.
+        self._allocations = dict(allocations)
+        self._host_usage = dict(host_usage)
+        self._generations = dict(generations)
+        self._project_usage = dict(project_usage)
+        self._owners = dict(owners)
+        self._queues = {name: deque(queue) for name, queue in queues.items()}
+        self._journal = []
+
+    def _copy_state(self) -> tuple[Any, ...]:
+        return (
+            {kind: dict(table) for kind, table in self._records.items()},
+            {key: dict(keys) for key, keys in self._groups.items()},
+            {
+                key: {index: dict(keys) for index, keys in by_index.items()}
+                for key, by_index in self._hosted_keys.items()
+            },
+            self._row_seq,
+            {kind: list(log) for kind, log in self._logs.items()},
+            {key: list(positions) for key, positions in self._log_groups.items()},
+            self._log_seq,
+            dict(self._counters),
+            dict(self._allocations),
+            dict(self._host_usage),
+            dict(self._generations),
+            dict(self._project_usage),
+            dict(self._owners),
+            {name: deque(queue) for name, queue in self._queues.items()},
+            self._message_seq,
+        )
 
     # -- journal --------------------------------------------------------------------------
 
