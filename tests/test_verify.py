@@ -15,6 +15,7 @@ from coldmig_fsm.exceptions import HypervisorError
 from coldmig_fsm.machine import MACHINE
 from coldmig_fsm.roles import services
 from coldmig_fsm.roles.compute import ComputeService
+from coldmig_fsm.verification import _search as search_module
 from coldmig_fsm.verification import model_check as verify
 from coldmig_fsm.verification.explorer import (
     check_step,
@@ -37,7 +38,16 @@ def test_two_instances_three_hosts_with_faults_fully_explored() -> None:
     assert result.ok, result.describe()
     assert result.complete
     assert KNOWN_ISSUES == ()  # nothing is skipped: the whole space holds every invariant
-    assert (result.states, result.transitions, result.depth) == (4815, 12606, 12)  # pin
+    assert result.liveness_checked  # and from every state, everything can still settle
+    # Issue 14 moved this pin (4,815 states, 12,606 transitions) twice: the abstraction
+    # renumbers the request ids a message settles besides its own (``also_settles``, kept
+    # raw before: two paths into the same state never met), and ``reconcile`` is also
+    # tried while a request that no message carries is pending (a lost confirm, which only
+    # the start-up recovery resends: found by the liveness check). Unreduced that is
+    # 4,859 states and 13,108 transitions (tests/test_model_check_engine.py checks that
+    # the reference engine agrees); the symmetry reduction (host-a, host-b and host-c are
+    # interchangeable) then expands 4,512 of them.
+    assert (result.states, result.transitions, result.depth) == (4512, 12472, 12)  # pin
 
 
 def test_two_faults_per_trace_fully_explored() -> None:
@@ -53,7 +63,8 @@ def test_two_faults_per_trace_fully_explored() -> None:
 def test_without_faults_is_a_smaller_space() -> None:
     result = model_check(lambda: initial_cloud(2, 3), faults=False, ignore=KNOWN_ISSUES)
     assert result.ok, result.describe()
-    assert (result.states, result.transitions) == (1359, 1974)  # pin
+    # (1,359 and 1,974 before issue 14: see the first test for why it moved.)
+    assert (result.states, result.transitions) == (1230, 1868)  # pin
 
 
 def _reached(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str | None, str | None]]:
@@ -69,7 +80,7 @@ def _reached(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str | None, str 
             reached.add((instance.vm_state.value, task, open_[-1].status.value if open_ else None))
         return check(before, cloud, *args, **kwargs)
 
-    monkeypatch.setattr(verify, "check_step", recording)
+    monkeypatch.setattr(search_module, "check_step", recording)
     assert model_check(lambda: initial_cloud(2, 3), Bounds(), faults=True).ok
     return reached
 

@@ -325,7 +325,8 @@ def abstract(cloud: Cloud) -> Hashable:
     named by a message or an instance, or the latest open-or-cancelled one of an
     instance), whether a ``finished`` one is due for auto-confirm, every claim, the
     queue, the pending requests in order, which compute services are down, the guests
-    on each host and the armed faults. Left out: uuids and ids (renumbered), timestamps,
+    on each host and the armed faults. Left out: uuids and ids (renumbered, also the
+    request ids a message settles besides its own), timestamps,
     notifications, faults, settled requests and closed migrations nothing refers to.
     """
     store = cloud.store
@@ -360,6 +361,8 @@ def abstract(cloud: Cloud) -> Hashable:
             return None if value is None else mig_ref.get(value, "gone")
         if field == "instance_uuid":
             return names.get(value, value)
+        if field == "also_settles":  # request ids, renumbered like request_id
+            return tuple(req_ref.get(v, "settled") for v in value)
         if isinstance(value, tuple):
             return tuple(_rename(str(v), names) for v in value)
         return value

@@ -11,16 +11,19 @@ advance. With ``faults``, every driver call a step makes can also raise, raise
 ``InstanceFaultRollback``, hang or crash its compute service, and every message can be
 lost.
 
-States are hashed by :func:`coldmig_fsm.verification.explorer.abstract` together with the budgets
-left (see :class:`Bounds`): a state is expanded once. Every invariant is checked after
-every transition
+Each state is a snapshot of the cloud that shares its immutable records with the others
+(:meth:`coldmig_fsm.Cloud.snapshot`); the visited set holds 64-bit fingerprints of each
+state's canonical abstract picture (:func:`coldmig_fsm.verification.explorer.abstract`,
+renamed up to interchangeable hosts and instances by
+:mod:`coldmig_fsm.verification.symmetry`) with the budgets left (see :class:`Bounds`).
+Every invariant is checked after every transition
 (:func:`~coldmig_fsm.verification.explorer.check_step`); the first violation ends the
 search with the *shortest* trace from the start that reaches it (breadth first: no
-shorter trace violates anything).
-
-To expand a state the cloud is copied (:func:`coldmig_fsm.verification.explorer.clone`, a
-``deepcopy`` of its store and fake hypervisor): about 0.5 ms for a small cloud, far
-cheaper than replaying the trace from the start.
+shorter trace violates anything). After a complete search, every state visited must be
+able to settle without new requests or faults (liveness). ``workers=N`` shares the
+search among processes with the same result. How the engine works is in
+:mod:`coldmig_fsm.verification._search`; ``engine="reference"`` runs the checker as it
+was before (a ``deepcopy`` per state), the benchmark's baseline.
 
 Example::
 
@@ -31,37 +34,36 @@ Example::
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable, Hashable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 
 from coldmig_fsm.drivers.fake import FakeHypervisor
 from coldmig_fsm.exceptions import ColdmigError
 from coldmig_fsm.machine import MACHINE, Machine
-from coldmig_fsm.messages import Message
-from coldmig_fsm.records import CloudConfig, Flavor, Host, Project
+from coldmig_fsm.records import CloudConfig, Flavor, Host, Outcome, Project
 from coldmig_fsm.runners.cloud import Cloud
 from coldmig_fsm.states import MigrationStatus, VmState
 from coldmig_fsm.verification.explorer import (
     API_OPS,
     RACES,
     Action,
-    Observation,
-    RaceLost,
-    abstract,
-    apply,
     check_step,
-    clone,
-    deliverable_faults,
     next_message,
     observe,
     other_flavor,
     prepare,
 )
 
-__all__ = ["KNOWN_ISSUES", "Bounds", "CheckResult", "KnownIssue", "initial_cloud", "model_check"]
+__all__ = [
+    "KNOWN_ISSUES",
+    "Bounds",
+    "CheckResult",
+    "KnownIssue",
+    "SearchProgress",
+    "initial_cloud",
+    "model_check",
+]
 
 TINY = Flavor("m1.tiny", vcpus=1, ram_mb=512, root_gb=1)
 SMALL = Flavor("m1.small", vcpus=2, ram_mb=1024, root_gb=10)
@@ -120,7 +122,31 @@ class Bounds:
 
 @attrs.frozen
 class CheckResult:
-    """What :func:`model_check` found."""
+    """What :func:`model_check` found.
+
+    Attributes:
+        states: distinct states visited (abstract state with the budgets left; with
+            ``symmetry``, one per class of renamed states).
+        transitions: transitions taken, each one checked.
+        seconds: wall time of the search.
+        depth: the deepest layer expanded.
+        complete: every state within the bounds was expanded (no ``max_states`` stop).
+        counterexample: the shortest trace to a violation (``None``: none found).
+        violations: what that trace violates.
+        failed: which property failed: ``"invariant"`` (a safety invariant, after the
+            last action of the trace) or ``"liveness"`` (from the state the trace reaches,
+            no run without new faults settles every open request and brings every
+            instance to a stable state); ``None`` when nothing failed.
+        liveness_checked: the liveness property was checked on every state visited.
+        engine: ``"snapshot"`` (this checker) or ``"reference"`` (deep copies, the
+            baseline of the benchmark).
+        symmetry: the search canonicalised states up to renamings of interchangeable
+            hosts and instances.
+        workers: processes that shared the search.
+        fingerprint_bits: the size of a visited state's fingerprint (0: the reference
+            engine keeps whole states).
+        visited_bytes: memory held by the visited set and the liveness graph.
+    """
 
     states: int
     transitions: int
@@ -129,10 +155,36 @@ class CheckResult:
     complete: bool
     counterexample: tuple[Action, ...] | None = None
     violations: tuple[str, ...] = ()
+    failed: str | None = None
+    liveness_checked: bool = False
+    engine: str = "reference"
+    symmetry: bool = False
+    workers: int = 1
+    fingerprint_bits: int = 0
+    visited_bytes: int = 0
 
     @property
     def ok(self) -> bool:
         return self.counterexample is None
+
+    @property
+    def states_per_second(self) -> float:
+        return self.states / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def bytes_per_state(self) -> float:
+        return self.visited_bytes / self.states if self.states else 0.0
+
+    @property
+    def collision_probability(self) -> float:
+        """An upper bound on the chance that two distinct states visited share a
+        fingerprint (so that one was wrongly taken as seen): ``n(n-1)/2 / 2**bits``,
+        i.e. about ``n**2 / 2**(bits+1)`` for ``n`` states. 0 without fingerprints."""
+        if not self.fingerprint_bits:
+            return 0.0
+        n = self.states
+        bound: float = n * (n - 1) / 2 / 2**self.fingerprint_bits
+        return min(1.0, bound)
 
     def describe(self) -> str:
         """The counterexample, one numbered action per line, then what it violates."""
@@ -140,6 +192,21 @@ class CheckResult:
             return "no violation"
         lines = [f"{i}. {a}" for i, a in enumerate(self.counterexample, 1)]
         return "\n".join([*lines, *(f"violates: {v}" for v in self.violations)])
+
+
+@attrs.frozen
+class SearchProgress:
+    """Where a search stands, after a breadth-first layer (see ``model_check(monitor=)``)."""
+
+    states: int
+    transitions: int
+    frontier: int
+    depth: int
+    seconds: float
+
+    @property
+    def states_per_second(self) -> float:
+        return self.states / self.seconds if self.seconds > 0 else 0.0
 
 
 def initial_cloud(
@@ -176,21 +243,11 @@ def initial_cloud(
     return cloud
 
 
-@attrs.frozen
-class _Node:
-    cloud: Cloud
-    total: int
-    ops: tuple[int, ...]
-    faults: int
-    lost: bool
-    depth: int
-    delivered: Message | None = None
-    error: str | None = None
-
-
-def _api_actions(cloud: Cloud, names: list[str], node: _Node, races: bool) -> Iterator[Action]:
+def _api_actions(
+    cloud: Cloud, names: Sequence[str], ops: Sequence[int], total: int, races: bool
+) -> Iterator[Action]:
     for index, name in enumerate(names):
-        if node.ops[index] <= 0 or node.total <= 0:
+        if ops[index] <= 0 or total <= 0:
             continue
         instance = cloud.instance(name)
         for op in API_OPS:
@@ -222,9 +279,17 @@ def _other_actions(cloud: Cloud) -> Iterator[Action]:
     for host in cloud.hosts:
         if not cloud.is_up(host):
             yield Action("restart_compute", arg=host)
-    waiting = {m.instance_uuid for m in cloud.pending()}
+    queue = cloud.pending()
+    waiting = {m.instance_uuid for m in queue}
+    carried = {m.request_id for m in queue}
+    carried.update(c for m in queue if (c := getattr(m, "confirm_request_id", None)) is not None)
     if any(
         i.task_state is not None and i.uuid not in waiting for i in cloud.store.list_instances()
+    ) or any(
+        # A request no message carries (a lost confirm: its instance is not busy) is
+        # what the start-up recovery also resends.
+        r.outcome is Outcome.PENDING and r.request_id not in carried
+        for r in cloud.store.list_requests()
     ):
         yield Action("reconcile")
     if cloud.config.resize_confirm_window > 0 and any(
@@ -241,170 +306,89 @@ def model_check(
     machine: Machine = MACHINE,
     ignore: tuple[KnownIssue, ...] = (),
     progress: Callable[[int, int], None] | None = None,
+    symmetry: bool = True,
+    workers: int = 1,
+    liveness: bool = True,
+    engine: str = "snapshot",
+    monitor: Callable[[SearchProgress], None] | None = None,
 ) -> CheckResult:
-    """Explore every abstract state reachable within ``bounds``; check every invariant.
+    """Explore every abstract state reachable within ``bounds``; check every invariant
+    after every transition, then liveness from every state visited.
 
     Args:
         factory: builds the initial cloud (default :func:`initial_cloud` with 2 instances
-            on 3 hosts). Faults need its ``hypervisor`` (a :class:`FakeHypervisor`).
+            on 3 hosts). Faults need its ``hypervisor`` (a :class:`FakeHypervisor`); the
+            snapshot engine needs a cloud :meth:`~coldmig_fsm.Cloud.snapshot` accepts
+            (memory store, manual clock, fake drivers).
         bounds: the budgets (default :class:`Bounds`); ``faults=False`` sets the fault
             budget to 0.
         machine: the machine whose allowed states the invariants check against (the
             shipped one; a mutated cloud is still judged by the spec's table).
         ignore: known issues whose violations are skipped (e.g. :data:`KNOWN_ISSUES`).
         progress: called with (states, transitions) after each breadth-first layer.
+        symmetry: expand one state per class of states that differ only by a renaming
+            of interchangeable hosts and instances (see
+            :mod:`coldmig_fsm.verification.symmetry`).
+        workers: processes sharing the search (the same result as one).
+        liveness: after a complete search without violation, check that every state
+            visited can settle (no request pending, no instance busy) without new
+            requests or faults.
+        engine: ``"snapshot"`` (this checker) or ``"reference"``: the checker as it was
+            before issue 14 (a deep copy per state, whole states hashed, no symmetry,
+            no liveness, one process), kept as the benchmark's baseline.
+        monitor: called with a :class:`SearchProgress` after each layer.
 
     Returns:
-        the figures, and the shortest counterexample when an invariant is violated.
+        the figures, and the shortest counterexample when a property is violated.
+
+    Raises:
+        ValueError: an unknown ``engine``, ``workers`` below 1, or options the
+            reference engine does not have.
     """
     bounds = bounds or Bounds()
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, not {workers}")
     started = time.perf_counter()
-    cloud = (factory or initial_cloud)()
-    names = sorted(i.name for i in cloud.store.list_instances())
-    fault_budget = bounds.faults if faults and cloud.hypervisor is not None else 0
-    root = _Node(
-        cloud,
-        bounds.operations,
-        tuple(bounds.ops_per_instance for _ in names),
-        fault_budget,
-        False,
-        0,
-    )
-    parents: dict[Hashable, tuple[Hashable, Action] | None] = {}
-    # Abstract state -> budgets it was reached with: a state reached again with no more
-    # budget than before (in every component) can do nothing new and is not expanded.
-    budgets: dict[Hashable, list[tuple[int, ...]]] = {}
-    root_key = _key(root)
-    parents[root_key] = None
-    budgets[root_key[0]] = [root_key[1]]
-    transitions = 0
-    depth = 0
+    if engine == "reference":
+        if workers != 1:
+            raise ValueError("the reference engine runs in one process (workers=1)")
+        # The engines import this module's records: imported when used, not at the top.
+        from coldmig_fsm.verification._reference import reference_model_check  # noqa: PLC0415
 
-    def trace(key: Hashable) -> tuple[Action, ...]:
-        actions: list[Action] = []
-        link = parents[key]
-        while link is not None:
-            key, action = link
-            actions.append(action)
-            link = parents[key]
-        return tuple(reversed(actions))
-
-    def result(
-        complete: bool, last: tuple[Hashable, Action] | None = None, found: tuple[str, ...] = ()
-    ) -> CheckResult:
-        return CheckResult(
-            len(parents),
-            transitions,
-            time.perf_counter() - started,
-            depth,
-            complete,
-            None if last is None else (*trace(last[0]), last[1]),
-            found,
+        return reference_model_check(
+            factory, bounds, faults=faults, machine=machine, ignore=ignore, progress=progress
         )
+    if engine != "snapshot":
+        raise ValueError(f"unknown engine {engine!r}: 'snapshot' or 'reference'")
+    from coldmig_fsm.verification._search import search  # noqa: PLC0415
 
+    cloud = (factory or initial_cloud)()
+    fault_budget = bounds.faults if faults and cloud.hypervisor is not None else 0
     initial = check_step(observe(cloud), cloud, Action("start"), None, idle=True, machine=machine)
     if initial:
-        return CheckResult(1, 0, time.perf_counter() - started, 0, True, (), tuple(initial))
-    frontier: deque[tuple[Hashable, _Node]] = deque([(root_key, root)])
-    while frontier:
-        key, node = frontier.popleft()
-        if progress is not None and node.depth > depth:
-            progress(len(parents), transitions)  # the layer above is fully expanded
-        depth = max(depth, node.depth)
-        before = observe(node.cloud)
-        for action, child in _expand(node, names, bounds):
-            transitions += 1
-            child_key = _key(child)
-            # Checked on every transition, also into a state seen before: the step
-            # invariants are about the change, not only about where it ends.
-            found = [
-                v
-                for v in _child_checks(before, child, action, machine)
-                if not any(k.matches(child.cloud, v) for k in ignore)
-            ]
-            if found:
-                return result(True, (key, action), tuple(found))
-            seen = budgets.setdefault(child_key[0], [])
-            left = child_key[1]
-            if any(all(a >= b for a, b in zip(old, left, strict=True)) for old in seen):
-                continue
-            seen.append(left)
-            parents[child_key] = (key, action)
-            if bounds.max_states is not None and len(parents) >= bounds.max_states:
-                return result(False)
-            frontier.append((child_key, child))
-    return result(True)
-
-
-def _key(node: _Node) -> tuple[Hashable, tuple[int, ...]]:
-    """(the abstract state, the budgets left)."""
-    return (abstract(node.cloud), node.lost), (node.total, *node.ops, node.faults)
-
-
-def _child_checks(before: Observation, child: _Node, action: Action, machine: Machine) -> list[str]:
-    if child.error is not None:
-        return [child.error]
-    # Idle: nothing can move on its own (no message queued, none lost, no host down).
-    cloud = child.cloud
-    idle = not cloud.pending() and not child.lost and all(cloud.is_up(h) for h in cloud.hosts)
-    return check_step(before, cloud, action, child.delivered, idle=idle, machine=machine)
-
-
-def _expand(node: _Node, names: list[str], bounds: Bounds) -> Iterator[tuple[Action, _Node]]:
-    cloud = node.cloud
-    for action in _api_actions(cloud, names, node, bounds.races):
-        assert action.instance is not None
-        index = names.index(action.instance)
-        ops = (*node.ops[:index], node.ops[index] - 1, *node.ops[index + 1 :])
-        child = _run(node, action, ops=ops, total=node.total - 1)
-        if child is not None:
-            yield action, child
-    for action in _other_actions(cloud):
-        lost = node.lost and action.op != "reconcile"
-        plain = _run(node, action, lost=lost)
-        if plain is None:
-            continue
-        yield action, plain
-        if node.faults <= 0 or cloud.hypervisor is None:
-            continue
-        assert plain.cloud.hypervisor is not None
-        made = plain.cloud.hypervisor.calls[len(cloud.hypervisor.calls) :]
-        message = next_message(cloud) if action.op == "step" else None
-        if message is not None:
-            made = [c for c in made if c.instance == message.instance_uuid]
-        for fault in deliverable_faults((c.host, c.call) for c in made):
-            if action.op == "reconcile" and fault[2] == "crash":
-                # Cloud.reconcile lets a simulated crash escape (see docs/verification.md).
-                continue
-            faulty = attrs.evolve(action, fault=fault)
-            child = _run(node, faulty, faults=node.faults - 1, lost=lost)
-            if child is not None:
-                yield faulty, child
-        if message is not None:
-            losing = attrs.evolve(action, fault="lose")
-            child = _run(node, losing, faults=node.faults - 1, lost=True)
-            if child is not None:
-                yield losing, child
-
-
-def _run(node: _Node, action: Action, **budgets: Any) -> _Node | None:
-    """``action`` on a copy of the node's cloud: the child node, ``None`` if refused.
-
-    A race that both requests won, or an exception escaping the cloud, is kept as the
-    child's ``error`` (reported as a violation).
-    """
-    child = clone(node.cloud)
-    delivered, error = None, None
-    try:
-        delivered = apply(child, action)
-    except ColdmigError as escaped:
-        if action.op in API_OPS or action.op == "race":
-            return None  # a guard refused it (enabled actions are prepared first)
-        error = f"`{action}` raised {type(escaped).__name__}: {escaped}"
-    except RaceLost as lost:
-        error = f"race on {action.instance}: {lost}"
-    except Exception as escaped:  # the cloud must never let one out: a violation
-        error = f"`{action}` raised {type(escaped).__name__}: {escaped}"
-    return attrs.evolve(
-        node, cloud=child, depth=node.depth + 1, delivered=delivered, error=error, **budgets
+        return CheckResult(
+            1,
+            0,
+            time.perf_counter() - started,
+            0,
+            True,
+            (),
+            tuple(initial),
+            "invariant",
+            engine="snapshot",
+            symmetry=symmetry,
+            workers=workers,
+        )
+    return search(
+        cloud,
+        bounds,
+        fault_budget,
+        machine=machine,
+        ignore=ignore,
+        symmetry=symmetry,
+        workers=workers,
+        liveness=liveness,
+        progress=progress,
+        monitor=monitor,
+        started=started,
     )

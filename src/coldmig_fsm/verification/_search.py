@@ -1,0 +1,702 @@
+"""The model checker's engine: snapshots, fingerprints, partitions, liveness.
+
+:func:`~coldmig_fsm.verification.model_check.model_check` runs :func:`search`. How it
+works, and what it promises:
+
+* **States are snapshots.** One working :class:`~coldmig_fsm.Cloud` is restored from the
+  parent's :class:`~coldmig_fsm.runners.cloud.CloudSnapshot` before each action and the
+  child's snapshot is taken only when the child is a new state. Records are immutable
+  values shared by every snapshot; only their containers are copied.
+* **The visited set holds fingerprints.** A state's key is the 64-bit blake2b digest of
+  the canonical encoding of its abstract picture
+  (:func:`~coldmig_fsm.verification.symmetry.canonical`, which renames interchangeable
+  hosts and instances when ``symmetry`` is on) and its lost-message flag; each key maps
+  to the budgets it was reached with. A state reached again with no more budget in
+  every component than before is not expanded again. Two distinct states sharing a
+  fingerprint would hide one of them: the result reports the bound on that chance.
+* **Breadth first, in a fixed order.** A frontier node carries its *path*, the index of
+  each transition from the start among its parent's transitions; a layer is expanded in
+  path order, and that order decides everything order-dependent (which budgets are
+  kept, the first violation, a ``max_states`` stop). So the first violation found has a
+  shortest trace, and the outcome does not depend on how many workers share the search.
+* **Partitions.** With ``workers > 1`` each worker process owns the states whose
+  fingerprint is its index modulo the worker count: it keeps their visited entries and
+  expands them. A child owned by another worker is sent there (its snapshot pickled,
+  one batch per layer and destination, so records shared by siblings are sent once);
+  each owner then accepts its candidates in path order. The coordinator only gathers
+  counts, the first violation and the cut-off that a violation or ``max_states`` makes.
+* **Every invariant after every transition**, also into a state seen before
+  (:func:`~coldmig_fsm.verification.explorer.check_step`).
+* **Liveness.** The transitions that need no new request and no fault (delivering a
+  message, restarting a compute service, ``reconcile``, the auto-confirm clock) are kept
+  as a graph over fingerprints. After a complete search without violation, every state
+  visited must reach, in that graph, a *settled* state: no request pending, no instance
+  with a task. A state that cannot is reported with its shortest trace, found by a
+  second search that stops at the first transition into such a state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import multiprocessing.connection
+import pickle
+import sys
+import time
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
+
+import attrs
+
+from coldmig_fsm.exceptions import ColdmigError
+from coldmig_fsm.machine import Machine
+from coldmig_fsm.messages import Message
+from coldmig_fsm.records import Outcome
+from coldmig_fsm.runners.cloud import Cloud, CloudSnapshot
+from coldmig_fsm.verification.explorer import (
+    API_OPS,
+    Action,
+    Observation,
+    RaceLost,
+    abstract,
+    apply,
+    check_step,
+    deliverable_faults,
+    next_message,
+    observe,
+)
+from coldmig_fsm.verification.model_check import (
+    Bounds,
+    CheckResult,
+    KnownIssue,
+    SearchProgress,
+    _api_actions,
+    _other_actions,
+)
+from coldmig_fsm.verification.symmetry import Symmetry, canonical
+
+__all__ = ["FINGERPRINT_BITS", "search"]
+
+FINGERPRINT_BITS = 64
+_SETTLE_OPS = frozenset({"step", "restart_compute", "reconcile", "advance_clock"})
+"""Actions that need no new request (their fault-free form is a liveness edge)."""
+
+Path = tuple[int, ...]
+
+
+def _fingerprint(encoding: str) -> int:
+    digest = hashlib.blake2b(encoding.encode(), digest_size=FINGERPRINT_BITS // 8).digest()
+    return int.from_bytes(digest, "big")
+
+
+@attrs.frozen
+class _Node:
+    """A state to expand: its snapshot, how it was reached and the budgets left."""
+
+    snapshot: CloudSnapshot
+    path: Path
+    trace: tuple[Action, ...]
+    total: int
+    ops: tuple[int, ...]  # per instance, in the order of the instances' names
+    faults: int
+    lost: bool
+    fp: int
+    first: bool = False  # the first visit of its state: its liveness edges are kept
+
+
+@attrs.frozen
+class _Candidate:
+    fp: int
+    budgets: tuple[int, ...]  # (total, *ops renamed as the fingerprint's, faults)
+    settled: bool
+    node: _Node
+
+
+@attrs.frozen(order=True)
+class _Violation:
+    path: Path
+    trace: tuple[Action, ...] = attrs.field(order=False)
+    found: tuple[str, ...] = attrs.field(order=False)
+    failed: str = attrs.field(order=False)
+
+
+@attrs.frozen
+class _Setup:
+    """What every partition needs to know (inherited by forked workers)."""
+
+    names: tuple[str, ...]
+    bounds: Bounds
+    fault_budget: int
+    machine: Machine
+    ignore: tuple[KnownIssue, ...]
+    symmetry: Symmetry | None
+    liveness: bool
+    stuck: frozenset[int] = frozenset()
+
+
+@attrs.frozen
+class _LayerOut:
+    transitions: int
+    violation: _Violation | None
+    outgoing: dict[int, bytes]
+    limit_path: Path | None = None  # single partition: the max_states stop
+
+
+def settled(cloud: Cloud) -> bool:
+    """No request pending, no instance with a task: what every run must be able to reach."""
+    store = cloud.store
+    return all(r.outcome is not Outcome.PENDING for r in store.list_requests()) and all(
+        i.task_state is None for i in store.list_instances()
+    )
+
+
+def _unsettled(cloud: Cloud) -> str:
+    store = cloud.store
+    pending = [
+        f"{r.action} ({r.request_id})"
+        for r in store.list_requests()
+        if r.outcome is Outcome.PENDING
+    ]
+    busy = [
+        f"{i.describe()} {i.task_state.value}"
+        for i in store.list_instances()
+        if i.task_state is not None
+    ]
+    return (
+        "from here no run without new requests or faults settles everything: "
+        f"pending {pending or 'nothing'}, busy {busy or 'nothing'}"
+    )
+
+
+class _Partition:
+    """The states one worker owns: visited entries, frontier, liveness graph."""
+
+    def __init__(self, cloud: Cloud, setup: _Setup, index: int, count: int) -> None:
+        self.cloud = cloud
+        self.setup = setup
+        self.index = index
+        self.count = count
+        self.visited: dict[int, Any] = {}  # fp -> budgets, or a tuple of them
+        self._interned: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self.frontier: list[_Node] = []
+        self.held: list[_Candidate] = []  # this layer's own candidates (count > 1)
+        self.node_counts: list[tuple[Path, int]] = []
+        self.edges_from = array("Q")
+        self.edges_to = array("Q")
+        self.settled = array("Q")
+
+    # -- the visited set ----------------------------------------------------------------
+
+    def dominated(self, fp: int, budgets: tuple[int, ...]) -> bool:
+        seen = self.visited.get(fp)
+        if seen is None:
+            return False
+        entries = (seen,) if type(seen[0]) is int else seen
+        return any(all(a >= b for a, b in zip(old, budgets, strict=True)) for old in entries)
+
+    def add(self, fp: int, budgets: tuple[int, ...]) -> bool:
+        """Record ``budgets`` for ``fp``; ``True`` when ``fp`` was not visited before."""
+        budgets = self._interned.setdefault(budgets, budgets)
+        seen = self.visited.get(fp)
+        if seen is None:
+            self.visited[fp] = budgets
+            return True
+        entries = (seen,) if type(seen[0]) is int else seen
+        self.visited[fp] = (*entries, budgets)
+        return False
+
+    def accept(self, candidate: _Candidate) -> bool:
+        if self.dominated(candidate.fp, candidate.budgets):
+            return False
+        first = self.add(candidate.fp, candidate.budgets)
+        if first and candidate.settled:
+            self.settled.append(candidate.fp)
+        self.frontier.append(attrs.evolve(candidate.node, first=first))
+        return True
+
+    def visited_bytes(self) -> int:
+        size = sys.getsizeof(self.visited)
+        size += sum(sys.getsizeof(fp) for fp in self.visited)
+        size += sum(sys.getsizeof(v) for v in self.visited.values() if type(v[0]) is not int)
+        size += sum(sys.getsizeof(v) for v in self._interned)
+        for kept in (self.edges_from, self.edges_to, self.settled):
+            size += sys.getsizeof(kept)
+        return size
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def key(
+        self, total: int, ops: tuple[int, ...], faults: int, lost: bool
+    ) -> tuple[int, tuple[int, ...]]:
+        """The working cloud's fingerprint, and its budgets renamed as the fingerprint."""
+        setup = self.setup
+        picture = cast("tuple[Any, ...]", abstract(self.cloud))
+        encoding, renamed = canonical(picture, ops, setup.names, setup.symmetry)
+        return _fingerprint(encoding + ("|lost" if lost else "")), (total, *renamed, faults)
+
+    # -- one layer ----------------------------------------------------------------------
+
+    def expand_layer(self, limit: int | None) -> _LayerOut:
+        """Expand the frontier in path order. One partition accepts each new state at
+        once (and stops at ``limit`` new states); several hold their own candidates
+        and return the others' pickled, per owner."""
+        frontier, self.frontier = self.frontier, []
+        self.node_counts = []
+        self.held = []
+        single = self.count == 1
+        outgoing: dict[int, list[_Candidate]] = {}
+        transitions = 0
+        accepted = 0
+        for node in frontier:
+            made = 0
+            for _action, child in self._children(node):
+                made += 1
+                transitions += 1
+                violation, candidate = child
+                if violation is not None:
+                    self.node_counts.append((node.path, made))
+                    return _LayerOut(transitions, violation, self._pickled(outgoing))
+                if candidate is None:
+                    continue
+                owner = candidate.fp % self.count
+                if owner != self.index:
+                    outgoing.setdefault(owner, []).append(candidate)
+                elif single:
+                    if self.accept(candidate):
+                        accepted += 1
+                        if limit is not None and accepted >= limit:
+                            return _LayerOut(transitions, None, {}, candidate.node.path)
+                else:
+                    self.held.append(candidate)
+            self.node_counts.append((node.path, made))
+        return _LayerOut(transitions, None, self._pickled(outgoing))
+
+    @staticmethod
+    def _pickled(outgoing: dict[int, list[_Candidate]]) -> dict[int, bytes]:
+        return {k: pickle.dumps(v, pickle.HIGHEST_PROTOCOL) for k, v in outgoing.items()}
+
+    def merge(self, incoming: Sequence[bytes], cutoff: Path | None) -> list[Path]:
+        """Accept this layer's candidates (own and sent) in path order, those before
+        ``cutoff`` only; return the paths of the new states."""
+        candidates = list(self.held)
+        self.held = []
+        for batch in incoming:
+            candidates.extend(pickle.loads(batch))
+        candidates.sort(key=lambda c: c.node.path)
+        accepted: list[Path] = []
+        for candidate in candidates:
+            if cutoff is not None and candidate.node.path >= cutoff:
+                break
+            if self.accept(candidate):
+                accepted.append(candidate.node.path)
+        return accepted
+
+    def transitions_until(self, cutoff: Path) -> int:
+        """Transitions of this layer up to and including the one at ``cutoff``."""
+        parent, index = cutoff[:-1], cutoff[-1]
+        count = 0
+        for path, made in self.node_counts:
+            if path < parent:
+                count += made
+            elif path == parent:
+                count += index + 1
+        return count
+
+    # -- the children of one node -------------------------------------------------------
+
+    def _children(
+        self, node: _Node
+    ) -> Iterator[tuple[Action, tuple[_Violation | None, _Candidate | None]]]:
+        setup = self.setup
+        cloud = self.cloud
+        cloud.restore(node.snapshot)
+        before = observe(cloud)
+        api = list(_api_actions(cloud, setup.names, node.ops, node.total, setup.bounds.races))
+        others = list(_other_actions(cloud))
+        message = next_message(cloud)
+        hv = cloud.hypervisor
+        ncalls = 0 if hv is None else len(hv.calls)
+        index = 0
+        for action in api:
+            assert action.instance is not None
+            which = setup.names.index(action.instance)
+            ops = (*node.ops[:which], node.ops[which] - 1, *node.ops[which + 1 :])
+            child = self._try(
+                node, action, before, index, node.total - 1, ops, node.faults, node.lost
+            )
+            if child is not None:
+                index += 1
+                yield action, child
+        for action in others:
+            lost = node.lost and action.op != "reconcile"
+            plain = self._try(node, action, before, index, node.total, node.ops, node.faults, lost)
+            if plain is None:
+                continue
+            made = [] if hv is None else hv.calls[ncalls:]
+            index += 1
+            yield action, plain
+            if node.faults <= 0 or hv is None:
+                continue
+            delivered = message if action.op == "step" else None
+            if delivered is not None:
+                made = [c for c in made if c.instance == delivered.instance_uuid]
+            for fault in deliverable_faults((c.host, c.call) for c in made):
+                if action.op == "reconcile" and fault[2] == "crash":
+                    # Cloud.reconcile lets a simulated crash escape (see docs/verification.md).
+                    continue
+                faulty = attrs.evolve(action, fault=fault)
+                child = self._try(
+                    node, faulty, before, index, node.total, node.ops, node.faults - 1, lost
+                )
+                if child is not None:
+                    index += 1
+                    yield faulty, child
+            if delivered is not None:
+                losing = attrs.evolve(action, fault="lose")
+                child = self._try(
+                    node, losing, before, index, node.total, node.ops, node.faults - 1, True
+                )
+                if child is not None:
+                    index += 1
+                    yield losing, child
+
+    def _try(
+        self,
+        node: _Node,
+        action: Action,
+        before: Observation,
+        index: int,
+        total: int,
+        ops: tuple[int, ...],
+        faults: int,
+        lost: bool,
+    ) -> tuple[_Violation | None, _Candidate | None] | None:
+        """``action`` on the node's state: ``None`` if a guard refused it, else the
+        violation it makes or the child (``None``: a state already seen, with no more
+        budget)."""
+        setup = self.setup
+        cloud = self.cloud
+        cloud.restore(node.snapshot)
+        delivered: Message | None = None
+        error: str | None = None
+        try:
+            delivered = apply(cloud, action)
+        except ColdmigError as escaped:
+            if action.op in API_OPS or action.op == "race":
+                return None  # a guard refused it (enabled actions are prepared first)
+            error = f"`{action}` raised {type(escaped).__name__}: {escaped}"
+        except RaceLost as race:
+            error = f"race on {action.instance}: {race}"
+        except Exception as escaped:  # the cloud must never let one out: a violation
+            error = f"`{action}` raised {type(escaped).__name__}: {escaped}"
+        path = (*node.path, index)
+        trace = (*node.trace, action)
+        if error is not None:
+            found = [error]
+        else:
+            # Idle: nothing can move on its own (no message queued, none lost, no host down).
+            idle = not cloud.pending() and not lost and all(cloud.is_up(h) for h in cloud.hosts)
+            found = check_step(before, cloud, action, delivered, idle=idle, machine=setup.machine)
+        found = [v for v in found if not any(k.matches(cloud, v) for k in setup.ignore)]
+        if found:
+            return _Violation(path, trace, tuple(found), "invariant"), None
+        fp, budgets = self.key(total, ops, faults, lost)
+        if setup.liveness and node.first and action.op in _SETTLE_OPS and action.fault is None:
+            self.edges_from.append(node.fp)
+            self.edges_to.append(fp)
+        if fp in setup.stuck:
+            return _Violation(path, trace, (_unsettled(cloud),), "liveness"), None
+        if fp % self.count == self.index and self.dominated(fp, budgets):
+            return None, None
+        child = _Node(cloud.snapshot(), path, trace, total, ops, faults, lost, fp)
+        return None, _Candidate(fp, budgets, setup.liveness and settled(cloud), child)
+
+
+# --- workers -------------------------------------------------------------------------
+
+
+class _Local:
+    """The partition of a one-process search, called directly."""
+
+    def __init__(self, partition: _Partition) -> None:
+        self.partition = partition
+
+    def call(self, command: str, *args: Any) -> Any:
+        return _dispatch(self.partition, command, args)
+
+
+def _dispatch(partition: _Partition, command: str, args: tuple[Any, ...]) -> Any:
+    if command == "expand":
+        return partition.expand_layer(*args)
+    if command == "merge":
+        return partition.merge(*args)
+    if command == "until":
+        return partition.transitions_until(*args)
+    if command == "frontier":
+        return len(partition.frontier)
+    if command == "graph":
+        return (
+            array("Q", partition.visited).tobytes(),
+            partition.edges_from.tobytes(),
+            partition.edges_to.tobytes(),
+            partition.settled.tobytes(),
+            partition.visited_bytes(),
+        )
+    raise ValueError(f"unknown command {command!r}")
+
+
+_WORKER_STATE: dict[str, Any] = {}
+"""What a forked worker inherits: the root cloud, its snapshot and the setup."""
+
+
+def _worker(index: int, count: int, conn: multiprocessing.connection.Connection) -> None:
+    cloud: Cloud = _WORKER_STATE["cloud"]
+    partition = _Partition(cloud, _WORKER_STATE["setup"], index, count)
+    root: _Candidate = _WORKER_STATE["root"]
+    if root.fp % count == index:
+        partition.accept(root)
+    while True:
+        command, args = conn.recv()
+        if command == "stop":
+            conn.close()
+            return
+        try:
+            conn.send((True, _dispatch(partition, command, args)))
+        except Exception as failed:  # reported to the coordinator, which raises it
+            conn.send((False, f"{type(failed).__name__}: {failed}"))
+
+
+class _Remote:
+    def __init__(self, conn: multiprocessing.connection.Connection) -> None:
+        self.conn = conn
+
+    def send(self, command: str, *args: Any) -> None:
+        self.conn.send((command, args))
+
+    def receive(self) -> Any:
+        ok, value = self.conn.recv()
+        if not ok:
+            raise RuntimeError(f"a model-check worker failed: {value}")
+        return value
+
+
+def _call_all(workers: Sequence[_Local | _Remote], command: str, *per: Any) -> list[Any]:
+    """``command`` on every worker (``per``: one argument tuple per worker, or none)."""
+    arguments = per[0] if per else [() for _ in workers]
+    if all(isinstance(w, _Local) for w in workers):
+        return [w.call(command, *a) for w, a in zip(workers, arguments, strict=True)]  # type: ignore[union-attr]
+    for worker, args in zip(workers, arguments, strict=True):
+        assert isinstance(worker, _Remote)
+        worker.send(command, *args)
+    return [w.receive() for w in workers]  # type: ignore[union-attr]
+
+
+# --- the search ----------------------------------------------------------------------
+
+
+def search(
+    cloud: Cloud,
+    bounds: Bounds,
+    fault_budget: int,
+    *,
+    machine: Machine,
+    ignore: tuple[KnownIssue, ...],
+    symmetry: bool,
+    workers: int,
+    liveness: bool,
+    progress: Callable[[int, int], None] | None,
+    monitor: Callable[[SearchProgress], None] | None,
+    started: float,
+) -> CheckResult:
+    """The whole check from ``cloud`` (see the module docstring)."""
+    names = tuple(sorted(i.name for i in cloud.store.list_instances()))
+    group = Symmetry.of(cloud) if symmetry else None
+    setup = _Setup(names, bounds, fault_budget, machine, ignore, group, liveness)
+    start = cloud.snapshot()
+    first = _run(cloud, setup, workers, progress, monitor, started)
+    if not first.ok or not first.complete or not liveness:
+        return first.result
+    stuck = _stuck(first.graph)
+    result = attrs.evolve(first.result, liveness_checked=True)
+    if not stuck:
+        return result
+    cloud.restore(start)  # the first search left the working cloud anywhere
+    again = _run(cloud, attrs.evolve(setup, stuck=frozenset(stuck)), workers, None, None, started)
+    assert again.result.failed == "liveness", "the liveness search found no stuck state again"
+    return attrs.evolve(
+        again.result,
+        states=result.states,
+        transitions=result.transitions,
+        depth=result.depth,
+        complete=True,
+        liveness_checked=True,
+        seconds=time.perf_counter() - started,
+        visited_bytes=result.visited_bytes,
+    )
+
+
+@attrs.frozen
+class _Run:
+    result: CheckResult
+    graph: list[tuple[bytes, bytes, bytes, bytes, int]]
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+    @property
+    def complete(self) -> bool:
+        return self.result.complete
+
+
+def _stuck(graph: list[tuple[bytes, bytes, bytes, bytes, int]]) -> set[int]:
+    """The fingerprints from which no liveness edge path reaches a settled state."""
+    states: set[int] = set()
+    good: set[int] = set()
+    sources = array("Q")
+    targets = array("Q")
+    for visited, edges_from, edges_to, settled_fps, _ in graph:
+        states.update(array("Q", visited))
+        good.update(array("Q", settled_fps))
+        sources.frombytes(edges_from)
+        targets.frombytes(edges_to)
+    # Backwards to a fixpoint: as many passes as the longest way to settle.
+    pairs = [(a, b) for a, b in zip(sources, targets, strict=True) if a != b]
+    while True:
+        grown = [a for a, b in pairs if b in good and a not in good]
+        if not grown:
+            break
+        good.update(grown)
+        pairs = [(a, b) for a, b in pairs if a not in good]
+    return states - good
+
+
+def _run(
+    cloud: Cloud,
+    setup: _Setup,
+    count: int,
+    progress: Callable[[int, int], None] | None,
+    monitor: Callable[[SearchProgress], None] | None,
+    started: float,
+) -> _Run:
+    bounds = setup.bounds
+    root_snapshot = cloud.snapshot()
+    probe = _Partition(cloud, setup, 0, 1)
+    ops = tuple(bounds.ops_per_instance for _ in setup.names)
+    fp, budgets = probe.key(bounds.operations, ops, setup.fault_budget, False)
+    root = _Candidate(
+        fp,
+        budgets,
+        setup.liveness and settled(cloud),
+        _Node(root_snapshot, (), (), bounds.operations, ops, setup.fault_budget, False, fp),
+    )
+
+    def finish(
+        states: int,
+        transitions: int,
+        depth: int,
+        complete: bool,
+        violation: _Violation | None,
+        graph: list[Any],
+    ) -> _Run:
+        return _Run(
+            CheckResult(
+                states,
+                transitions,
+                time.perf_counter() - started,
+                depth,
+                complete,
+                None if violation is None else violation.trace,
+                () if violation is None else violation.found,
+                None if violation is None else violation.failed,
+                engine="snapshot",
+                symmetry=setup.symmetry is not None,
+                workers=count,
+                fingerprint_bits=FINGERPRINT_BITS,
+                visited_bytes=sum(g[4] for g in graph),
+            ),
+            graph,
+        )
+
+    if root.fp in setup.stuck:
+        return finish(1, 0, 0, True, _Violation((), (), (_unsettled(cloud),), "liveness"), [])
+    processes: list[Any] = []
+    pool: list[_Local | _Remote]
+    if count == 1:
+        partition = _Partition(cloud, setup, 0, 1)
+        partition.accept(root)
+        pool = [_Local(partition)]
+    else:
+        _WORKER_STATE.update(cloud=cloud, setup=setup, root=root)
+        context = multiprocessing.get_context("fork")
+        pool = []
+        for index in range(count):
+            mine, theirs = context.Pipe()
+            process = context.Process(target=_worker, args=(index, count, theirs), daemon=True)
+            process.start()
+            theirs.close()
+            processes.append(process)
+            pool.append(_Remote(mine))
+        _WORKER_STATE.clear()
+    try:
+        return _layers(pool, count, bounds, progress, monitor, started, finish)
+    finally:
+        for worker in pool:
+            if isinstance(worker, _Remote):
+                worker.send("stop")
+        for process in processes:
+            process.join()
+
+
+def _layers(
+    pool: Sequence[_Local | _Remote],
+    count: int,
+    bounds: Bounds,
+    progress: Callable[[int, int], None] | None,
+    monitor: Callable[[SearchProgress], None] | None,
+    started: float,
+    finish: Callable[..., _Run],
+) -> _Run:
+    states, transitions, depth = 1, 0, 0
+    while True:
+        # The reference stops once a new state makes the count reach max_states.
+        limit = None if bounds.max_states is None else max(1, bounds.max_states - states)
+        outs: list[_LayerOut] = _call_all(pool, "expand", [(limit,) for _ in pool])
+        found = [o.violation for o in outs if o.violation is not None]
+        violation = min(found) if found else None
+        if count == 1:
+            out = outs[0]
+            new = _call_all(pool, "frontier")[0]
+            if out.limit_path is not None:
+                return finish(states + new, transitions + out.transitions, depth, False, None, [])
+            transitions += out.transitions
+            states += new
+        else:
+            cutoff = None if violation is None else violation.path
+            incoming = [[o.outgoing[k] for o in outs if k in o.outgoing] for k in range(count)]
+            accepted: list[list[Path]] = _call_all(
+                pool, "merge", [(incoming[k], cutoff) for k in range(count)]
+            )
+            new = sum(len(a) for a in accepted)
+            if limit is not None and new >= limit:
+                last = sorted(p for a in accepted for p in a)[limit - 1]
+                made = sum(_call_all(pool, "until", [(last,) for _ in pool]))
+                return finish(states + limit, transitions + made, depth, False, None, [])
+            states += new
+            if violation is not None:
+                transitions += sum(_call_all(pool, "until", [(violation.path,) for _ in pool]))
+            else:
+                transitions += sum(o.transitions for o in outs)
+        if violation is not None:
+            return finish(states, transitions, depth, True, violation, [])
+        if new == 0:
+            return finish(states, transitions, depth, True, None, _call_all(pool, "graph"))
+        depth += 1
+        if progress is not None:
+            progress(states, transitions)
+        if monitor is not None:
+            frontier = sum(_call_all(pool, "frontier")) if count > 1 else new
+            monitor(
+                SearchProgress(states, transitions, frontier, depth, time.perf_counter() - started)
+            )

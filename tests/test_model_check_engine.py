@@ -1,0 +1,288 @@
+"""The model checker's engine (issue 14): snapshots instead of copies, fingerprints,
+symmetry reduction, workers, liveness; and that it explores what the reference engine
+(the deep-copy checker it replaced, kept as the benchmark's baseline) explores."""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+import pytest
+
+from coldmig_fsm import Cloud
+from coldmig_fsm.roles import services
+from coldmig_fsm.stores.memory import MemoryStore
+from coldmig_fsm.verification.explorer import Action, abstract, apply
+from coldmig_fsm.verification.model_check import (
+    Bounds,
+    CheckResult,
+    SearchProgress,
+    initial_cloud,
+    model_check,
+)
+from coldmig_fsm.verification.symmetry import Symmetry, canonical
+from tests.test_mutants import MUTANTS
+
+TRACE = (
+    Action("migrate", "vm1"),
+    Action("step"),
+    Action("step"),
+    Action("start", "vm2"),
+    Action("step"),
+    Action("step"),
+)
+
+
+def _figures(result: CheckResult) -> tuple[int, int, int, bool, bool]:
+    return (result.states, result.transitions, result.depth, result.complete, result.ok)
+
+
+# --- snapshots ------------------------------------------------------------------------
+
+
+def test_a_restored_cloud_continues_as_the_original() -> None:
+    cloud = initial_cloud(2, 3)
+    for action in TRACE[:3]:
+        apply(cloud, action)
+    saved = cloud.snapshot()
+    picture = abstract(cloud)
+    twin = initial_cloud(2, 3)
+    twin.restore(saved)
+    assert abstract(twin) == picture
+    for action in TRACE[3:]:
+        apply(cloud, action)
+        apply(twin, action)
+    assert abstract(twin) == abstract(cloud)
+    # The snapshot did not follow either cloud: restored again, it is the moment it was.
+    cloud.restore(saved)
+    assert abstract(cloud) == picture
+    assert cloud.hypervisor is not None and twin.hypervisor is not None
+    assert len(cloud.hypervisor.calls) < len(twin.hypervisor.calls)
+
+
+def test_a_store_snapshot_shares_records_and_copies_containers() -> None:
+    cloud = initial_cloud(1, 2)
+    store = cloud.store
+    assert isinstance(store, MemoryStore)
+    saved = store.snapshot()
+    before = store.list_instances()
+    apply(cloud, Action("migrate", "vm1"))
+    cloud.run()
+    assert store.list_instances() != before
+    store.restore(saved)
+    assert store.list_instances() == before
+    assert store.list_instances()[0] is before[0]  # the record itself is shared
+    assert store.pending_messages() == []
+
+
+def test_a_snapshot_is_refused_inside_an_atomic_block() -> None:
+    store = MemoryStore()
+    with store.atomic(), pytest.raises(RuntimeError, match="outside atomic blocks"):
+        store.snapshot()
+
+
+def test_a_cloud_snapshot_needs_a_memory_store_and_a_manual_clock() -> None:
+    cloud = Cloud({}, store=MemoryStore())
+    cloud.snapshot()  # no drivers at all: fine
+    cloud.clock = object()  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="MemoryStore and a ManualClock"):
+        cloud.snapshot()
+
+
+# --- the same exploration as the reference engine --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("instances", "hosts", "faults"), [(1, 2, True), (2, 3, False), (2, 2, True)]
+)
+def test_without_symmetry_the_engine_explores_what_the_reference_explores(
+    instances: int, hosts: int, faults: bool
+) -> None:
+    def factory() -> Cloud:
+        return initial_cloud(instances, hosts)
+
+    reference = model_check(factory, faults=faults, engine="reference")
+    snapshot = model_check(factory, faults=faults, symmetry=False, liveness=False)
+    assert _figures(snapshot) == _figures(reference)
+    assert (snapshot.engine, reference.engine) == ("snapshot", "reference")
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_the_engines_find_the_same_counterexample(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = MUTANTS[name].inject(monkeypatch)
+    reference = model_check(factory, engine="reference")
+    snapshot = model_check(factory, symmetry=False)
+    assert snapshot.counterexample == reference.counterexample
+    assert snapshot.violations == reference.violations
+    assert _figures(snapshot) == _figures(reference)
+    assert snapshot.failed == "invariant"
+
+
+def test_max_states_stops_where_the_reference_stops() -> None:
+    bounds = Bounds(max_states=300)
+    reference = model_check(lambda: initial_cloud(2, 3), bounds, engine="reference")
+    snapshot = model_check(lambda: initial_cloud(2, 3), bounds, symmetry=False)
+    assert _figures(snapshot) == _figures(reference)
+    assert not snapshot.complete and not snapshot.liveness_checked
+
+
+def test_fingerprints_are_small_and_their_collision_bound_reported() -> None:
+    result = model_check(lambda: initial_cloud(2, 3), faults=False)
+    assert result.fingerprint_bits == 64
+    n = result.states
+    assert result.collision_probability == pytest.approx(n * (n - 1) / 2 / 2**64)
+    assert 0 < result.bytes_per_state <= 200
+
+
+def test_unknown_engine_and_bad_workers_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown engine"):
+        model_check(engine="fast")
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        model_check(workers=0)
+    with pytest.raises(ValueError, match="one process"):
+        model_check(engine="reference", workers=2)
+
+
+# --- symmetry reduction ----------------------------------------------------------------
+
+
+def test_interchangeable_hosts_and_instances() -> None:
+    group = Symmetry.of(initial_cloud(3, 3))
+    assert group.hosts == (("host-a", "host-b", "host-c"),)
+    # vm1 and vm3 are both active (on different hosts); vm2 is stopped.
+    assert group.instances == (("vm1", "vm3"), ("vm2",))
+    assert group.order == 6 * 2
+
+
+def test_a_renamed_state_has_the_same_canonical_encoding() -> None:
+    names = ("vm1", "vm2", "vm3")
+    group = Symmetry.of(initial_cloud(3, 3))
+    one = initial_cloud(3, 3)
+    other = initial_cloud(3, 3)
+    # vm1 (host-a) moves to host-b; in the other cloud vm3 (host-c) moves to host-b:
+    # the same state once host-a/host-c and vm1/vm3 are swapped.
+    for cloud, name in ((one, "vm1"), (other, "vm3")):
+        apply(cloud, Action("migrate", name, "host-b"))
+        for _ in range(3):
+            apply(cloud, Action("step"))
+    ops_one, ops_other = (1, 2, 2), (2, 2, 1)
+    key_one = canonical(abstract(one), ops_one, names, group)  # type: ignore[arg-type]
+    key_other = canonical(abstract(other), ops_other, names, group)  # type: ignore[arg-type]
+    assert key_one == key_other
+    assert abstract(one) != abstract(other)
+    plain_one = canonical(abstract(one), ops_one, names, None)  # type: ignore[arg-type]
+    assert plain_one != canonical(abstract(other), ops_other, names, None)  # type: ignore[arg-type]
+
+
+def test_symmetry_explores_fewer_states_with_the_same_verdict() -> None:
+    full = model_check(lambda: initial_cloud(3, 3), Bounds(operations=1), symmetry=False)
+    reduced = model_check(lambda: initial_cloud(3, 3), Bounds(operations=1))
+    assert full.ok and reduced.ok and full.complete and reduced.complete
+    assert reduced.states < full.states
+    assert reduced.depth == full.depth
+    assert reduced.symmetry and not full.symmetry
+
+
+def _kind(violation: str) -> str:
+    """A violation with its names blanked (a renamed trace names other hosts/instances)."""
+    violation = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "<uuid>", violation)
+    violation = re.sub(r"host-[a-z]", "<host>", violation)
+    return re.sub(r"\bvm\d+\b", "<vm>", violation)
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_reduced_and_unreduced_searches_find_the_same_violations(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = MUTANTS[name].inject(monkeypatch)
+    full = model_check(factory, symmetry=False)
+    reduced = model_check(factory, symmetry=True)
+    assert full.counterexample is not None and reduced.counterexample is not None
+    assert len(reduced.counterexample) == len(full.counterexample)
+    assert sorted(map(_kind, reduced.violations)) == sorted(map(_kind, full.violations))
+
+
+# --- workers ---------------------------------------------------------------------------
+
+
+def test_two_workers_find_what_one_finds() -> None:
+    one = model_check(lambda: initial_cloud(2, 3), faults=True)
+    two = model_check(lambda: initial_cloud(2, 3), faults=True, workers=2)
+    assert _figures(two) == _figures(one)
+    assert two.workers == 2 and two.liveness_checked
+
+
+@pytest.mark.parametrize("name", ["api_task_guard_widened", "rollback_forgets_dest_claim"])
+def test_two_workers_find_a_shortest_counterexample_of_the_same_length(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = MUTANTS[name].inject(monkeypatch)
+    one = model_check(factory)
+    two = model_check(factory, workers=2)
+    assert one.counterexample is not None and two.counterexample is not None
+    assert len(two.counterexample) == len(one.counterexample)
+    assert two.counterexample == one.counterexample  # the same order, so the same one
+    assert _figures(two) == _figures(one)
+
+
+def test_two_workers_stop_at_max_states_where_one_stops() -> None:
+    bounds = Bounds(max_states=777)
+    one = model_check(lambda: initial_cloud(2, 3), bounds)
+    two = model_check(lambda: initial_cloud(2, 3), bounds, workers=2)
+    assert _figures(two) == _figures(one) == (777, one.transitions, one.depth, False, True)
+
+
+def test_progress_reports_frontier_and_speed() -> None:
+    seen: list[SearchProgress] = []
+    result = model_check(lambda: initial_cloud(1, 2), monitor=seen.append)
+    assert len(seen) == result.depth
+    assert [p.depth for p in seen] == list(range(1, result.depth + 1))
+    assert all(p.frontier > 0 and p.states_per_second > 0 for p in seen)
+
+
+# --- liveness --------------------------------------------------------------------------
+
+
+def test_every_state_can_settle() -> None:
+    result = model_check(lambda: initial_cloud(2, 3), faults=True)
+    assert result.ok and result.liveness_checked and result.failed is None
+
+
+def restart_leaves_the_host_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mutant: a restarted compute service never clears its down mark, so what a
+    crash left on that host can never settle. No invariant sees it: a request is only
+    required to have settled while the cloud is idle, and a host that is down is not."""
+    monkeypatch.setattr(services, "mark_up", lambda runtime, host: None)
+
+
+def test_a_request_that_cannot_settle_is_reported_with_its_shortest_trace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    restart_leaves_the_host_down(monkeypatch)
+    bounds = Bounds(operations=1)
+    result = model_check(lambda: initial_cloud(1, 2), bounds)
+    assert result.failed == "liveness", result.describe()
+    assert result.complete and result.liveness_checked
+    assert result.counterexample is not None
+    # The shortest way there: a request, then a step whose driver call crashes its host.
+    assert len(result.counterexample) == 2, result.describe()
+    assert "crash" in str(result.counterexample[-1])
+    assert "pending" in result.violations[0]
+    two = model_check(lambda: initial_cloud(1, 2), bounds, workers=2)
+    assert two.counterexample == result.counterexample
+    assert two.failed == "liveness"
+    # Not checked when asked not to: then the mutant survives.
+    without = model_check(lambda: initial_cloud(1, 2), bounds, liveness=False)
+    assert without.ok and not without.liveness_checked
+
+
+def test_check_result_defaults_describe_the_reference() -> None:
+    result = CheckResult(1, 0, 0.0, 0, True)
+    assert (result.engine, result.fingerprint_bits, result.collision_probability) == (
+        "reference",
+        0,
+        0.0,
+    )
+    assert attrs.evolve(result, fingerprint_bits=64).collision_probability == 0.0
