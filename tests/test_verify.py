@@ -16,7 +16,6 @@ from coldmig_fsm.machine import MACHINE
 from coldmig_fsm.roles import services
 from coldmig_fsm.roles.compute import ComputeService
 from coldmig_fsm.verification import _search as search_module
-from coldmig_fsm.verification import model_check as verify
 from coldmig_fsm.verification.explorer import (
     check_step,
     fault_free_violations,

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+from coldmig_fsm.cli import verify as verify_cmd
 from coldmig_fsm.cli.app import app
 from coldmig_fsm.harness.scenario import load_scenario, match_expectations, run_scenario
-from coldmig_fsm.verification.model_check import Bounds, initial_cloud, model_check
+from coldmig_fsm.verification.model_check import (
+    Bounds,
+    SearchProgress,
+    initial_cloud,
+    model_check,
+)
 from tests.test_mutants import confirm_ignores_power_state
 
 SMALL = ["verify", "--instances", "1", "--hosts", "2"]
@@ -85,7 +93,11 @@ def test_the_table_states_every_bound(runner: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     assert "│ 3 requests (2 per instance), races, │" in result.stdout
     assert "│ no faults " in result.stdout
-    assert result.stdout.endswith("no invariant violated in any reachable state\n")
+    assert result.stdout.endswith(
+        "no invariant violated in any reachable state, and every state can settle\n"
+    )
+    assert "search: engine snapshot, symmetry reduction, 1 worker(s), " in result.stdout
+    assert "64-bit fingerprints: probability of a collision <= " in result.stdout
     # An unreachable request budget is said, not hidden.
     assert result.stderr == (
         "WARNING coldmig_fsm.cli.app: at most 2 requests per trace are reachable: "
@@ -205,3 +217,58 @@ def test_emit_scenario_writes_the_counterexample(
     assert result.exit_code == 1
     assert f"scenario written to {target}" in result.stdout
     assert target.exists()
+
+
+def test_json_reports_the_search(runner: CliRunner) -> None:
+    result = runner.invoke(app, [*SMALL, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["engine"], data["symmetry"], data["workers"]) == ("snapshot", True, 1)
+    assert data["liveness_checked"] and data["failed"] is None
+    assert data["fingerprint_bits"] == 64
+    assert 0 < data["collision_probability"] < 1e-12
+    assert 0 < data["bytes_per_state"] <= 200
+
+
+def test_workers_symmetry_and_the_reference_engine(runner: CliRunner) -> None:
+    def run(*options: str) -> dict[str, object]:
+        result = runner.invoke(app, [*SMALL, "--faults", *options, "--json"])
+        assert result.exit_code == 0, result.output
+        data: dict[str, object] = json.loads(result.stdout)
+        return data
+
+    reduced = run()
+    assert run("--workers", "2")["states"] == reduced["states"]
+    full = run("--no-symmetry")
+    reference = run("--engine", "reference")
+    assert (reference["states"], reference["transitions"]) == (full["states"], full["transitions"])
+    assert (reference["symmetry"], reference["liveness_checked"]) == (False, False)
+    assert reference["fingerprint_bits"] == 0
+    assert run("--no-liveness")["liveness_checked"] is False
+
+
+def test_the_reference_engine_runs_in_one_process(runner: CliRunner) -> None:
+    result = runner.invoke(app, [*SMALL, "--engine", "reference", "--workers", "2"])
+    assert result.exit_code == 2
+    assert "--engine reference runs in one process" in result.stderr
+
+
+def test_a_long_search_shows_its_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = io.StringIO()
+    monkeypatch.setattr(verify_cmd, "err", Console(file=screen, force_terminal=True, width=120))
+    monkeypatch.setattr(verify_cmd, "_QUIET_SECONDS", 0.0)
+    display = verify_cmd._ProgressDisplay()
+    display(SearchProgress(states=1234, transitions=5000, frontier=321, depth=4, seconds=2.0))
+    display(SearchProgress(states=2345, transitions=9000, frontier=432, depth=5, seconds=3.0))
+    display.stop()
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert "2,345 states, 432 in the frontier, depth 5, 782 states/s" in shown
+
+
+def test_a_short_search_or_no_terminal_shows_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = io.StringIO()
+    monkeypatch.setattr(verify_cmd, "err", Console(file=screen, force_terminal=True))
+    display = verify_cmd._ProgressDisplay()  # the first seconds are quiet
+    display(SearchProgress(states=1, transitions=0, frontier=1, depth=1, seconds=0.1))
+    display.stop()
+    assert screen.getvalue() == ""

@@ -1,28 +1,35 @@
 """``coldmig verify``: the model checker over a small cloud, within the bounds given.
 
-Exit 0 when no reachable state violates an invariant, 1 with the shortest counterexample,
-3 when ``--max-states`` stopped the search first; ``--json`` prints the same as data.
-``--emit-scenario FILE`` writes the counterexample as a scenario file
+Exit 0 when no reachable state violates an invariant and every state can settle, 1 with
+the shortest counterexample (of an invariant, or of liveness), 3 when ``--max-states``
+stopped the search first; ``--json`` prints the same as data. ``--emit-scenario FILE``
+writes the counterexample as a scenario file
 (:func:`coldmig_fsm.verification.counterexample.to_scenario`); with no counterexample it
-says so and writes nothing (the exit status stays 0 or 3).
+says so and writes nothing (the exit status stays 0 or 3). A search that lasts more than
+a few seconds shows its progress on a terminal (states, frontier, states per second).
 """
 
 from __future__ import annotations
 
+import enum
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from coldmig_fsm.cli._output import JSON_OPTION, fail, log, out, print_json
+from coldmig_fsm.cli._output import JSON_OPTION, err, fail, log, out, print_json
 from coldmig_fsm.runners.cloud import Cloud
 from coldmig_fsm.verification.counterexample import to_scenario
 from coldmig_fsm.verification.model_check import (
     KNOWN_ISSUES,
     Bounds,
     CheckResult,
+    SearchProgress,
     initial_cloud,
     model_check,
 )
@@ -30,6 +37,38 @@ from coldmig_fsm.verification.model_check import (
 __all__ = ["verify"]
 
 _MAX_HOSTS = 26  # host-a ... host-z
+_QUIET_SECONDS = 3.0  # a search shorter than this shows no progress display
+
+
+class Engine(enum.StrEnum):
+    SNAPSHOT = "snapshot"
+    REFERENCE = "reference"
+
+
+class _ProgressDisplay:
+    """The live line of a long search (on stderr, on a terminal only), started once the
+    search has run for :data:`_QUIET_SECONDS`."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.live: Live | None = None
+
+    def __call__(self, progress: SearchProgress) -> None:
+        if not err.is_terminal or time.perf_counter() - self.started < _QUIET_SECONDS:
+            return
+        line = Text.from_markup(
+            f"[bold]model check[/]: {progress.states:,} states, {progress.frontier:,} in the "
+            f"frontier, depth {progress.depth}, {progress.states_per_second:,.0f} states/s"
+        )
+        if self.live is None:
+            self.live = Live(line, console=err, transient=True, refresh_per_second=4)
+            self.live.start()
+        else:
+            self.live.update(line)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
 
 
 def _verify_data(
@@ -52,11 +91,20 @@ def _verify_data(
             "races": bounds.races,
             "max_states": bounds.max_states,
         },
+        "engine": result.engine,
+        "symmetry": result.symmetry,
+        "workers": result.workers,
         "states": result.states,
         "transitions": result.transitions,
         "depth": result.depth,
         "seconds": round(result.seconds, 3),
+        "states_per_second": round(result.states_per_second, 1),
         "complete": result.complete,
+        "liveness_checked": result.liveness_checked,
+        "fingerprint_bits": result.fingerprint_bits,
+        "collision_probability": result.collision_probability,
+        "bytes_per_state": round(result.bytes_per_state, 1),
+        "failed": result.failed,
         "counterexample": None
         if result.counterexample is None
         else [str(a) for a in result.counterexample],
@@ -107,6 +155,27 @@ def verify(
             help="Stop after N states (default: no limit): 'incomplete: bound reached', exit 3.",
         ),
     ] = None,
+    symmetry: Annotated[
+        bool,
+        typer.Option(help="Expand one state per renaming of interchangeable hosts and instances."),
+    ] = True,
+    liveness: Annotated[
+        bool,
+        typer.Option(help="Also check that every state can settle without new requests or faults."),
+    ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, metavar="N", help="Processes sharing the search (the same result as one)."
+        ),
+    ] = 1,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="'reference': the deep-copy checker of before, the benchmark's baseline "
+            "(one process, no symmetry, no liveness)."
+        ),
+    ] = Engine.SNAPSHOT,
     ignore_known: Annotated[
         bool,
         typer.Option(
@@ -134,6 +203,8 @@ def verify(
     """
     if fault_budget is not None and not faults:
         fail("--fault-budget needs --faults: without it no fault is injected")
+    if engine is Engine.REFERENCE and workers != 1:
+        fail("--engine reference runs in one process: drop --workers")
     per_instance = operations if ops_per_instance is None else ops_per_instance
     bounds = Bounds(
         operations=operations,
@@ -154,15 +225,24 @@ def verify(
     def factory() -> Cloud:
         return initial_cloud(instances, hosts)
 
-    result = model_check(
-        factory,
-        bounds,
-        faults=faults,
-        ignore=KNOWN_ISSUES if ignore_known else (),
-        progress=lambda states, transitions: log.info(
-            "explored %d states, %d transitions", states, transitions
-        ),
-    )
+    display = _ProgressDisplay()
+    try:
+        result = model_check(
+            factory,
+            bounds,
+            faults=faults,
+            ignore=KNOWN_ISSUES if ignore_known else (),
+            progress=lambda states, transitions: log.info(
+                "explored %d states, %d transitions", states, transitions
+            ),
+            symmetry=symmetry and engine is Engine.SNAPSHOT,
+            liveness=liveness and engine is Engine.SNAPSHOT,
+            workers=workers,
+            engine=engine.value,
+            monitor=display,
+        )
+    finally:
+        display.stop()
     status = 1 if not result.ok else (0 if result.complete else 3)
     written = None
     if emit_scenario is not None and result.counterexample is not None:
@@ -222,9 +302,11 @@ def _print_verify(
         f"{result.seconds:.2f}",
     )
     out.print(table)
+    out.print(_search_line(result), highlight=False, soft_wrap=True)
     if not result.ok:
+        what = "liveness" if result.failed == "liveness" else "invariant"
         out.print(
-            f"[bold red]counterexample[/] ({len(result.counterexample or ())} actions):",
+            f"[bold red]counterexample[/] ({what}, {len(result.counterexample or ())} actions):",
             highlight=False,
         )
         for index, action in enumerate(result.counterexample or (), 1):
@@ -240,4 +322,25 @@ def _print_verify(
             soft_wrap=True,
         )
     else:
-        out.print("[bold green]no invariant violated[/] in any reachable state", highlight=False)
+        settles = ", and every state can settle" if result.liveness_checked else ""
+        out.print(
+            f"[bold green]no invariant violated[/] in any reachable state{settles}",
+            highlight=False,
+        )
+
+
+def _search_line(result: CheckResult) -> str:
+    """How the search ran: engine, reduction, workers, memory, fingerprint collisions."""
+    parts = [
+        f"engine {result.engine}",
+        "symmetry reduction" if result.symmetry else "no symmetry reduction",
+        f"{result.workers} worker(s)",
+        f"{result.states_per_second:,.0f} states/s",
+    ]
+    if result.fingerprint_bits:
+        parts.append(f"{result.bytes_per_state:.0f} bytes per visited state")
+        parts.append(
+            f"{result.fingerprint_bits}-bit fingerprints: probability of a collision "
+            f"<= {result.collision_probability:.1e}"
+        )
+    return "search: " + ", ".join(parts)
