@@ -4,7 +4,9 @@ symmetry reduction, workers, liveness; and that it explores what the reference e
 
 from __future__ import annotations
 
+import itertools
 import re
+from typing import Any
 
 import attrs
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from coldmig_fsm import Cloud
 from coldmig_fsm.roles import services
 from coldmig_fsm.stores.memory import MemoryStore
+from coldmig_fsm.verification import _search as search_module
 from coldmig_fsm.verification.explorer import Action, abstract, apply
 from coldmig_fsm.verification.model_check import (
     Bounds,
@@ -174,6 +177,42 @@ def test_a_renamed_state_has_the_same_canonical_encoding() -> None:
     assert abstract(one) != abstract(other)
     plain_one = canonical(abstract(one), ops_one, names, None)  # type: ignore[arg-type]
     assert plain_one != canonical(abstract(other), ops_other, names, None)  # type: ignore[arg-type]
+
+
+def _rename(value: Any, mapping: dict[str, str]) -> Any:
+    """A plain renaming of a picture: whole strings and ``compute:<host>``."""
+    if isinstance(value, str):
+        if value.startswith("compute:"):
+            return "compute:" + mapping.get(value[8:], value[8:])
+        return mapping.get(value, value)
+    if isinstance(value, tuple):
+        return tuple(_rename(v, mapping) for v in value)
+    return value
+
+
+def test_canonical_is_invariant_under_every_renaming(monkeypatch: pytest.MonkeyPatch) -> None:
+    pictures: list[tuple[Any, tuple[int, ...]]] = []
+    key = search_module._Partition.key
+
+    def recording(
+        self: Any, total: int, ops: tuple[int, ...], faults: int, lost: bool
+    ) -> tuple[int, tuple[int, ...]]:
+        pictures.append((abstract(self.cloud), ops))
+        return key(self, total, ops, faults, lost)
+
+    monkeypatch.setattr(search_module._Partition, "key", recording)
+    model_check(lambda: initial_cloud(2, 3), faults=True, symmetry=False, liveness=False)
+    group = Symmetry.of(initial_cloud(2, 3))
+    names = ("vm1", "vm2")
+    hosts = ("host-a", "host-b", "host-c")
+    classes: dict[bytes, set[bytes]] = {}
+    for picture, ops in pictures[::7]:
+        expected = canonical(picture, ops, names, group)
+        for image in itertools.permutations(hosts):
+            renamed = _rename(picture, dict(zip(hosts, image, strict=True)))
+            assert canonical(renamed, ops, names, group) == expected, (picture, image)
+        classes.setdefault(expected[0], set()).add(canonical(picture, ops, names, None)[0])
+    assert len(classes) < len(pictures[::7])  # and it does merge renamed states
 
 
 def test_symmetry_explores_fewer_states_with_the_same_verdict() -> None:

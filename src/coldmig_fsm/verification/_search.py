@@ -85,8 +85,8 @@ _SETTLE_OPS = frozenset({"step", "restart_compute", "reconcile", "advance_clock"
 Path = tuple[int, ...]
 
 
-def _fingerprint(encoding: str) -> int:
-    digest = hashlib.blake2b(encoding.encode(), digest_size=FINGERPRINT_BITS // 8).digest()
+def _fingerprint(encoding: bytes) -> int:
+    digest = hashlib.blake2b(encoding, digest_size=FINGERPRINT_BITS // 8).digest()
     return int.from_bytes(digest, "big")
 
 
@@ -182,6 +182,7 @@ class _Partition:
         self.frontier: list[_Node] = []
         self.held: list[_Candidate] = []  # this layer's own candidates (count > 1)
         self.node_counts: list[tuple[Path, int]] = []
+        self._clean: _Node | None = None  # the node the working cloud is exactly now
         self.edges_from = array("Q")
         self.edges_to = array("Q")
         self.settled = array("Q")
@@ -233,7 +234,7 @@ class _Partition:
         setup = self.setup
         picture = cast("tuple[Any, ...]", abstract(self.cloud))
         encoding, renamed = canonical(picture, ops, setup.names, setup.symmetry)
-        return _fingerprint(encoding + ("|lost" if lost else "")), (total, *renamed, faults)
+        return _fingerprint(encoding + (b"|lost" if lost else b"")), (total, *renamed, faults)
 
     # -- one layer ----------------------------------------------------------------------
 
@@ -312,6 +313,7 @@ class _Partition:
         cloud = self.cloud
         cloud.restore(node.snapshot)
         before = observe(cloud)
+        self._clean = node  # enumerating writes nothing: the first child needs no restore
         api = list(_api_actions(cloud, setup.names, node.ops, node.total, setup.bounds.races))
         others = list(_other_actions(cloud))
         message = next_message(cloud)
@@ -377,7 +379,9 @@ class _Partition:
         budget)."""
         setup = self.setup
         cloud = self.cloud
-        cloud.restore(node.snapshot)
+        if self._clean is not node:
+            cloud.restore(node.snapshot)
+        self._clean = None
         delivered: Message | None = None
         error: str | None = None
         try:

@@ -21,6 +21,7 @@ are left out; references between records are renumbered in order).
 from __future__ import annotations
 
 import copy
+import enum
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Any, Final
 
@@ -365,6 +366,8 @@ def abstract(cloud: Cloud) -> Hashable:
             return tuple(req_ref.get(v, "settled") for v in value)
         if isinstance(value, tuple):
             return tuple(_rename(str(v), names) for v in value)
+        if isinstance(value, enum.Enum):
+            return value.value
         return value
 
     now = cloud.clock.now()

@@ -88,10 +88,14 @@ class KnownIssue:
 KNOWN_ISSUES: tuple[KnownIssue, ...] = ()
 """Core issues found by this checker and not fixed yet (see docs/verification.md).
 
-Empty: the six it found while it was being built (delete whose destroy fails, a second
-abort, a stale ``migrate_server`` after an early abort, a failed rollback's host, a request
-left pending by a delete, a guest left behind by a delete during a revert) are fixed and
-pinned as regression tests in ``tests/test_verify.py``."""
+The six it found while it was being built (delete whose destroy fails, a second abort, a
+stale ``migrate_server`` after an early abort, a failed rollback's host, a request left
+pending by a delete, a guest left behind by a delete during a revert) are fixed and
+pinned as regression tests in ``tests/test_verify.py``. With three requests and two
+faults per trace it finds more (issue 14; docs/verification.md lists them, and
+``tests/test_verify.py`` pins the first one): they are not listed here, since what they
+leave behind (a request that never settles) is not one sentence a matcher can tell from
+a new bug."""
 
 
 @attrs.frozen

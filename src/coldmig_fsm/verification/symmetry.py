@@ -31,7 +31,9 @@ Invariant: :func:`canonical` of a renamed cloud equals :func:`canonical` of the 
 
 from __future__ import annotations
 
+import functools
 import itertools
+import marshal
 import re
 from collections.abc import Hashable, Iterator, Sequence
 from typing import Any
@@ -40,7 +42,7 @@ import attrs
 
 from coldmig_fsm.runners.cloud import Cloud
 
-__all__ = ["Symmetry", "canonical"]
+__all__ = ["Symmetry", "canonical", "encode"]
 
 
 def _blank_instance(cloud: Cloud, name: str) -> Hashable:
@@ -104,79 +106,101 @@ def _pattern(names: Sequence[str]) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
 
 
-class _Renamer:
-    """Renames the strings of a nested tuple (whole strings, and names inside text)."""
+@attrs.frozen
+class _Compiled:
+    """What :func:`canonical` needs of a :class:`Symmetry`, computed once."""
 
-    def __init__(self, mapping: dict[str, str], pattern: re.Pattern[str]) -> None:
-        self.mapping = mapping
-        self.pattern = pattern
-        self.whole = {**mapping, **{f"compute:{k}": f"compute:{v}" for k, v in mapping.items()}}
-
-    def __call__(self, value: Any) -> Any:
-        kind = type(value)
-        if kind is str:
-            found = self.whole.get(value)
-            if found is not None:
-                return found
-            if self.pattern.search(value) is None:
-                return value
-            return self.pattern.sub(lambda m: self.mapping.get(m.group(), m.group()), value)
-        if kind is tuple:
-            return tuple([self(v) for v in value])
-        return value
+    every: re.Pattern[str]  # every host and instance name, whole words
+    hosts: tuple[str, ...]
+    permutations: tuple[dict[str, str], ...]  # of the instances (identity first)
+    trivial: bool  # a group of order 1: nothing to rename
 
 
-def _resort(picture: tuple[Any, ...], guests_by_name: bool) -> tuple[Any, ...]:
-    """Sort again the parts of an abstract picture that are sets (after a renaming), in
-    the order :func:`~coldmig_fsm.verification.explorer.abstract` gives them (so that a
-    picture that needed no renaming is already sorted). The guests on a host are in the
-    order of their uuids there, which a renaming of instances does not follow: with
-    ``guests_by_name`` (interchangeable instances) they are sorted by name instead."""
-    inst, mig, alloc, queue, req, hosts, guests, armed = picture
-    if guests_by_name:
-        guests = tuple((h, tuple(sorted(g, key=repr))) for h, g in guests)
-    return (
-        tuple(sorted(inst, key=lambda i: i[0])),
-        mig,
-        tuple(sorted(alloc)),
-        queue,
-        req,
-        tuple(sorted(hosts, key=lambda h: h[0])),
-        tuple(sorted(guests, key=lambda x: x[0])),
-        armed,
+@functools.lru_cache(maxsize=64)
+def _compiled(symmetry: Symmetry) -> _Compiled:
+    hosts = tuple(h for group in symmetry.hosts for h in group)
+    instances = [i for group in symmetry.instances for i in group]
+    return _Compiled(
+        _pattern([*hosts, *instances]),
+        hosts,
+        tuple(symmetry.instance_permutations()),
+        symmetry.order == 1,
     )
 
 
-def _host_order(
-    picture: tuple[Any, ...], symmetry: Symmetry, pattern: re.Pattern[str]
-) -> dict[str, str]:
+def _first_word(text: str, name: str) -> int:
+    """Where ``name`` first occurs in ``text`` as a whole word (-1: nowhere)."""
+    at = text.find(name)
+    while at >= 0:
+        end = at + len(name)
+        before = text[at - 1] if at else " "
+        after = text[end] if end < len(text) else " "
+        if not (before.isalnum() or before in "_-") and not (after.isalnum() or after in "_-"):
+            return at
+        at = text.find(name, at + 1)
+    return -1
+
+
+_SETS = (0, 2, 5, 6)
+"""The parts of a picture that are sets: instances, claims, hosts, guests (flattened to
+one ``(host, guest)`` element each); the others (migrations by id, the queue, pending
+requests, armed faults) are sequences."""
+_ORDERED = (1, 3, 4)  # the sequences whose order does not depend on host names
+_SEPARATOR = "\x00"  # between elements (``repr`` escapes control characters)
+_PARTS = "\x01"  # between parts
+
+
+def _elements(picture: tuple[Any, ...]) -> list[list[str]]:
+    """Each part of ``picture`` as the ``repr`` of its elements."""
+    parts = [[repr(x) for x in part] for part in picture]
+    parts[6] = [repr((host, guest)) for host, guests in picture[6] for guest in guests]
+    return parts
+
+
+def _renamed(
+    parts: list[list[str]], mapping: dict[str, str], pattern: re.Pattern[str]
+) -> list[list[str]]:
+    """``parts`` with every name of ``mapping`` renamed at once (one pass over the text)."""
+    text = _PARTS.join(_SEPARATOR.join(part) for part in parts)
+    renamed = pattern.sub(lambda m: mapping.get(m.group(), m.group()), text)
+    return [
+        part.split(_SEPARATOR) if old else []
+        for part, old in zip(renamed.split(_PARTS), parts, strict=True)
+    ]
+
+
+def _host_order(parts: list[list[str]], symmetry: Symmetry, hosts: Sequence[str]) -> dict[str, str]:
     """The renaming of hosts by first occurrence (see the module docstring)."""
-    inst, mig, alloc, queue, req, hosts, guests, armed = picture
-    ordered = repr((tuple(sorted(inst, key=lambda i: i[0])), mig, queue, req))
-    seen: dict[str, None] = {}
-    for found in pattern.findall(ordered):
-        seen.setdefault(found, None)
+    ordered = _SEPARATOR.join([*sorted(parts[0]), *(e for k in _ORDERED for e in parts[k])])
+    where = {h: _first_word(ordered, h) for h in hosts}
+    seen = sorted((at, h) for h, at in where.items() if at >= 0)
     mapping: dict[str, str] = {}
     for group in symmetry.hosts:
         members = set(group)
-        first = [h for h in seen if h in members]
-        rest = [h for h in group if h not in seen]
+        first = [h for _, h in seen if h in members]
+        rest = [h for h in group if where[h] < 0]
         if len(rest) > 1:
+            about = [e for k in (5, 6, 2, 7) for e in parts[k]]
 
-            def described(host: str) -> str:
-                blank = _Renamer({host: "?"}, _pattern([host]))
-                return repr(
-                    (
-                        [blank(h[1:]) for h in hosts if h[0] == host],
-                        [blank(g) for h, g in guests if h == host],
-                        sorted(repr(blank(a)) for a in alloc if a[1] == host),
-                        [blank(a) for a in armed if a[0] == host],
-                    )
-                )
+            def described(host: str, about: list[str] = about) -> list[str]:
+                alone = _pattern([host])
+                return sorted(alone.sub("?", e) for e in about if alone.search(e))
 
             rest.sort(key=described)
         mapping.update(zip([*first, *rest], group, strict=True))
     return mapping
+
+
+def encode(picture: Any) -> bytes:
+    """The bytes of a picture: equal pictures, equal bytes (and the other way round).
+
+    ``marshal`` format 0 writes each value by type and content alone (no references to
+    objects seen before, no mark of interned strings), in C; a picture holding a value
+    ``marshal`` does not take (an enum member, say) is written as its ``repr``."""
+    try:
+        return marshal.dumps(picture, 0)
+    except ValueError:
+        return repr(picture).encode()
 
 
 def canonical(
@@ -184,29 +208,28 @@ def canonical(
     ops: tuple[int, ...],
     names: Sequence[str],
     symmetry: Symmetry | None,
-) -> tuple[str, tuple[int, ...]]:
+) -> tuple[bytes, tuple[int, ...]]:
     """The encoding of ``picture`` (an abstract picture) and the per-instance budgets
     ``ops`` (in the order of ``names``) renamed to the canonical representative.
 
-    Without ``symmetry`` (or with a group of order 1) the encoding is ``repr(picture)``.
+    Without ``symmetry`` (or with a group of order 1) the encoding is :func:`encode`
+    of ``picture``. With it, the encoding is the text of the picture's elements, the
+    sets sorted, after the renaming (so two encodings of the two kinds never meet).
     """
-    if symmetry is None or symmetry.order == 1:
-        return repr(picture), ops
-    all_names = [*names, *(h for g in symmetry.hosts for h in g)]
-    pattern = _pattern(all_names)
-    host_pattern = _pattern([h for g in symmetry.hosts for h in g])
-    guests_by_name = any(len(g) > 1 for g in symmetry.instances)
-    best: tuple[str, tuple[int, ...]] | None = None
-    for instances in symmetry.instance_permutations():
-        renamed = picture
+    if symmetry is None or _compiled(symmetry).trivial:
+        return encode(picture), ops
+    compiled = _compiled(symmetry)
+    parts = _elements(picture)
+    best: tuple[bytes, tuple[int, ...]] | None = None
+    for instances in compiled.permutations:
+        renamed = parts
         if any(k != v for k, v in instances.items()):
-            renamed = _Renamer(instances, pattern)(picture)
-        hosts = _host_order(renamed, symmetry, host_pattern)
-        if any(k != v for k, v in hosts.items()):
-            renamed = _Renamer(hosts, host_pattern)(renamed)
-        if renamed is not picture or guests_by_name:
-            renamed = _resort(renamed, guests_by_name)
-        encoding = repr(renamed)
+            renamed = _renamed(parts, instances, compiled.every)
+        host_map = _host_order(renamed, symmetry, compiled.hosts)
+        if any(k != v for k, v in host_map.items()):
+            renamed = _renamed(renamed, host_map, compiled.every)
+        renamed = [sorted(part) if k in _SETS else part for k, part in enumerate(renamed)]
+        encoding = _PARTS.join(_SEPARATOR.join(part) for part in renamed).encode()
         by_name = {instances.get(n, n): left for n, left in zip(names, ops, strict=True)}
         budgets = tuple(by_name[n] for n in names)
         if (
