@@ -49,10 +49,12 @@ conformance-check: $(STAMP)
 		echo "conformance: no Nova environment here (make conformance-env creates it)"; \
 	fi
 
-## explore: the long Hypothesis run of the verification kit (make test runs the CI profile)
+## explore: the long Hypothesis run of the verification kit (make test runs the CI profile),
+## then the model check of 3 instances on 3 hosts, its figures written to docs/verification.md
 .PHONY: explore
 explore: $(STAMP)
 	COLDMIG_HYPOTHESIS_PROFILE=coldmig-explore $(BIN)/pytest -q tests/testing/test_stateful.py
+	$(BIN)/python -m benchmarks.explore_model_check --output docs/verification.md
 
 ## mutants: mutation score of the roles and the machine (cosmic-ray; not part of `make test`)
 .PHONY: mutants
