@@ -176,7 +176,7 @@ class MemoryStore(Store):
             dict(self._generations),
             dict(self._project_usage),
             dict(self._owners),
-            {name: deque(queue) for name, queue in self._queues.items()},
+            {name: tuple(queue) for name, queue in self._queues.items()},  # deques are big
             self._message_seq,
         )
 
