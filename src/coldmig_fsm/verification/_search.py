@@ -83,6 +83,8 @@ _SETTLE_OPS = frozenset({"step", "restart_compute", "reconcile", "advance_clock"
 """Actions that need no new request (their fault-free form is a liveness edge)."""
 
 Path = tuple[int, ...]
+_Tick = Callable[[int, int, int], None]
+_TICK = 2000  # transitions between two progress reports within a layer (one process)
 
 
 def _fingerprint(encoding: bytes) -> int:
@@ -238,10 +240,11 @@ class _Partition:
 
     # -- one layer ----------------------------------------------------------------------
 
-    def expand_layer(self, limit: int | None) -> _LayerOut:
+    def expand_layer(self, limit: int | None, tick: _Tick | None = None) -> _LayerOut:
         """Expand the frontier in path order. One partition accepts each new state at
         once (and stops at ``limit`` new states); several hold their own candidates
-        and return the others' pickled, per owner."""
+        and return the others' pickled, per owner. ``tick`` (one process only) hears
+        (new states, transitions, nodes left) every :data:`_TICK` transitions."""
         frontier, self.frontier = self.frontier, []
         self.node_counts = []
         self.held = []
@@ -249,11 +252,14 @@ class _Partition:
         outgoing: dict[int, list[_Candidate]] = {}
         transitions = 0
         accepted = 0
-        for node in frontier:
+        for index, node in enumerate(frontier):
+            left = len(frontier) - index
             made = 0
             for _action, child in self._children(node):
                 made += 1
                 transitions += 1
+                if tick is not None and transitions % _TICK == 0:
+                    tick(accepted, transitions, left)
                 violation, candidate = child
                 if violation is not None:
                     self.node_counts.append((node.path, made))
@@ -653,6 +659,22 @@ def _run(
             process.join()
 
 
+def _ticker(
+    monitor: Callable[[SearchProgress], None],
+    states: int,
+    transitions: int,
+    depth: int,
+    started: float,
+) -> _Tick:
+    """A layer's progress reports: the figures before it, plus what it found so far."""
+
+    def tick(new: int, made: int, left: int) -> None:
+        seconds = time.perf_counter() - started
+        monitor(SearchProgress(states + new, transitions + made, left + new, depth, seconds))
+
+    return tick
+
+
 def _layers(
     pool: Sequence[_Local | _Remote],
     count: int,
@@ -666,7 +688,11 @@ def _layers(
     while True:
         # The reference stops once a new state makes the count reach max_states.
         limit = None if bounds.max_states is None else max(1, bounds.max_states - states)
-        outs: list[_LayerOut] = _call_all(pool, "expand", [(limit,) for _ in pool])
+        tick = None
+        if monitor is not None and count == 1:
+            tick = _ticker(monitor, states, transitions, depth, started)
+        arguments = [(limit, tick) if count == 1 else (limit,) for _ in pool]
+        outs: list[_LayerOut] = _call_all(pool, "expand", arguments)
         found = [o.violation for o in outs if o.violation is not None]
         violation = min(found) if found else None
         if count == 1:

@@ -340,7 +340,8 @@ def model_check(
         engine: ``"snapshot"`` (this checker) or ``"reference"``: the checker as it was
             before issue 14 (a deep copy per state, whole states hashed, no symmetry,
             no liveness, one process), kept as the benchmark's baseline.
-        monitor: called with a :class:`SearchProgress` after each layer.
+        monitor: called with a :class:`SearchProgress` after each layer, and with one
+            process also every 2,000 transitions within a layer.
 
     Returns:
         the figures, and the shortest counterexample when a property is violated.
