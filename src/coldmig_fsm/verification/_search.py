@@ -37,6 +37,7 @@ works, and what it promises:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import multiprocessing.connection
@@ -654,9 +655,12 @@ def _run(
     finally:
         for worker in pool:
             if isinstance(worker, _Remote):
-                worker.send("stop")
+                with contextlib.suppress(OSError):  # a worker that died reads nothing
+                    worker.send("stop")
         for process in processes:
-            process.join()
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
 
 
 def _ticker(
