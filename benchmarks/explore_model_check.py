@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -40,11 +41,12 @@ def _row(faults: bool, result: CheckResult) -> str:
     )
 
 
-def report(results: Sequence[tuple[bool, CheckResult]], workers: int) -> str:
-    """The Markdown that goes between the markers."""
+def report(results: Sequence[tuple[bool, CheckResult]], workers: int, load: float) -> str:
+    """The Markdown that goes between the markers (``load``: the load average before)."""
     day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     lines = [
-        f"Run of {day}, default bounds (2 requests, 2 per instance, races; 1 fault), "
+        f"Run of {day} (load average {load:.1f} on {os.cpu_count()} cores before it), "
+        "default bounds (2 requests, 2 per instance, races; 1 fault), "
         f"symmetry reduction and liveness on, {workers} workers:",
         "",
         "| instances x hosts | faults | states | transitions | depth | seconds | states/s "
@@ -73,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True, help="the document to update")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
+    load = os.getloadavg()[0]
     results = []
     for faults in (False, True):
         print(f"model check {INSTANCES} x {HOSTS}, faults {faults} ...", flush=True)
@@ -81,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"  {result.states:,} states in {result.seconds:.1f} s: {result.describe()}")
         results.append((faults, result))
-    body = report(results, args.workers)
+    body = report(results, args.workers, load)
     args.output.write_text(splice(args.output.read_text(encoding="utf-8"), body), "utf-8")
     print(f"figures written to {args.output}")
     return 0 if all(r.ok for _, r in results) else 1
