@@ -229,8 +229,8 @@ class CloudSnapshot:
     hypervisor: tuple[object, ...] | None
     now: dt.datetime
     losses: tuple[LostMessage, ...]
-    unregistered: frozenset[str]
-    reported_at: dt.datetime | None
+    report_due: dt.datetime | None
+    services: tuple[tuple[bool, dt.datetime | None], ...]  # each compute's report timer
 
 
 class Cloud:
@@ -535,8 +535,8 @@ class Cloud:
             None if hypervisor is None else hypervisor.snapshot(),
             clock.now(),
             tuple(self._losses),
-            frozenset(self._unregistered),
-            self._reported_at,
+            self._report_due,
+            tuple(service.report_timer() for service in self._computes.values()),
         )
 
     def restore(self, snapshot: CloudSnapshot) -> None:
@@ -554,8 +554,9 @@ class Cloud:
             self.hypervisor.restore(snapshot.hypervisor)
         clock.set(snapshot.now)
         self._losses = list(snapshot.losses)
-        self._unregistered = set(snapshot.unregistered)
-        self._reported_at = snapshot.reported_at
+        self._report_due = snapshot.report_due
+        for service, timer in zip(self._computes.values(), snapshot.services, strict=True):
+            service.set_report_timer(timer)
 
     # -- faults, restarts, time -----------------------------------------------------------
 

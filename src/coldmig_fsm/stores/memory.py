@@ -127,6 +127,7 @@ class MemoryStore(Store):
             records,
             groups,
             hosted,
+            ranged,
             self._row_seq,
             logs,
             log_groups,
@@ -146,6 +147,7 @@ class MemoryStore(Store):
             key: {index: dict(keys) for index, keys in by_index.items()}
             for key, by_index in hosted.items()
         }
+        self._ranged = {kind: list(entries) for kind, entries in ranged.items()}
         self._logs = {kind: list(log) for kind, log in logs.items()}
         self._log_groups = {key: list(positions) for key, positions in log_groups.items()}
         self._counters = dict(counters)
@@ -166,6 +168,7 @@ class MemoryStore(Store):
                 key: {index: dict(keys) for index, keys in by_index.items()}
                 for key, by_index in self._hosted_keys.items()
             },
+            {kind: tuple(entries) for kind, entries in self._ranged.items()},
             self._row_seq,
             {kind: list(log) for kind, log in self._logs.items()},
             {key: list(positions) for key, positions in self._log_groups.items()},

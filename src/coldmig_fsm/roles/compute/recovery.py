@@ -60,6 +60,15 @@ class Recovery(HopRunner):
         services.mark_up(self._rt, self.host)
         return self.register()
 
+    def report_timer(self) -> tuple[bool, dt.datetime | None]:
+        """(registered, last report): the framework's state of this service, which an
+        explorer's snapshot of a cloud keeps (:meth:`coldmig_fsm.Cloud.snapshot`)."""
+        return self._registered, self._reported_at
+
+    def set_report_timer(self, timer: tuple[bool, dt.datetime | None]) -> None:
+        """Put back what :meth:`report_timer` returned (restoring a cloud's snapshot)."""
+        self._registered, self._reported_at = timer
+
     def report_state(self) -> dt.datetime | None:
         """The heartbeat of a running service (Nova's ``Service.report_state``, run
         every ``report_interval`` seconds by the service framework): register when not
