@@ -214,7 +214,8 @@ class FakeHypervisor:
         return tuple(self._faults)
 
     def snapshot(self) -> tuple[object, ...]:
-        """The guests, armed faults and call log as a value later calls do not change.
+        """The guests, armed faults (and how many were ever armed) and the call log, as a
+        value later calls do not change.
 
         Guests, faults and logged calls are frozen values: they are shared, and only the
         containers are copied. The drivers hold no state of their own.
@@ -223,6 +224,7 @@ class FakeHypervisor:
             {host: dict(guests) for host, guests in self._guests.items()},
             tuple(self._faults),
             tuple(self.calls),
+            self.faults_armed,
         )
 
     def restore(self, snapshot: tuple[object, ...]) -> None:
@@ -231,6 +233,7 @@ class FakeHypervisor:
         guests = cast("dict[str, dict[str, FakeGuest]]", snapshot[0])
         faults = cast("tuple[FakeFault, ...]", snapshot[1])
         calls = cast("tuple[DriverCall, ...]", snapshot[2])
+        self.faults_armed = cast(int, snapshot[3])
         self._guests = {host: dict(on_host) for host, on_host in guests.items()}
         self._faults = list(faults)
         self.calls = list(calls)

@@ -229,6 +229,7 @@ class CloudSnapshot:
     hypervisor: tuple[object, ...] | None
     now: dt.datetime
     losses: tuple[LostMessage, ...]
+    losses_armed: int
     report_due: dt.datetime | None
     services: tuple[tuple[bool, dt.datetime | None], ...]  # each compute's report timer
 
@@ -535,6 +536,7 @@ class Cloud:
             None if hypervisor is None else hypervisor.snapshot(),
             clock.now(),
             tuple(self._losses),
+            self.losses_armed,
             self._report_due,
             tuple(service.report_timer() for service in self._computes.values()),
         )
@@ -554,6 +556,7 @@ class Cloud:
             self.hypervisor.restore(snapshot.hypervisor)
         clock.set(snapshot.now)
         self._losses = list(snapshot.losses)
+        self.losses_armed = snapshot.losses_armed
         self._report_due = snapshot.report_due
         for service, timer in zip(self._computes.values(), snapshot.services, strict=True):
             service.set_report_timer(timer)
