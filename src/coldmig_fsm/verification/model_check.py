@@ -92,10 +92,10 @@ The six it found while it was being built (delete whose destroy fails, a second 
 stale ``migrate_server`` after an early abort, a failed rollback's host, a request left
 pending by a delete, a guest left behind by a delete during a revert) are fixed and
 pinned as regression tests in ``tests/test_verify.py``. With three requests and two
-faults per trace it finds more (issue 14; docs/verification.md lists them, and
-``tests/test_verify.py`` pins the first one): they are not listed here, since what they
-leave behind (a request that never settles) is not one sentence a matcher can tell from
-a new bug."""
+faults per trace it found more (issue 14; docs/verification.md lists them; the one not
+fixed yet is pinned by ``tests/test_verify.py``): not listed here, since what it leaves
+behind (a request that never settles) is not one sentence a matcher can tell from a new
+bug."""
 
 
 @attrs.frozen
