@@ -229,6 +229,21 @@ _ZERO = (0, 0, 0)
 _NO_BLOCK = contextlib.nullcontext()
 
 
+def _queue_query(
+    held: Collection[str], destinations: Collection[str] | None
+) -> tuple[int, int | None, dict[str, str]] | None:
+    """The parameters of a queue lookup skipping ``held`` destinations (and limited to
+    ``destinations``): (how many held, how many wanted or ``None``, the bound values);
+    ``None`` when no destination is wanted at all."""
+    waiting = list(held)
+    wanted = None if destinations is None else list(destinations)
+    if wanted == []:
+        return None
+    params = {f"h{i}": h for i, h in enumerate(waiting)}
+    params.update({f"d{i}": d for i, d in enumerate(wanted or ())})
+    return len(waiting), None if wanted is None else len(wanted), params
+
+
 def _bind(name: str) -> sa.BindParameter[Any]:
     return sa.bindparam(name)
 
@@ -903,13 +918,11 @@ class SqlStore(Store):
     def take_message(
         self, held: Collection[str] = (), *, destinations: Collection[str] | None = None
     ) -> Message | None:
-        waiting = list(held)
-        wanted = None if destinations is None else list(destinations)
-        if wanted == []:
+        query = _queue_query(held, destinations)
+        if query is None:
             return None
-        params = {f"h{i}": h for i, h in enumerate(waiting)}
-        params.update({f"d{i}": d for i, d in enumerate(wanted or ())})
-        statement = self._take_sql(len(waiting), None if wanted is None else len(wanted))
+        held_count, wanted_count, params = query
+        statement = self._take_sql(held_count, wanted_count)
         # One statement: taking a message is atomic without a transaction of its own.
         row = self._run(statement, **params).fetchone()
         return None if row is None else self._codec.load_message(row[0])
@@ -917,13 +930,11 @@ class SqlStore(Store):
     def _peek_message(
         self, held: Collection[str], destinations: Collection[str] | None
     ) -> tuple[Any, Message] | None:
-        waiting = list(held)
-        wanted = None if destinations is None else list(destinations)
-        if wanted == []:
+        query = _queue_query(held, destinations)
+        if query is None:
             return None
-        params = {f"h{i}": h for i, h in enumerate(waiting)}
-        params.update({f"d{i}": d for i, d in enumerate(wanted or ())})
-        statement = self._peek_sql(len(waiting), None if wanted is None else len(wanted))
+        held_count, wanted_count, params = query
+        statement = self._peek_sql(held_count, wanted_count)
         row = self._run(statement, **params).fetchone()
         return None if row is None else (int(row[0]), self._codec.load_message(row[1]))
 
