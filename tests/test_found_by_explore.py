@@ -297,3 +297,90 @@ def test_a_deleted_instances_request_whose_message_was_lost_is_settled_by_reconc
     assert second.result is not None and second.result.outcome is Outcome.FAILED
     assert second.result.error_type == "MoveInterrupted"
     assert violations(cloud) == []
+
+
+# --------------------------------------------------------------------------------------
+# 8. `coldmig verify --instances 2 --hosts 3 --faults --fault-budget 2 --operations 3`
+#    (liveness): a delete that the restart of every host it involves leaves pending.
+#
+# Trace: resize vm1 m1.small, step x3, migrate vm2, step, advance_clock 60
+# (finish_migration on host-a: crash), delete vm1, step (destroy on host-c: crash),
+# restart host-c, restart host-a. The recovery on host-c waited for host-a (the source
+# of vm1's confirmed resize was counted as involved), and host-a's start-up did not look
+# at vm1 (neither on host-a nor in an open move from it): nobody recovered the delete.
+# The same mismatch held back a power action of an instance whose move was confirmed
+# and the recovery of a half-reverted resize (test 9).
+# --------------------------------------------------------------------------------------
+
+
+def test_a_delete_after_a_confirmed_resize_is_recovered_by_its_hosts_restart() -> None:
+    cloud = _two_on_three()
+    assert cloud.hypervisor is not None
+    assert cloud.migrate("vm1", host="host-c").wait().ok
+    assert cloud.confirm_resize("vm1").wait().ok
+    cloud.hypervisor.arm(FakeFault("host-a", "finish_migration", mode=FaultMode.CRASH))
+    second = cloud.migrate("vm2", host="host-a")
+    assert second.wait().outcome is Outcome.PENDING  # finish_resize on host-a: crash
+    cloud.hypervisor.arm(FakeFault("host-c", "destroy", mode=FaultMode.CRASH))
+    delete = cloud.delete("vm1")
+    assert delete.wait().outcome is Outcome.PENDING  # terminate_instance on host-c: crash
+    assert not cloud.is_up("host-a") and not cloud.is_up("host-c")
+    # host-a's service is down but vm1's confirmed move left nothing there: host-c's
+    # restart resumes the delete at once.
+    cloud.restart_compute("host-c")
+    cloud.run()
+    assert delete.result is not None and delete.result.outcome is Outcome.SUCCEEDED
+    cloud.restart_compute("host-a")
+    cloud.run()
+    assert second.result is not None
+    assert (second.result.outcome, second.result.error_type) == (
+        Outcome.FAILED,
+        "MoveInterrupted",
+    )
+    assert snapshot(cloud, "vm1")["vm_state"] == "deleted"
+    vm2 = snapshot(cloud, "vm2")
+    assert (vm2["vm_state"], vm2["task_state"], vm2["host"]) == ("error", None, "host-a")
+    # (finish_migration crashed before it made the guest: vm2's is still on its source)
+    assert cloud.domains() == {"host-a": [], "host-b": ["vm2"], "host-c": []}
+    assert violations(cloud, idle=True) == []
+
+
+# --------------------------------------------------------------------------------------
+# 9. The same mismatch, by reading the code: a revert whose destination half is done
+#    (migration ``reverted``) and whose source half crashed, while the destination's
+#    service is down too. The source's restart waits for the destination (the move is
+#    still the instance's context), whose start-up did not look at a ``reverted`` move.
+# --------------------------------------------------------------------------------------
+
+
+def test_a_half_reverted_resize_is_recovered_by_its_destinations_restart() -> None:
+    cloud = _two_on_three()
+    assert cloud.hypervisor is not None
+    assert cloud.migrate("vm1", host="host-c").wait().ok
+    cloud.hypervisor.arm(FakeFault("host-a", "finish_revert_migration", mode=FaultMode.CRASH))
+    revert = cloud.revert_resize("vm1")
+    assert revert.wait().outcome is Outcome.PENDING  # finish_revert_resize on host-a: crash
+    (migration,) = cloud.migrations("vm1")
+    vm1 = snapshot(cloud, "vm1")
+    assert (migration.status.value, vm1["task_state"], vm1["host"]) == (
+        "reverted",
+        "resize_reverting",
+        "host-a",
+    )
+    cloud.hypervisor.arm(FakeFault("host-c", "finish_migration", mode=FaultMode.CRASH))
+    second = cloud.migrate("vm2", host="host-c")
+    assert second.wait().outcome is Outcome.PENDING  # finish_resize on host-c: crash
+    assert not cloud.is_up("host-a") and not cloud.is_up("host-c")
+    cloud.restart_compute("host-a")  # vm1 involves host-c, which is down: it waits
+    cloud.run()
+    assert revert.result is None
+    cloud.restart_compute("host-c")  # and host-c's start-up finds it
+    cloud.run()
+    assert revert.result is not None
+    assert (revert.result.outcome, revert.result.error_type) == (
+        Outcome.FAILED,
+        "MoveInterrupted",
+    )
+    vm1 = snapshot(cloud, "vm1")
+    assert (vm1["vm_state"], vm1["task_state"], vm1["host"]) == ("error", None, "host-a")
+    assert violations(cloud, idle=True) == []

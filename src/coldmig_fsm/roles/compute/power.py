@@ -11,6 +11,7 @@ from coldmig_fsm.machine import Role
 from coldmig_fsm.records import Instance, Outcome, replace
 from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.compute.hops import Failure, Hop, HopRunner, Step, drop_move_state
+from coldmig_fsm.roles.moves import guest_hosts
 from coldmig_fsm.roles.runtime import moved
 from coldmig_fsm.states import PowerState, VmState
 
@@ -106,7 +107,8 @@ class PowerAndDelete(HopRunner):
             self._delete_failed(message, instance, error)
             return
         if phase is messages.DeletePhase.DELETE:
-            remaining = tuple(sorted(self._guest_hosts(instance) - {self.host}))
+            hosts = guest_hosts(instance, store.list_migrations(instance.uuid), rt.machine)
+            remaining = tuple(sorted(hosts - {self.host}))
         else:
             remaining = message.clean
         if remaining:
@@ -124,23 +126,6 @@ class PowerAndDelete(HopRunner):
             )
         else:
             self._finish_delete(message, instance)
-
-    def _guest_hosts(self, instance: Instance) -> set[str]:
-        """Every host that may hold a guest or disks of ``instance``: its own, and both
-        hosts of each move that is open, failed, or that the instance still refers to
-        (a confirmed, cancelled or completely reverted one has left nothing)."""
-        machine = self._rt.machine
-        hosts = {instance.host}
-        for migration in self._rt.store.list_migrations(instance.uuid):
-            current = migration.id == instance.migration_id
-            clean = (
-                migration.status.is_final
-                and not migration.status.is_failed
-                and not (current and machine.accepts("reverted_active", migration.status))
-            )
-            if not clean:
-                hosts.update(h for h in (migration.source_compute, migration.dest_compute) if h)
-        return hosts
 
     def _delete_failed(
         self, message: messages.TerminateInstance, instance: Instance, error: Exception

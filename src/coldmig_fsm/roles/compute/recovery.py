@@ -17,9 +17,15 @@ from coldmig_fsm.machine import Machine
 from coldmig_fsm.records import Instance, InstanceAction, Migration, Outcome, RequestRecord, replace
 from coldmig_fsm.roles import claims, services
 from coldmig_fsm.roles.compute.hops import HopRunner
-from coldmig_fsm.roles.moves import guest_touched, rollback_hosts
+from coldmig_fsm.roles.moves import (
+    LEAVING_STATUSES,
+    guest_hosts,
+    guest_touched,
+    may_leave_guest,
+    rollback_hosts,
+)
 from coldmig_fsm.roles.runtime import SERVICE, Runtime, moved
-from coldmig_fsm.states import MigrationStatus, TaskState, VmState
+from coldmig_fsm.states import TaskState, VmState
 from coldmig_fsm.stores.base import Store
 
 __all__ = ["Recovery", "reconcile"]
@@ -379,7 +385,7 @@ class Recovery(HopRunner):
                 continue
             if self._under_way(instance, carried):
                 continue
-            involved = _involved_hosts(store, instance)
+            involved = _involved_hosts(store, instance, machine)
             if self.host not in involved or involved & down:
                 continue
             self.recover_instance(instance)
@@ -394,14 +400,17 @@ class Recovery(HopRunner):
 
     def _concerned(self) -> list[Instance]:
         """The instances a start-up recovery of this host looks at, by index: those on
-        this host, and those of the moves from or to it that are open or failed (a
-        failed move may have left a guest here that a delete must remove)."""
-        store = self._rt.store
+        this host, and those of the moves from or to it that may have left a guest here
+        (open or failed ones, and a half-reverted one: see
+        :func:`~coldmig_fsm.roles.moves.may_leave_guest`), which a delete must remove."""
+        store, machine = self._rt.store, self._rt.machine
         seen: dict[str, Instance] = {i.uuid: i for i in store.instances_on(self.host)}
-        unfinished = [s for s in MigrationStatus if not s.is_final or s.is_failed]
-        for migration in store.migrations_on(self.host, unfinished):
-            if migration.instance_uuid not in seen:
-                seen[migration.instance_uuid] = store.get_instance(migration.instance_uuid)
+        for migration in store.migrations_on(self.host, LEAVING_STATUSES):
+            if migration.instance_uuid in seen:
+                continue
+            instance = store.get_instance(migration.instance_uuid)
+            if may_leave_guest(migration, instance, machine):
+                seen[migration.instance_uuid] = instance
         return list(seen.values())
 
     def _under_way(self, instance: Instance, carried: set[str]) -> bool:
@@ -551,17 +560,19 @@ def _open_migration(store: Store, instance: Instance, machine: Machine) -> Migra
     return None
 
 
-def _involved_hosts(store: Store, instance: Instance) -> set[str]:
-    """The hosts whose services take part in recovering ``instance``."""
+def _involved_hosts(store: Store, instance: Instance, machine: Machine) -> set[str]:
+    """The hosts whose services take part in recovering ``instance``: its own and those
+    of its move in progress; for a delete, every host the delete visits (what earlier
+    moves may have left there). Each of them finds ``instance`` in its
+    :meth:`Recovery._concerned`, so a recovery held back by one that is down is taken up
+    by that one's restart."""
+    if instance.task_state is TaskState.DELETING:
+        return guest_hosts(instance, store.list_migrations(instance.uuid), machine)
     hosts = {instance.host}
     if instance.migration_id is not None:
         migration = store.get_migration(instance.migration_id)
-        hosts.update(h for h in (migration.source_compute, migration.dest_compute) if h)
-    if instance.task_state is TaskState.DELETING:
-        # A delete also destroys what earlier moves left behind, on their hosts: a crash
-        # there (after a rolled-back move, say) is recovered by their restart.
-        for earlier in store.list_migrations(instance.uuid):
-            hosts.update(h for h in (earlier.source_compute, earlier.dest_compute) if h)
+        if may_leave_guest(migration, instance, machine):
+            hosts.update(h for h in (migration.source_compute, migration.dest_compute) if h)
     return hosts
 
 
