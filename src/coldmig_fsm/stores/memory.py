@@ -17,7 +17,7 @@ import bisect
 import contextlib
 import heapq
 from collections import deque
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, NamedTuple
 
 from coldmig_fsm.messages import Message
@@ -29,6 +29,23 @@ __all__ = ["MemorySnapshot", "MemoryStore", "Store"]
 _Sum = tuple[int, int, int]  # vcpus, ram_mb, disk_gb: an aggregate
 _ZERO: _Sum = (0, 0, 0)
 _NO_BLOCK = contextlib.nullcontext()
+
+
+class _Block:
+    """One ``atomic()`` block of a :class:`MemoryStore` (a plain context manager: blocks
+    are opened several times per hop, and a generator-based one costs more)."""
+
+    __slots__ = ("_mark", "_store")
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._mark = 0
+
+    def __enter__(self) -> None:
+        self._mark = self._store._enter_block()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._store._exit_block(self._mark, committed=kind is None)
 
 
 class _Row(NamedTuple):
@@ -94,6 +111,8 @@ class MemoryStore(Store):
         self._owners: dict[str, str] = {}  # consumer -> project
         self._queues: dict[str, deque[tuple[int, Message]]] = {}  # per destination
         self._message_seq = 0
+        # Every queued message, oldest first, while no push or take has changed the queues.
+        self._pending: tuple[Message, ...] | None = None
         self._journal: list[tuple[Any, ...]] = []
         self._depth = 0
 
@@ -140,6 +159,7 @@ class MemoryStore(Store):
             owners,
             queues,
             self._message_seq,
+            self._pending,
         ) = snapshot.state
         self._records = {kind: dict(table) for kind, table in records.items()}
         self._groups = {key: dict(keys) for key, keys in groups.items()}
@@ -181,24 +201,29 @@ class MemoryStore(Store):
             dict(self._owners),
             {name: tuple(queue) for name, queue in self._queues.items()},  # deques are big
             self._message_seq,
+            self._pending,
         )
 
     # -- journal --------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _atomic(self) -> Iterator[None]:
+    def _enter_block(self) -> int:
+        """Open a (possibly nested) block; return its journal mark."""
         mark = len(self._journal)
         self._depth += 1
-        outer = self._depth == 1
-        committed = False
-        try:
-            if outer and self._handed is not None:
+        if self._depth == 1 and self._handed is not None:
+            try:
                 self._take_handed()  # a delivery's message, in its first transaction
-            yield
-            committed = True
-        except BaseException:
-            self._undo(mark)
-            raise
+            except BaseException:
+                self._exit_block(mark, committed=False)
+                raise
+        return mark
+
+    def _exit_block(self, mark: int, *, committed: bool) -> None:
+        """Close the block opened at ``mark``: undone unless ``committed``; the outermost
+        one ends the transaction."""
+        try:
+            if not committed:
+                self._undo(mark)
         finally:
             self._depth -= 1
             if self._depth == 0:
@@ -209,7 +234,7 @@ class MemoryStore(Store):
         return self._depth > 0
 
     def atomic(self) -> contextlib.AbstractContextManager[None]:
-        return self._atomic()
+        return _Block(self)
 
     def _batch(self) -> contextlib.AbstractContextManager[None]:
         # The port's methods here cannot fail between their writes: no journal needed.
@@ -247,8 +272,10 @@ class MemoryStore(Store):
                 _shift(self._project_usage, self._owners.pop(consumer), held, -1)
             elif what == "push":
                 self._queues[entry[1]].pop()
+                self._pending = None
             elif what == "take":
                 self._queues[entry[1]].appendleft(entry[2])
+                self._pending = None
 
     # -- records --------------------------------------------------------------------------
 
@@ -504,13 +531,16 @@ class MemoryStore(Store):
         destination = message.destination
         self._message_seq += 1
         self._queues.setdefault(destination, deque()).append((self._message_seq, message))
+        self._pending = None
         self._note("push", destination)
 
     def pop_message(self) -> Message | None:
         return self.take_message()
 
     def pending_messages(self) -> list[Message]:
-        return [message for _, message in heapq.merge(*self._queues.values())]
+        if self._pending is None:
+            self._pending = tuple(message for _, message in heapq.merge(*self._queues.values()))
+        return list(self._pending)
 
     def take_message(
         self, held: Collection[str] = (), *, destinations: Collection[str] | None = None
@@ -542,5 +572,6 @@ class MemoryStore(Store):
         if not queue or queue[0][0] != seq:
             raise MessageTaken(f"message {seq} to {name} is no longer queued")
         entry = queue.popleft()
+        self._pending = None
         if self._depth:
             self._journal.append(("take", name, entry))

@@ -59,11 +59,11 @@ from coldmig_fsm.verification.explorer import (
     API_OPS,
     Action,
     Observation,
-    RaceLost,
     abstract,
     apply,
     check_step,
     deliverable_faults,
+    enabled,
     next_message,
     observe,
 )
@@ -72,7 +72,7 @@ from coldmig_fsm.verification.model_check import (
     CheckResult,
     KnownIssue,
     SearchProgress,
-    _api_actions,
+    _api_candidates,
     _other_actions,
 )
 from coldmig_fsm.verification.symmetry import Symmetry, canonical
@@ -321,7 +321,7 @@ class _Partition:
         cloud.restore(node.snapshot)
         before = observe(cloud)
         self._clean = node  # enumerating writes nothing: the first child needs no restore
-        api = list(_api_actions(cloud, setup.names, node.ops, node.total, setup.bounds.races))
+        api = list(_api_candidates(cloud, setup.names, node.ops, node.total, setup.bounds.races))
         others = list(_other_actions(cloud))
         message = next_message(cloud)
         hv = cloud.hypervisor
@@ -388,40 +388,60 @@ class _Partition:
         cloud = self.cloud
         if self._clean is not node:
             cloud.restore(node.snapshot)
+        submit: Callable[[], object] | None = None
+        if action.op in API_OPS or action.op == "race":
+            try:
+                submit = enabled(cloud, action)
+            except ColdmigError:
+                self._clean = node  # the guards refused it and wrote nothing
+                return None
         self._clean = None
         delivered: Message | None = None
         error: str | None = None
         try:
-            delivered = apply(cloud, action)
+            if submit is not None:
+                submit()
+            else:
+                delivered = apply(cloud, action)
         except ColdmigError as escaped:
             if action.op in API_OPS or action.op == "race":
                 return None  # a guard refused it (enabled actions are prepared first)
             error = f"`{action}` raised {type(escaped).__name__}: {escaped}"
-        except RaceLost as race:
-            error = f"race on {action.instance}: {race}"
-        except Exception as escaped:  # the cloud must never let one out: a violation
+        except Exception as escaped:  # the cloud must never let one out (RaceLost too)
             error = f"`{action}` raised {type(escaped).__name__}: {escaped}"
         path = (*node.path, index)
         trace = (*node.trace, action)
-        if error is not None:
-            found = [error]
-        else:
-            # Idle: nothing can move on its own (no message queued, none lost, no host down).
-            idle = not cloud.pending() and not lost and all(cloud.is_up(h) for h in cloud.hosts)
-            found = check_step(before, cloud, action, delivered, idle=idle, machine=setup.machine)
-        found = [v for v in found if not any(k.matches(cloud, v) for k in setup.ignore)]
+        found = [] if error is None else self._unignored([error])
         if found:
             return _Violation(path, trace, tuple(found), "invariant"), None
         fp, budgets = self.key(total, ops, faults, lost)
+        # The spec's invariants are about a state: checked once, on the step that first
+        # reaches it (here, or in the partition that sent it); the step's, every time.
+        mine = fp % self.count == self.index
+        new = not mine or fp not in self.visited
+        # Idle: nothing can move on its own (no message queued, none lost, no host down).
+        idle = new and not cloud.pending() and not lost and all(cloud.is_up(h) for h in cloud.hosts)
+        if error is None:
+            found = check_step(
+                before, cloud, action, delivered, idle=idle, machine=setup.machine, state=new
+            )
+            found = self._unignored(found)
+        if found:
+            return _Violation(path, trace, tuple(found), "invariant"), None
         if setup.liveness and node.first and action.op in _SETTLE_OPS and action.fault is None:
             self.edges_from.append(node.fp)
             self.edges_to.append(fp)
         if fp in setup.stuck:
             return _Violation(path, trace, (_unsettled(cloud),), "liveness"), None
-        if fp % self.count == self.index and self.dominated(fp, budgets):
+        if mine and self.dominated(fp, budgets):
             return None, None
         child = _Node(cloud.snapshot(), path, trace, total, ops, faults, lost, fp)
         return None, _Candidate(fp, budgets, setup.liveness and settled(cloud), child)
+
+    def _unignored(self, found: list[str]) -> list[str]:
+        """The violations ``found`` that no known issue ignores."""
+        cloud, ignore = self.cloud, self.setup.ignore
+        return [v for v in found if not any(k.matches(cloud, v) for k in ignore)]
 
 
 # --- workers -------------------------------------------------------------------------

@@ -41,18 +41,19 @@ import attrs
 from coldmig_fsm.drivers.fake import FakeHypervisor
 from coldmig_fsm.exceptions import ColdmigError
 from coldmig_fsm.machine import MACHINE, Machine
+from coldmig_fsm.operations import OPERATIONS, Op
 from coldmig_fsm.records import CloudConfig, Flavor, Host, Outcome, Project
 from coldmig_fsm.runners.cloud import Cloud
-from coldmig_fsm.states import MigrationStatus, VmState
+from coldmig_fsm.states import MachineState, MigrationStatus, VmState
 from coldmig_fsm.verification.explorer import (
     API_OPS,
     RACES,
     Action,
     check_step,
+    enabled,
     next_message,
     observe,
     other_flavor,
-    prepare,
 )
 
 __all__ = [
@@ -247,34 +248,53 @@ def initial_cloud(
     return cloud
 
 
+def _api_candidates(
+    cloud: Cloud, names: Sequence[str], ops: Sequence[int], total: int, races: bool
+) -> Iterator[Action]:
+    """The API requests and races the budgets allow, in a fixed order, but those the
+    transition table refuses in the instance's state (the others may still be refused
+    by a guard: :func:`~coldmig_fsm.verification.explorer.enabled` says)."""
+    if total <= 0:
+        return
+    machine = cloud.runtime.machine
+    for index, name in enumerate(names):
+        if ops[index] <= 0:
+            continue
+        instance = cloud.instance(name)
+        state = instance.state
+
+        def possible(op: str, state: MachineState = state) -> bool:
+            changes = OPERATIONS[Op(op)].changes_state
+            return not changes or state in machine.rule(op).sources
+
+        for op in API_OPS:
+            if not possible(op):
+                continue
+            if op == "migrate":
+                yield Action(op, name)
+                for host in cloud.hosts:
+                    if host != instance.host:
+                        yield Action(op, name, host)
+            elif op == "resize":
+                yield Action(op, name, other_flavor(cloud, name))
+            else:
+                yield Action(op, name)
+        if races:
+            for first, second in RACES:
+                if possible(first) and possible(second):
+                    yield Action("race", name, first, second)
+
+
 def _api_actions(
     cloud: Cloud, names: Sequence[str], ops: Sequence[int], total: int, races: bool
 ) -> Iterator[Action]:
-    for index, name in enumerate(names):
-        if ops[index] <= 0 or total <= 0:
+    """The enabled API requests and races (:func:`_api_candidates` whose guards pass)."""
+    for action in _api_candidates(cloud, names, ops, total, races):
+        try:
+            enabled(cloud, action)
+        except ColdmigError:
             continue
-        instance = cloud.instance(name)
-        for op in API_OPS:
-            args: list[str | None] = [None]
-            if op == "migrate":
-                args += [h for h in cloud.hosts if h != instance.host]
-            elif op == "resize":
-                args = [other_flavor(cloud, name)]
-            for arg in args:
-                try:
-                    prepare(cloud, op, name, arg)
-                except ColdmigError:
-                    continue
-                yield Action(op, name, arg)
-        if not races:
-            continue
-        for first, second in RACES:
-            try:
-                prepare(cloud, first, name, other_flavor(cloud, name))
-                prepare(cloud, second, name, other_flavor(cloud, name))
-            except ColdmigError:
-                continue
-            yield Action("race", name, first, second)
+        yield action
 
 
 def _other_actions(cloud: Cloud) -> Iterator[Action]:
