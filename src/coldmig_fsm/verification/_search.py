@@ -25,8 +25,11 @@ works, and what it promises:
   one batch per layer and destination, so records shared by siblings are sent once);
   each owner then accepts its candidates in path order. The coordinator only gathers
   counts, the first violation and the cut-off that a violation or ``max_states`` makes.
-* **Every invariant after every transition**, also into a state seen before
-  (:func:`~coldmig_fsm.verification.explorer.check_step`).
+* **The step's invariants after every transition**, also into a state seen before, and
+  the spec's (about a state, not a change) on the transition that first reaches it
+  (:func:`~coldmig_fsm.verification.explorer.check_step`): a state's fingerprint stands
+  for all it decides, so a state seen before was checked then. In a search of several
+  workers a state another worker owns is checked by the sender every time.
 * **Liveness.** The transitions that need no new request and no fault (delivering a
   message, restarting a compute service, ``reconcile``, the auto-confirm clock) are kept
   as a graph over fingerprints. After a complete search without violation, every state

@@ -16,8 +16,8 @@ Each state is a snapshot of the cloud that shares its immutable records with the
 state's canonical abstract picture (:func:`coldmig_fsm.verification.explorer.abstract`,
 renamed up to interchangeable hosts and instances by
 :mod:`coldmig_fsm.verification.symmetry`) with the budgets left (see :class:`Bounds`).
-Every invariant is checked after every transition
-(:func:`~coldmig_fsm.verification.explorer.check_step`); the first violation ends the
+The step invariants are checked after every transition, the spec's invariants on each
+new state (:func:`~coldmig_fsm.verification.explorer.check_step`); the first violation ends the
 search with the *shortest* trace from the start that reaches it (breadth first: no
 shorter trace violates anything). After a complete search, every state visited must be
 able to settle without new requests or faults (liveness). ``workers=N`` shares the
@@ -336,8 +336,9 @@ def model_check(
     engine: str = "snapshot",
     monitor: Callable[[SearchProgress], None] | None = None,
 ) -> CheckResult:
-    """Explore every abstract state reachable within ``bounds``; check every invariant
-    after every transition, then liveness from every state visited.
+    """Explore every abstract state reachable within ``bounds``; check the step
+    invariants after every transition and the spec's on every state, then liveness from
+    every state visited.
 
     Args:
         factory: builds the initial cloud (default :func:`initial_cloud` with 2 instances
