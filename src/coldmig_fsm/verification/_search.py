@@ -96,6 +96,38 @@ def _fingerprint(encoding: bytes) -> int:
     return int.from_bytes(digest, "big")
 
 
+def _dominated(table: dict[int, Any], fp: int, budgets: tuple[int, ...]) -> bool:
+    """Was ``fp`` recorded in ``table`` with at least ``budgets`` in every component?"""
+    seen = table.get(fp)
+    if seen is None:
+        return False
+    entries = (seen,) if type(seen[0]) is int else seen
+    return any(all(a >= b for a, b in zip(old, budgets, strict=True)) for old in entries)
+
+
+def _record(
+    table: dict[int, Any],
+    interned: dict[tuple[int, ...], tuple[int, ...]],
+    fp: int,
+    budgets: tuple[int, ...],
+) -> bool:
+    """Record ``budgets`` for ``fp`` in ``table`` (one tuple, or a tuple of them: most
+    states are reached with one budget vector); ``True`` when ``fp`` was not in it."""
+    budgets = interned.setdefault(budgets, budgets)
+    seen = table.get(fp)
+    if seen is None:
+        table[fp] = budgets
+        return True
+    entries = (seen,) if type(seen[0]) is int else seen
+    table[fp] = (*entries, budgets)
+    return False
+
+
+def _table_bytes(table: dict[int, Any]) -> int:
+    size = sys.getsizeof(table) + sum(sys.getsizeof(fp) for fp in table)
+    return size + sum(sys.getsizeof(v) for v in table.values() if type(v[0]) is not int)
+
+
 @attrs.frozen
 class _Node:
     """A state to expand: its snapshot, how it was reached and the budgets left."""
@@ -184,6 +216,9 @@ class _Partition:
         self.index = index
         self.count = count
         self.visited: dict[int, Any] = {}  # fp -> budgets, or a tuple of them
+        # The states of other partitions this one sent, with their budgets: the owner
+        # holds each with at least those budgets, so sending it again is useless.
+        self.forwarded: dict[int, Any] = {}
         self._interned: dict[tuple[int, ...], tuple[int, ...]] = {}
         self.frontier: list[_Node] = []
         self.held: list[_Candidate] = []  # this layer's own candidates (count > 1)
@@ -196,22 +231,11 @@ class _Partition:
     # -- the visited set ----------------------------------------------------------------
 
     def dominated(self, fp: int, budgets: tuple[int, ...]) -> bool:
-        seen = self.visited.get(fp)
-        if seen is None:
-            return False
-        entries = (seen,) if type(seen[0]) is int else seen
-        return any(all(a >= b for a, b in zip(old, budgets, strict=True)) for old in entries)
+        return _dominated(self.visited, fp, budgets)
 
     def add(self, fp: int, budgets: tuple[int, ...]) -> bool:
         """Record ``budgets`` for ``fp``; ``True`` when ``fp`` was not visited before."""
-        budgets = self._interned.setdefault(budgets, budgets)
-        seen = self.visited.get(fp)
-        if seen is None:
-            self.visited[fp] = budgets
-            return True
-        entries = (seen,) if type(seen[0]) is int else seen
-        self.visited[fp] = (*entries, budgets)
-        return False
+        return _record(self.visited, self._interned, fp, budgets)
 
     def accept(self, candidate: _Candidate) -> bool:
         if self.dominated(candidate.fp, candidate.budgets):
@@ -223,9 +247,9 @@ class _Partition:
         return True
 
     def visited_bytes(self) -> int:
-        size = sys.getsizeof(self.visited)
-        size += sum(sys.getsizeof(fp) for fp in self.visited)
-        size += sum(sys.getsizeof(v) for v in self.visited.values() if type(v[0]) is not int)
+        """What the visited entries take: both tables (own and forwarded), their keys,
+        the budget lists and the interned budgets, and the liveness graph."""
+        size = sum(_table_bytes(table) for table in (self.visited, self.forwarded))
         size += sum(sys.getsizeof(v) for v in self._interned)
         for kept in (self.edges_from, self.edges_to, self.settled):
             size += sys.getsizeof(kept)
@@ -421,7 +445,7 @@ class _Partition:
         # The spec's invariants are about a state: checked once, on the step that first
         # reaches it (here, or in the partition that sent it); the step's, every time.
         mine = fp % self.count == self.index
-        new = not mine or fp not in self.visited
+        new = fp not in (self.visited if mine else self.forwarded)
         # Idle: nothing can move on its own (no message queued, none lost, no host down).
         idle = new and not cloud.pending() and not lost and all(cloud.is_up(h) for h in cloud.hosts)
         if error is None:
@@ -436,8 +460,10 @@ class _Partition:
             self.edges_to.append(fp)
         if fp in setup.stuck:
             return _Violation(path, trace, (_unsettled(cloud),), "liveness"), None
-        if mine and self.dominated(fp, budgets):
+        if _dominated(self.visited if mine else self.forwarded, fp, budgets):
             return None, None
+        if not mine:
+            _record(self.forwarded, self._interned, fp, budgets)
         child = _Node(cloud.snapshot(), path, trace, total, ops, faults, lost, fp)
         return None, _Candidate(fp, budgets, setup.liveness and settled(cloud), child)
 
