@@ -239,8 +239,15 @@ def test_a_delete_that_overtook_a_move_is_recovered_though_the_moves_message_wai
     assert delete.result is not None and delete.result.outcome is Outcome.SUCCEEDED
     # The overtaken move was pending when host-b's recovery resumed the delete, which
     # takes it over (also_settles) and settles it as the resumed action ends
-    # (recover_instance's contract).
-    assert move.result is not None and move.result.outcome is Outcome.SUCCEEDED
+    # (recover_instance's contract): the move did not happen, so it failed, as when a
+    # delete overtakes a move that no crash interrupted (it succeeded before: a move
+    # reported done for an instance that was deleted instead).
+    assert move.result is not None
+    assert (move.result.outcome, move.result.error_type) == (Outcome.FAILED, "MoveInterrupted")
+    assert move.result.error_message == (
+        f"the migrate request of instance {cloud.instance('vm1').uuid} was overtaken: "
+        "a delete finished instead"
+    )
     assert start.result is not None and start.result.outcome is Outcome.SUCCEEDED
     assert snapshot(cloud, "vm1")["vm_state"] == "deleted"
     assert usage(cloud) == {"host-a": NONE, "host-b": TINY, "host-c": NONE}

@@ -42,17 +42,21 @@ from coldmig_fsm.drivers.base import HypervisorDriver
 from coldmig_fsm.exceptions import (
     ColdmigError,
     InstanceFaultRollback,
+    MoveInterrupted,
     RequestRefused,
     UnexpectedMigrationStatusError,
 )
 from coldmig_fsm.guards import GuardContext
 from coldmig_fsm.machine import Role
+from coldmig_fsm.operations import OPERATIONS, Op
 from coldmig_fsm.records import Instance, Migration, Outcome, replace
 from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.runtime import SERVICE, Runtime, moved
 from coldmig_fsm.states import PowerState, VmState
 
 __all__ = ["Failure", "Hop", "HopRunner", "Step", "drop_move_state", "release_source"]
+
+_DELETE_ACTION = OPERATIONS[Op.DELETE].action
 
 
 class Failure(enum.Enum):
@@ -410,9 +414,22 @@ class HopRunner:
         rt = self._rt
         failed = None if outcome is Outcome.SUCCEEDED else error
         rt.settle(message.request_id, outcome, failed)
+        deleted = isinstance(message, messages.TerminateInstance)
         for other in getattr(message, "also_settles", ()):
             request = rt.store.get_request(other)
             if request is None or request.outcome is not Outcome.PENDING:
+                continue
+            if outcome is Outcome.SUCCEEDED and deleted and request.action != _DELETE_ACTION:
+                # Overtaken (a move, say) by the delete that recovery resumed: it did not
+                # happen, as when a delete overtakes a move that no crash interrupted. (A
+                # resumed stop or start carries out what it is the tail of: the stop of
+                # a revert of a stopped instance finishes the revert.)
+                overtaken = MoveInterrupted(
+                    f"the {request.action} request of instance {request.instance_uuid} was "
+                    "overtaken: a delete finished instead"
+                )
+                rt.event(other, "compute_recover", self.host, overtaken)
+                rt.settle(other, Outcome.FAILED, overtaken)
                 continue
             # The interrupted request's own history says how it ended.
             rt.event(other, "compute_recover", self.host, failed)

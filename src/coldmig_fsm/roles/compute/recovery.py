@@ -263,7 +263,8 @@ class Recovery(HopRunner):
         location is unknown); ``powering-off``/``powering-on`` finish the power action and
         ``deleting`` the delete, by a message to the instance's host. The recovery is
         recorded as an instance action ``recover``; the interrupted requests are settled
-        with ``MoveInterrupted`` (or as the resumed action ends).
+        with ``MoveInterrupted``, or as the resumed action ends (but a request a resumed
+        delete overtook, a move say, fails with ``MoveInterrupted``: it did not happen).
         """
         rt, store = self._rt, self._rt.store
         task = instance.task_state
