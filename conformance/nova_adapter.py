@@ -78,7 +78,7 @@ DRIVER_CALL_ARGS = {
 CLOUD_ADMIN_PROJECT = 'cloud-admin-project'
 # Nova class name -> the library's public error name, where they differ
 ERROR_NAMES = {'OverQuota': 'QuotaError', 'TooManyInstances': 'QuotaError'}
-UNSUPPORTED_OPS = {'abort_migration', 'deliver', 'reconcile', 'race'}
+UNSUPPORTED_OPS = {'abort_migration', 'deliver', 'reconcile', 'race', 'settle_all'}
 STEP_TIMEOUT = 30.0
 
 

@@ -2,6 +2,8 @@
 
 * every mutant of ``tests/test_mutants.py``: its counterexample, written as a scenario,
   fails (its violation listed) while the mutant is in, and passes on the shipped code;
+* a liveness counterexample ends with ``settle_all``: it fails while nothing can settle
+  and passes once everything does;
 * each kind of action round-trips: the scenario's cloud ends in the same abstract state,
   with the same driver calls, as the trace applied by the explorer;
 * a start a scenario cannot describe, or no counterexample, is refused.
@@ -12,17 +14,20 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from coldmig_fsm import Cloud, CloudConfig
+from coldmig_fsm import Cloud, CloudConfig, FakeFault, FaultMode, Outcome, VmState
 from coldmig_fsm.harness import scenario as scenario_module
 from coldmig_fsm.harness.scenario import match_expectations, parse_scenario, run_scenario
+from coldmig_fsm.roles import services
 from coldmig_fsm.verification.counterexample import to_scenario
 from coldmig_fsm.verification.explorer import Action, abstract, apply
-from coldmig_fsm.verification.model_check import KNOWN_ISSUES, CheckResult, initial_cloud
+from coldmig_fsm.verification.model_check import KNOWN_ISSUES, Bounds, CheckResult, initial_cloud
 from coldmig_fsm.verification.model_check import model_check as check
+from coldmig_fsm.verification.settling import settle_all, settled, unsettled
 from tests.test_mutants import MUTANTS
 
 
@@ -61,6 +66,72 @@ def test_the_scenario_fails_on_the_mutant_and_passes_on_the_shipped_code(
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_liveness_counterexample_ends_with_settle_all(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The liveness mutant of tests/test_model_check_engine.py: a restarted compute service
+    # keeps its down mark, so what its crash left never settles.
+    monkeypatch.setattr(services, "mark_up", lambda runtime, host: None)
+
+    def factory() -> Cloud:
+        return initial_cloud(1, 2)
+
+    result = check(factory, Bounds(operations=1))
+    assert result.failed == "liveness" and result.counterexample is not None
+    text = to_scenario(result, factory)
+    assert "# A liveness counterexample" in text
+    scenario = parse_scenario(text.encode(), "liveness")
+    assert scenario.steps[-1] == {"op": "settle_all"}
+    assert scenario.expect == {"violations": []}
+
+    mutated = run_scenario(scenario, machine=factory().runtime.machine)
+    assert mutated["steps"][-1]["settled"] is False
+    last = f"step {len(scenario.steps)} (settle_all): not settled by settle_all: pending ["
+    assert [v for v in mutated["violations"] if v.startswith(last)] != [], mutated["violations"]
+    assert match_expectations(scenario.expect, mutated) != []
+
+    monkeypatch.undo()
+    shipped = run_scenario(scenario)
+    assert shipped["steps"][-1]["settled"] is True
+    assert match_expectations(scenario.expect, shipped) == []
+    assert {i["task_state"] for i in shipped["instances"].values()} == {None}
+
+
+def test_settle_all_settles_what_a_crash_left() -> None:
+    cloud = initial_cloud(1, 2)
+    assert cloud.hypervisor is not None
+    cloud.hypervisor.arm(FakeFault("host-a", "migrate_disk_and_power_off", mode=FaultMode.CRASH))
+    move = cloud.migrate("vm1")
+    assert move.wait().outcome is Outcome.PENDING
+    assert not settled(cloud) and not cloud.is_up("host-a")
+    assert settle_all(cloud) is True
+    assert cloud.is_up("host-a")
+    assert move.result is not None
+    assert (move.result.outcome, move.result.error_type) == (Outcome.ROLLED_BACK, "MoveInterrupted")
+    vm = cloud.instance("vm1")
+    assert (vm.vm_state, vm.task_state, vm.host) == (VmState.ACTIVE, None, "host-a")
+
+
+def test_settle_all_stops_when_a_round_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(services, "mark_up", lambda runtime, host: None)
+    cloud = initial_cloud(1, 2)
+    assert cloud.hypervisor is not None
+    cloud.hypervisor.arm(FakeFault("host-a", "migrate_disk_and_power_off", mode=FaultMode.CRASH))
+    cloud.migrate("vm1")
+    cloud.run()
+    restarts: list[str] = []
+    original = Cloud.restart_compute
+
+    def restart(cloud: Cloud, host: str) -> list[Any]:
+        restarts.append(host)
+        return original(cloud, host)
+
+    monkeypatch.setattr(Cloud, "restart_compute", restart)
+    assert settle_all(cloud) is False
+    assert restarts == ["host-a"]  # one round: it changed nothing, so no second one
+    assert unsettled(cloud).startswith("pending [")
 
 
 # --- each kind of action ------------------------------------------------------------------

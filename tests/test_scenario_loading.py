@@ -420,7 +420,7 @@ def test_duplicate_names(tmp_path: Path) -> None:
         (
             "{steps: [{op: stop, ok: true, eror: null}]}",
             "expect.steps[0].eror, line 8: unknown key 'eror'; did you mean 'error'? one of"
-            " async, delivered, error, first, host, instance, ok, op, second, seconds",
+            " async, delivered, error, first, host, instance, ok, op, second, seconds, settled",
         ),
         (
             "{steps: [{op: stop, error: {typ: NoValidHost}}]}",

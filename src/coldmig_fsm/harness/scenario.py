@@ -38,6 +38,7 @@ from coldmig_fsm.records import Caller, CloudConfig, Flavor, Host, Project
 from coldmig_fsm.runners.cloud import Cloud, Operation
 from coldmig_fsm.states import MigrationStatus, MigrationType, PowerState, TaskState, VmState
 from coldmig_fsm.verification.explorer import Action, Observation, check_step, observe, submit_race
+from coldmig_fsm.verification.settling import settle_all, settled, unsettled
 
 __all__ = [
     "LIMITS",
@@ -57,6 +58,7 @@ _CLOUD_STEPS: Final = {
     "advance_clock": frozenset({"seconds"}),
     "deliver": frozenset(),
     "reconcile": frozenset(),
+    "settle_all": frozenset(),
     "race": frozenset({"instance", "first", "second"}),
 }
 _CLOUD_REQUIRED: Final = {
@@ -65,6 +67,7 @@ _CLOUD_REQUIRED: Final = {
     "advance_clock": frozenset({"seconds"}),
     "deliver": frozenset(),
     "reconcile": frozenset(),
+    "settle_all": frozenset(),
     "race": frozenset({"instance", "first", "second"}),
 }
 SUPPORTED_OPS: Final = {
@@ -614,6 +617,7 @@ OUTPUT_SHAPE: Final = _keys(
             "second",
             op=_Value("operation", frozenset(SUPPORTED_OPS)),
             ok=_FLAG_VALUE,
+            settled=_FLAG_VALUE,  # a settle_all step: did everything end
             error=_keys("type", "message"),
             **{"async": _FLAG_VALUE},
         )
@@ -961,6 +965,8 @@ def _cloud_op(cloud: Cloud, step: dict[str, Any]) -> Message | None:
         cloud.restart_compute(step["host"])
     elif op == "reconcile":
         cloud.reconcile()
+    elif op == "settle_all":
+        settle_all(cloud)
     else:
         cloud.advance_clock(step["seconds"])
     return None
@@ -975,6 +981,8 @@ def _action(step: dict[str, Any]) -> Action:
         return Action("race", step["instance"], step["first"]["op"], step["second"]["op"])
     if op in ("restart_compute", "advance_clock"):
         return Action(op, arg=str(step.get("host", step.get("seconds"))))
+    if op == "settle_all":  # the step checks: it resumes and delivers any queued message
+        return Action("reconcile")
     if op in CLOUD_OPS:
         return Action(op)
     return Action(op, step["instance"], _argument(step))
@@ -1014,6 +1022,7 @@ class _Run:
             entry.update(first=step["first"]["op"], second=step["second"]["op"])
         delivered: Message | None = None
         escaped: str | None = None
+        unsettled_at: str | None = None
         try:
             if op in CLOUD_OPS:
                 if "seconds" in step:
@@ -1021,7 +1030,14 @@ class _Run:
                 delivered = _cloud_op(cloud, step)
                 if op == "deliver":
                     entry["delivered"] = None if delivered is None else delivered.kind
-                self.lost = (self.lost or step.get("mode") == "lose") and op != "reconcile"
+                if op == "settle_all":
+                    entry["settled"] = settled(cloud)
+                    if not entry["settled"]:
+                        unsettled_at = f"not settled by settle_all: {unsettled(cloud)}"
+                self.lost = (self.lost or step.get("mode") == "lose") and op not in (
+                    "reconcile",
+                    "settle_all",
+                )
             elif op == "race":
                 _race(cloud, step)
             else:
@@ -1042,6 +1058,8 @@ class _Run:
             where = f"step {index + 1} ({op})"
             if escaped is not None:
                 self.violations.append(f"{where}: {escaped}")
+            if unsettled_at is not None:  # what the step is for: everything has ended
+                self.violations.append(f"{where}: {unsettled_at}")
             self._check(before, where, _action(step), delivered)
 
     def _request(self, step: dict[str, Any], entry: dict[str, Any]) -> None:

@@ -56,7 +56,6 @@ import attrs
 from coldmig_fsm.exceptions import ColdmigError
 from coldmig_fsm.machine import Machine
 from coldmig_fsm.messages import Message
-from coldmig_fsm.records import Outcome
 from coldmig_fsm.runners.cloud import Cloud, CloudSnapshot
 from coldmig_fsm.verification.explorer import (
     API_OPS,
@@ -78,6 +77,7 @@ from coldmig_fsm.verification.model_check import (
     _api_candidates,
     _other_actions,
 )
+from coldmig_fsm.verification.settling import settled, unsettled
 from coldmig_fsm.verification.symmetry import Symmetry, canonical
 
 __all__ = ["FINGERPRINT_BITS", "search"]
@@ -181,30 +181,8 @@ class _LayerOut:
     limit_path: Path | None = None  # single partition: the max_states stop
 
 
-def settled(cloud: Cloud) -> bool:
-    """No request pending, no instance with a task: what every run must be able to reach."""
-    store = cloud.store
-    return all(r.outcome is not Outcome.PENDING for r in store.list_requests()) and all(
-        i.task_state is None for i in store.list_instances()
-    )
-
-
-def _unsettled(cloud: Cloud) -> str:
-    store = cloud.store
-    pending = [
-        f"{r.action} ({r.request_id})"
-        for r in store.list_requests()
-        if r.outcome is Outcome.PENDING
-    ]
-    busy = [
-        f"{i.describe()} {i.task_state.value}"
-        for i in store.list_instances()
-        if i.task_state is not None
-    ]
-    return (
-        "from here no run without new requests or faults settles everything: "
-        f"pending {pending or 'nothing'}, busy {busy or 'nothing'}"
-    )
+def _stuck_report(cloud: Cloud) -> str:
+    return f"from here no run without new requests or faults settles everything: {unsettled(cloud)}"
 
 
 class _Partition:
@@ -459,7 +437,7 @@ class _Partition:
             self.edges_from.append(node.fp)
             self.edges_to.append(fp)
         if fp in setup.stuck:
-            return _Violation(path, trace, (_unsettled(cloud),), "liveness"), None
+            return _Violation(path, trace, (_stuck_report(cloud),), "liveness"), None
         if _dominated(self.visited if mine else self.forwarded, fp, budgets):
             return None, None
         if not mine:
@@ -680,7 +658,7 @@ def _run(
         )
 
     if root.fp in setup.stuck:
-        return finish(1, 0, 0, True, _Violation((), (), (_unsettled(cloud),), "liveness"), [])
+        return finish(1, 0, 0, True, _Violation((), (), (_stuck_report(cloud),), "liveness"), [])
     processes: list[Any] = []
     pool: list[_Local | _Remote]
     if count == 1:

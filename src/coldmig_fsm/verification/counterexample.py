@@ -84,8 +84,9 @@ def to_scenario(
 
     Returns:
         the file's text: comments naming each action and the violations found, then
-        ``settle: false``, ``invariants: true``, the start cloud, the steps and
-        ``expect: {violations: []}``.
+        ``settle: false``, ``invariants: true``, the start cloud, the steps (for a
+        liveness counterexample, ending with a ``settle_all`` step: from the last
+        state, everything must still end) and ``expect: {violations: []}``.
 
     Raises:
         ValueError: ``result`` has no counterexample, or the start cloud cannot be
@@ -100,6 +101,10 @@ def to_scenario(
     document: dict[str, Any] = {"settle": False, "invariants": True}
     document.update(_start(start))
     document["steps"] = _steps(factory(), result.counterexample)
+    if result.failed == "liveness":
+        # What must hold from the last state: some run without new requests or faults
+        # ends everything; the operator's run (settle_all) is the one written down.
+        document["steps"].append({"op": "settle_all"})
     document["expect"] = {"violations": []}
     text = _dump(document, result, title)
     _check_start(text, start)
@@ -318,6 +323,12 @@ def _dump(document: dict[str, Any], result: CheckResult, title: str | None) -> s
         "# block is what the invariants require: no violation. It fails (exit 1) while the",
         "# bug is there and passes once it is fixed.",
     ]
+    if result.failed == "liveness":
+        lines += [
+            "# A liveness counterexample: from its last state nothing settles. The last step,",
+            "# settle_all, restarts what is down, reconciles and delivers everything: it must",
+            "# leave no request pending and no instance busy.",
+        ]
     lines = [" ".join(line.splitlines()) for line in lines]
     for key, value in document.items():
         if isinstance(value, list):
