@@ -130,8 +130,12 @@ class FakeFault:
             raise DriverTimeout(
                 f"{self.call} on {self.host} did not return within {self.timeout:g} s"
             )
-        inner = HypervisorError(self.message)
-        raise InstanceFaultRollback(inner) if self.rollback else inner
+        # No local name for the error: a frame that holds the exception its traceback
+        # holds is a reference cycle, which keeps every frame of the raising call (and
+        # whatever they refer to) alive until the cyclic collector runs.
+        if self.rollback:
+            raise InstanceFaultRollback(HypervisorError(self.message))
+        raise HypervisorError(self.message)
 
 
 _converter = cattrs.Converter()
