@@ -6,7 +6,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from coldmig_fsm import Cloud, CloudConfig, Outcome, TaskState, VmState
+from coldmig_fsm import Cloud, CloudConfig, Outcome, TaskState, VmState, messages
 from coldmig_fsm.roles.compute import reconcile
 from coldmig_fsm.verification.explorer import Action, apply
 from coldmig_fsm.verification.invariants import violations
@@ -37,6 +37,27 @@ def test_init_host_rolls_back_a_move_whose_hop_was_lost() -> None:
     assert moving.result is not None
     assert moving.result.outcome is Outcome.ROLLED_BACK
     assert cloud.compute("host-a").init_host() == []  # nothing left to do
+
+
+def test_init_host_lists_the_messages_it_sent() -> None:
+    cloud = make_cloud(3)
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.boot("vm2", "m1.tiny", "host-a")
+    cloud.migrate("vm2", "host-c").wait()
+    cloud.lose_next("confirm_resize")
+    assert cloud.confirm_resize("vm2").wait().outcome is Outcome.PENDING
+    cloud.lose_next("finish_resize")
+    cloud.migrate("vm1", "host-b")
+    cloud.run()
+    sent: list[messages.Message] = []
+    recovered = cloud.compute("host-a").init_host(sent)
+    assert [i.name for i in recovered] == ["vm1"]
+    assert sent == cloud.pending(), "each message it queued, in order, and only those"
+    assert [(m.kind, m.destination) for m in sent] == [
+        ("roll_back_move", "compute:host-b"),  # vm1's recovery, under its own request
+        ("confirm_resize", "compute:host-a"),  # vm2's lost confirm, sent again
+    ]
+    assert cloud.compute("host-a").init_host(sent) == [] and len(sent) == 2  # on their way
 
 
 def test_init_host_leaves_an_instance_whose_other_host_is_down() -> None:

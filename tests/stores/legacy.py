@@ -1,9 +1,12 @@
-"""Database files as the coldmig_fsm releases before schema 2 wrote them.
+"""Database files as older coldmig_fsm releases wrote them.
 
-The schema text is the one ``SqliteStore`` created at schema version 1 (version 0: the
-same without the aggregates, their triggers and ``consumer``); the rows are written the
-way it wrote them, through its triggers, so that an upgrade is tested on a file of the
-old layout rather than on a new file made to look old.
+Before schema 2 (:func:`write_legacy`): the schema text is the one ``SqliteStore``
+created at schema version 1 (version 0: the same without the aggregates, their triggers
+and ``consumer``); the rows are written the way it wrote them, through its triggers, so
+that an upgrade is tested on a file of the old layout rather than on a new file made to
+look old. Schemas 2 and 3 (:func:`as_schema`) differ from the current one in a few
+columns and indexes only: a current file has those taken back out, its tables rebuilt
+from the text those schemas created where a column goes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,15 @@ from pathlib import Path
 from coldmig_fsm import messages
 from coldmig_fsm.records import Fault, Instance, Migration, Notification, Resources
 from coldmig_fsm.stores.codec import Codec
+
+QUEUE_3 = (
+    "CREATE TABLE queue (\n"
+    "\tseq INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, \n"
+    "\tdestination VARCHAR(255) NOT NULL, \n"
+    "\tdata TEXT NOT NULL\n"
+    ")"
+)
+"""The queue table as schemas 2 and 3 created it (no ``instance_uuid``), to the byte."""
 
 SCHEMA_0 = """
 CREATE TABLE IF NOT EXISTS record (
@@ -149,5 +161,27 @@ def write_legacy(
                 "INSERT INTO queue (destination, data) VALUES (?, ?)",
                 (message.destination, codec.dump_message(message)),
             )
+        db.execute(f"PRAGMA user_version = {version}")
+        db.commit()
+
+
+def as_schema(path: Path, version: int) -> None:
+    """Make the current file at ``path`` one of schema ``version`` (2 or 3), its rows
+    kept: 3 has no ``queue.instance_uuid`` nor ``queue_instance`` (the queue table is
+    rebuilt from :data:`QUEUE_3`, each message at its ``seq``); 2 neither, nor
+    ``record_liveness``, and its hosts' ``idx`` is empty."""
+    assert version in (2, 3), version
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("DROP INDEX queue_instance")
+        db.execute("DROP INDEX queue_destination")
+        db.execute("ALTER TABLE queue RENAME TO queue_4")
+        db.execute(QUEUE_3)
+        db.execute("INSERT INTO queue SELECT seq, destination, data FROM queue_4 ORDER BY seq")
+        db.execute("DROP TABLE queue_4")
+        db.execute("CREATE INDEX queue_destination ON queue (destination, seq)")
+        if version == 2:
+            db.execute("DROP INDEX record_liveness")
+            db.execute("UPDATE record SET idx = '' WHERE kind = 'host'")
+        db.execute("UPDATE coldmig_schema SET version = ?", (version,))
         db.execute(f"PRAGMA user_version = {version}")
         db.commit()

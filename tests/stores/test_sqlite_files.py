@@ -1,4 +1,4 @@
-"""SqliteStore files: reopened, upgraded from schemas 0 and 1, refused when newer or
+"""SqliteStore files: reopened, upgraded from schemas 0 to 3, refused when newer or
 foreign; several stores on one file."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from coldmig_fsm.stores import ForeignDatabaseError
 from coldmig_fsm.stores.base import GenerationConflict, HostUsage
 from coldmig_fsm.stores.sqlite import SCHEMA_VERSION, SchemaVersionError
 
-from .legacy import write_legacy
+from .legacy import as_schema, write_legacy
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -47,6 +47,23 @@ def user_version(path: Path) -> int:
         return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
+def layout(path: Path) -> tuple[list[tuple[str, str, str]], dict[str, list[tuple[object, ...]]]]:
+    """What a file's schema is made of: its indexes (name, table, partial condition) and
+    each table's columns (name, type, not null, default, primary key)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        indexes = db.execute(
+            "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
+        ).fetchall()
+        tables = [
+            row[0]
+            for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        columns = {t: db.execute(f"PRAGMA table_info({t})").fetchall() for t in tables}
+    return indexes, columns
+
+
 def test_a_file_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
     first = SqliteStore(path)
@@ -57,6 +74,7 @@ def test_a_file_survives_reopening(tmp_path: Path) -> None:
     second = SqliteStore(path)
     assert second.get_instance("u1") == inst()
     assert [m.kind for m in second.pending_messages()] == ["stop_instance"]
+    assert second.pending_messages("u1") == second.pending_messages()
     assert second.host_usage("host-a") == HostUsage(Resources(1, 512, 1), 1)
     assert second.project_usage("demo") == Resources(1, 512, 1)
     second.close()
@@ -89,7 +107,11 @@ def test_a_file_of_an_older_schema_is_upgraded(tmp_path: Path, version: int) -> 
         },
         notifications=[note],
         faults=[fault],
-        queued=[messages.StopInstance("r", "u1", "host-a")],
+        queued=[
+            messages.StopInstance("r", "u1", "host-a"),
+            messages.StartInstance("r2", "u2", "host-b"),
+            messages.StartInstance("r3", "u1", "host-a"),
+        ],
     )
     store = SqliteStore(path)
     assert user_version(path) == SCHEMA_VERSION
@@ -103,7 +125,9 @@ def test_a_file_of_an_older_schema_is_upgraded(tmp_path: Path, version: int) -> 
     assert store.project_usage("demo") == Resources(3, 1536, 21)
     assert store.list_faults("u2") == [fault]
     assert store.notifications_after(0) == [(1, note)]
-    assert [m.kind for m in store.pending_messages()] == ["stop_instance"]
+    assert [m.request_id for m in store.pending_messages()] == ["r", "r2", "r3"]
+    assert [m.request_id for m in store.pending_messages("u1")] == ["r", "r3"]
+    assert [m.request_id for m in store.pending_messages("u2")] == ["r2"]
     store.set_allocations("m-1", {})  # the aggregates go on from there, in code
     assert store.project_usage("demo") == Resources(1, 512, 1)
     assert store.usage("host-b") == Resources()
@@ -112,7 +136,9 @@ def test_a_file_of_an_older_schema_is_upgraded(tmp_path: Path, version: int) -> 
         statuses = db.execute(
             "SELECT idx FROM record WHERE kind = 'migration' ORDER BY rowid"
         ).fetchall()
+        indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     assert triggers == []
+    assert "queue_instance" in indexes
     assert statuses == [("pre-migrating",)]
     store.close()
     SqliteStore(path).close()  # and opens again as a current file
@@ -260,19 +286,67 @@ def test_a_file_of_schema_2_gets_the_liveness_index(tmp_path: Path) -> None:
     store.put_host(Host("host-a", 8, 16384, 200, up=False))
     store.put_host(Host("host-b", 8, 16384, 200, heartbeat_at=T0))
     store.put_host(Host("host-c", 8, 16384, 200))
+    store.push_message(messages.StopInstance("r", "u1", "host-a"))
     store.close()
-    with contextlib.closing(sqlite3.connect(path)) as db:  # as schema 2 wrote it
-        db.execute("DROP INDEX record_liveness")
-        db.execute("UPDATE record SET idx = '' WHERE kind = 'host'")
-        db.execute("UPDATE coldmig_schema SET version = 2")
-        db.execute("PRAGMA user_version = 2")
-        db.commit()
+    as_schema(path, 2)
     reopened = SqliteStore(path)
     later = T0 + dt.timedelta(seconds=61)
     assert [h.name for h in reopened.down_hosts(later, 60)] == ["host-a", "host-b"]
+    assert [m.request_id for m in reopened.pending_messages("u1")] == ["r"]
     reopened.close()
     assert user_version(path) == SCHEMA_VERSION
     with contextlib.closing(sqlite3.connect(path)) as db:
         indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         version = db.execute("SELECT version FROM coldmig_schema").fetchone()[0]
     assert "record_liveness" in indexes and version == SCHEMA_VERSION
+
+
+def test_a_file_of_schema_3_gets_the_queue_by_instance(tmp_path: Path) -> None:
+    path, fresh = tmp_path / "v3.db", tmp_path / "fresh.db"
+    SqliteStore(fresh).close()
+    store = SqliteStore(path)
+    queued = [
+        messages.StopInstance("r1", "u1", "host-a"),
+        messages.StartInstance("r2", "u2", "host-b"),
+        messages.MigrateServer("r3", "u1", "m1.small"),
+        messages.StartInstance("r4", "u1", "host-a"),
+    ]
+    for message in queued:
+        store.push_message(message)
+    assert store.take_message(destinations=["compute:host-a"]) == queued[0]
+    store.close()
+    as_schema(path, 3)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(queue)")]
+    assert columns == ["seq", "destination", "data"]  # as schema 3 wrote it
+    reopened = SqliteStore(path)
+    assert reopened.pending_messages("u1") == [queued[2], queued[3]], (
+        "the upgrade fills each queued message's instance, in the order of the queue"
+    )
+    assert reopened.pending_messages("u2") == [queued[1]]
+    assert reopened.pending_messages() == queued[1:]
+    later = messages.StopInstance("r5", "u2", "host-b")
+    reopened.push_message(later)
+    assert reopened.pending_messages("u2") == [queued[1], later], "and pushes go on after"
+    assert reopened.take_message(destinations=["compute:host-a"]) == queued[3]
+    assert reopened.pending_messages("u1") == [queued[2]]
+    reopened.close()
+    assert user_version(path) == SCHEMA_VERSION == 4
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        version = db.execute("SELECT version FROM coldmig_schema").fetchone()[0]
+    assert version == SCHEMA_VERSION
+    upgraded, new = layout(path), layout(fresh)
+    assert upgraded[1] == new[1], "the upgraded tables have the columns of a new file"
+    assert [i[:2] for i in upgraded[0]] == [i[:2] for i in new[0]], "and its indexes"
+    SqliteStore(path).close()  # and it opens again as a current file
+
+
+def test_one_instances_messages_are_read_by_their_index(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "x.db")
+    statement = store._pending_of_sql
+    plan = store._cursor.execute(
+        f"EXPLAIN QUERY PLAN {statement.sql}", statement.parameters({"uuid": "u1"})
+    ).fetchall()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "queue_instance" in details and "SCAN queue" not in details, details
+    store.close()

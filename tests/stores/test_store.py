@@ -102,6 +102,34 @@ def test_queue_is_fifo_and_round_trips(store: Store) -> None:
     assert store.pop_message() is None
 
 
+def test_a_memory_snapshot_carries_each_instances_queue() -> None:
+    store = MemoryStore()
+    a1, b1, a2 = (
+        messages.StopInstance("a1", "u1", "host-a"),
+        messages.StartInstance("b1", "u2", "host-b"),
+        messages.MigrateServer("a2", "u1", "m1.tiny"),
+    )
+    for message in (a1, b1, a2):
+        store.push_message(message)
+    saved = store.snapshot()
+    for _ in range(2):  # the snapshot stays usable: restored twice, the same moment
+        assert store.pop_message() == a1
+        store.push_message(messages.StopInstance("a3", "u1", "host-a"))
+        store.push_message(messages.StopInstance("c1", "u3", "host-c"))
+        store.restore(saved)
+        assert store.pending_messages("u1") == [a1, a2]
+        assert store.pending_messages("u2") == [b1]
+        assert store.pending_messages("u3") == []
+    # The restored store goes on: a rolled-back take comes back at its place.
+    with pytest.raises(RuntimeError), store.atomic():
+        assert store.take_message(destinations=["compute:host-a"]) == a1
+        assert store.pending_messages("u1") == [a2]
+        raise RuntimeError("boom")
+    assert store.pending_messages("u1") == [a1, a2]
+    assert store.take_message(destinations=["conductor"]) == a2
+    assert store.pending_messages("u1") == [a1]
+
+
 def test_usage_sums_every_consumer(store: Store) -> None:
     store.set_allocations("u1", {"host-a": Resources(1, 512, 1)})
     store.set_allocations("m-1", {"host-a": Resources(2, 1024, 10), "host-b": Resources(1, 1, 1)})

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid as uuidlib
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -71,7 +71,7 @@ from coldmig_fsm.records import (
 )
 from coldmig_fsm.roles import claims, services
 from coldmig_fsm.roles.api import ComputeAPI
-from coldmig_fsm.roles.compute import ComputeService, reconcile
+from coldmig_fsm.roles.compute import ComputeService
 from coldmig_fsm.roles.conductor import Conductor
 from coldmig_fsm.roles.runtime import Runtime
 from coldmig_fsm.states import PowerState, TaskState, VmState
@@ -478,8 +478,11 @@ class Cloud:
         """The destinations whose messages wait: the compute services that are down."""
         return {compute_destination(host) for host in services.down_hosts(self.runtime)}
 
-    def _deliver(self, held: Collection[str]) -> Message | None:
-        """Hand the oldest deliverable message to its role (:meth:`Store.delivery
+    def _deliver(
+        self, held: Collection[str] = (), *, destinations: Collection[str] | None = None
+    ) -> Message | None:
+        """Hand the oldest deliverable message (not for ``held``; for one of
+        ``destinations`` when given) to its role (:meth:`Store.delivery
         <coldmig_fsm.stores.base.Store.delivery>`: the message is taken in the
         transaction of the handler's first write, so a handler that raises before it
         wrote, or whose first transaction rolls back, leaves it queued).
@@ -488,7 +491,7 @@ class Cloud:
         RPC cast it had received (oslo.messaging acknowledges a cast before dispatching
         it): whatever the handler committed stays, the rest is for start-up recovery.
         """
-        with self.store.delivery(held) as message:
+        with self.store.delivery(held, destinations=destinations) as message:
             if message is None:
                 return None
             for index, loss in enumerate(self._losses):
@@ -616,7 +619,8 @@ class Cloud:
     def reconcile(self) -> list[Instance]:
         """Recover every instance left busy with no message on its way (a lost hop, or
         a process that died between hops): what a new orchestrator runs on start-up
-        (:func:`coldmig_fsm.roles.compute.reconcile` over the running services).
+        (:func:`coldmig_fsm.roles.compute.reconcile` over the running services: each
+        one's :meth:`ComputeService.init_host`, here one at a time).
 
         Instances whose hosts' compute services are down are left to
         :meth:`restart_compute`. Returns the instances recovered, as saved.
@@ -632,33 +636,36 @@ class Cloud:
         for host in hosts:
             if not self.is_up(host):
                 continue
-            before = {m.request_id for m in self.store.pending_messages()}
+            sent: list[Message] = []
             try:
-                started = reconcile([self.compute(host)])
+                started = self.compute(host).init_host(sent)
             except SimulatedCrash as crash:
                 self._mark_down(crash.host)
                 continue
-            sent = {m.request_id for m in self.store.pending_messages()} - before
             self._finish_recoveries(sent)
             recovered += [self.store.get_instance(i.uuid) for i in started]
         return recovered
 
-    def _finish_recoveries(self, requests: set[str]) -> None:
-        """Deliver what a start-up recovery sent (its hops on other hosts), so that a
-        restart returns with its recovery done, unless a crash or a lost message stops
-        it. Only the destinations of those messages are served (oldest first, as
-        always); the rest of the queue waits for :meth:`step`."""
+    def _finish_recoveries(self, sent: Sequence[Message]) -> None:
+        """Deliver what a start-up recovery sent (its hops on other hosts) and the hops
+        those requests send next, so that a restart returns with its recovery done,
+        unless a crash or a lost message stops it. Only the destinations of those
+        requests' messages are served (oldest first, as always); the rest of the queue
+        waits for :meth:`step`. Their messages are read by index, as their instances'
+        (a request's hops are messages of its instance), never the whole queue."""
+        requests = {m.request_id for m in sent}
+        instances = dict.fromkeys(m.instance_uuid for m in sent)  # in order: deterministic
         for _ in range(MAX_STEPS):
-            queue = self.store.pending_messages()
             down = self._held()
             wanted = {
                 m.destination
-                for m in queue
+                for uuid in instances
+                for m in self.store.pending_messages(uuid)
                 if m.request_id in requests and m.destination not in down
             }
             if not wanted:
                 return
-            self._deliver({m.destination for m in queue} - wanted)
+            self._deliver(destinations=wanted)
 
     def run_periodic_tasks(self) -> None:
         """Run the periodic tasks once on every running compute (auto-confirm:

@@ -23,7 +23,8 @@ The contract, in short (each method's docstring has the details):
   whose block rolls back puts its message back. :meth:`Store.delivery` hands a message
   to a handler and takes it in the transaction of the handler's first write, whatever
   that write is: a handler whose first transaction rolls back, or that raises before it
-  wrote, leaves the message queued.
+  wrote, leaves the message queued. :meth:`Store.pending_messages` with an instance's
+  uuid lists that instance's queued messages by index, in step with every push and take.
 * **Placement.** Allocations per consumer and host; per-host and per-project usage are
   aggregates kept in the same transaction as every allocation change; each host has a
   generation that every allocation change on it increments, and
@@ -36,9 +37,10 @@ The contract, in short (each method's docstring has the details):
   later, each notification handed out once.
 * **Lookups by key or index.** Every read a hop or an API call makes is by key or by
   index (uuid, name, instance, request, consumer, host, project, destination, the
-  hosts whose compute service is down: :meth:`Store.down_hosts`); the
-  ``list_*`` methods without an argument read the whole cloud and are for views, checks
-  and tools, not for the workflow's paths.
+  queued messages of an instance: :meth:`Store.pending_messages` with an
+  ``instance_uuid``, the hosts whose compute service is down: :meth:`Store.down_hosts`);
+  the ``list_*`` methods and ``pending_messages`` without an argument read the whole
+  cloud (or queue) and are for views, checks and tools, not for the workflow's paths.
 """
 
 from __future__ import annotations
@@ -361,8 +363,20 @@ class Store(abc.ABC):
         """Remove and return the oldest queued message (``None``: the queue is empty)."""
 
     @abc.abstractmethod
-    def pending_messages(self) -> list[Message]:
-        """Every queued message, oldest first (nothing removed)."""
+    def pending_messages(self, instance_uuid: str | None = None) -> list[Message]:
+        """The queued messages of ``instance_uuid`` (their
+        :attr:`~coldmig_fsm.messages.Message.instance_uuid`), oldest first, whatever
+        their destination; every queued message when ``None`` (a view: reads the whole
+        queue). Nothing is removed.
+
+        With ``instance_uuid``, by index: the cost grows with that instance's queued
+        messages only, not with the queue. The index follows every push and take, in
+        the caller's atomic block (a rolled-back push is gone from it, a rolled-back
+        take back at its place), and a delivery's message leaves it when the handler's
+        first write takes it. This is how a hop finds which requests of one instance
+        have a message on its way (a message carries requests of its own instance
+        only).
+        """
 
     @abc.abstractmethod
     def take_message(

@@ -4,8 +4,9 @@
 Every lookup the port promises by index is a dictionary here, kept with every write and
 restored with it when an atomic block is undone: name and instance groups, host (and for
 a migration its destination) by index value, logs by group, the message queue per
-destination, usage and generation per host, usage per project, and the hosts' liveness
-in order (a sorted list, for :meth:`~coldmig_fsm.stores.base.Store.down_hosts`).
+destination and per instance, usage and generation per host, usage per project, and the
+hosts' liveness in order (a sorted list, for
+:meth:`~coldmig_fsm.stores.base.Store.down_hosts`).
 
 ``Store`` is re-exported from here for the modules that imported it before the port
 moved to :mod:`coldmig_fsm.stores.base`.
@@ -27,6 +28,7 @@ from coldmig_fsm.stores.base import RANGED, GenerationConflict, HostUsage, Messa
 __all__ = ["MemorySnapshot", "MemoryStore", "Store"]
 
 _Sum = tuple[int, int, int]  # vcpus, ram_mb, disk_gb: an aggregate
+_Queued = tuple[int, Message]  # (order of push, message): an entry of the queue
 _ZERO: _Sum = (0, 0, 0)
 _NO_BLOCK = contextlib.nullcontext()
 
@@ -109,7 +111,11 @@ class MemoryStore(Store):
         self._generations: dict[str, int] = {}
         self._project_usage: dict[str, _Sum] = {}
         self._owners: dict[str, str] = {}  # consumer -> project
-        self._queues: dict[str, deque[tuple[int, Message]]] = {}  # per destination
+        self._queues: dict[str, deque[_Queued]] = {}  # per destination
+        # instance uuid -> its queued entries, oldest first (the entries of the queues,
+        # shared). Tuples, replaced on every change and never changed in place, so that a
+        # snapshot copies the dictionary only; an instance with none queued has no key.
+        self._by_instance: dict[str, tuple[_Queued, ...]] = {}
         self._message_seq = 0
         # Every queued message, oldest first, while no push or take has changed the queues.
         self._pending: tuple[Message, ...] | None = None
@@ -158,6 +164,7 @@ class MemoryStore(Store):
             project_usage,
             owners,
             queues,
+            by_instance,
             self._message_seq,
             self._pending,
         ) = snapshot.state
@@ -178,6 +185,7 @@ class MemoryStore(Store):
         self._project_usage = dict(project_usage)
         self._owners = dict(owners)
         self._queues = {name: deque(queue) for name, queue in queues.items()}
+        self._by_instance = dict(by_instance)  # its tuples are never changed in place
         self._journal = []
 
     def _copy_state(self) -> tuple[Any, ...]:
@@ -200,6 +208,7 @@ class MemoryStore(Store):
             dict(self._project_usage),
             dict(self._owners),
             {name: tuple(queue) for name, queue in self._queues.items()},  # deques are big
+            dict(self._by_instance),
             self._message_seq,
             self._pending,
         )
@@ -271,10 +280,11 @@ class MemoryStore(Store):
                 held = _total(self._allocations.get(consumer))
                 _shift(self._project_usage, self._owners.pop(consumer), held, -1)
             elif what == "push":
-                self._queues[entry[1]].pop()
+                self._unindex(self._queues[entry[1]].pop())
                 self._pending = None
             elif what == "take":
                 self._queues[entry[1]].appendleft(entry[2])
+                self._index(entry[2])
                 self._pending = None
 
     # -- records --------------------------------------------------------------------------
@@ -530,14 +540,37 @@ class MemoryStore(Store):
     def push_message(self, message: Message) -> None:
         destination = message.destination
         self._message_seq += 1
-        self._queues.setdefault(destination, deque()).append((self._message_seq, message))
+        entry = (self._message_seq, message)
+        self._queues.setdefault(destination, deque()).append(entry)
+        by_instance = self._by_instance
+        by_instance[message.instance_uuid] = (*by_instance.get(message.instance_uuid, ()), entry)
         self._pending = None
         self._note("push", destination)
+
+    def _index(self, entry: _Queued) -> None:
+        """Put a queued ``entry`` back in its instance's index, at its place in the order
+        of push (not journaled: an undone take)."""
+        uuid = entry[1].instance_uuid
+        queued = self._by_instance.get(uuid, ())
+        at = bisect.bisect(queued, entry[0], key=lambda e: e[0])
+        self._by_instance[uuid] = (*queued[:at], entry, *queued[at:])
+
+    def _unindex(self, entry: _Queued) -> None:
+        """Take ``entry`` (pushed, now taken or undone) out of its instance's index: a
+        pass over that instance's entries only (not journaled)."""
+        uuid = entry[1].instance_uuid
+        kept = tuple(e for e in self._by_instance[uuid] if e[0] != entry[0])
+        if kept:
+            self._by_instance[uuid] = kept
+        else:
+            del self._by_instance[uuid]
 
     def pop_message(self) -> Message | None:
         return self.take_message()
 
-    def pending_messages(self) -> list[Message]:
+    def pending_messages(self, instance_uuid: str | None = None) -> list[Message]:
+        if instance_uuid is not None:
+            return [message for _, message in self._by_instance.get(instance_uuid, ())]
         if self._pending is None:
             self._pending = tuple(message for _, message in heapq.merge(*self._queues.values()))
         return list(self._pending)
@@ -555,7 +588,7 @@ class MemoryStore(Store):
         self, held: Collection[str], destinations: Collection[str] | None
     ) -> tuple[Any, Message] | None:
         # The oldest head among the queues that may deliver: one look per destination.
-        best: deque[tuple[int, Message]] | None = None
+        best: deque[_Queued] | None = None
         best_name = ""
         for name in self._queues if destinations is None else destinations:
             queue = self._queues.get(name)
@@ -572,6 +605,7 @@ class MemoryStore(Store):
         if not queue or queue[0][0] != seq:
             raise MessageTaken(f"message {seq} to {name} is no longer queued")
         entry = queue.popleft()
+        self._unindex(entry)
         self._pending = None
         if self._depth:
             self._journal.append(("take", name, entry))

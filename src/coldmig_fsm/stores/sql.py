@@ -8,9 +8,11 @@ logs, schema); its parts are in the order of :mod:`coldmig_fsm.stores.base`.
 ``idx`` (what a compare-and-swap compares: an instance's task_state, a migration's or a
 request's status), ``grp`` (name, instance), ``host`` and ``peer`` (an instance's host; a
 migration's source and destination), each behind an index. ``log`` holds notifications
-and faults in one sequence (the outbox reads it by ``seq``), ``queue`` the messages by
-destination, ``allocation`` the claims; ``host_usage`` (with the host's ``generation``)
-and ``project_usage`` are aggregates that this module changes in the same transaction as
+and faults in one sequence (the outbox reads it by ``seq``), ``queue`` the messages
+(``queue_destination`` on ``destination`` and ``seq`` for taking them,
+``queue_instance`` on ``instance_uuid`` and ``seq`` for one instance's),
+``allocation`` the claims; ``host_usage`` (with the host's ``generation``) and
+``project_usage`` are aggregates that this module changes in the same transaction as
 each allocation change, in code (no trigger: the same code on every database);
 ``consumer`` says which project owns each consumer; ``coldmig_schema`` the version.
 
@@ -33,7 +35,10 @@ new value and matches nothing); taking a message is one ``DELETE ... RETURNING``
 sub-select is ``FOR UPDATE SKIP LOCKED`` where the database has it.
 
 **Schema versions**: :data:`SCHEMA_VERSION` is in ``coldmig_schema``. A database with
-no table gets the schema; one of this version opens; a newer one is refused
+no table gets the schema; one of this version opens; one of an older version with the
+schema table is upgraded in its opening transaction (2: the liveness index, each host
+record written again; 2 and 3: the column ``queue.instance_uuid`` added, filled from
+each queued message's data, and indexed); a newer one is refused
 (:class:`SchemaVersionError`); one with tables that are not coldmig's is refused
 (:class:`ForeignDatabaseError`) and never written to. A subclass may upgrade older
 layouts (:class:`~coldmig_fsm.stores.sqlite.SqliteStore` upgrades the files of versions
@@ -43,6 +48,7 @@ layouts (:class:`~coldmig_fsm.stores.sqlite.SqliteStore` upgrades the files of v
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Final
 
@@ -69,11 +75,13 @@ __all__ = [
     "SqlStore",
 ]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """The schema this module writes: 0 had no usage aggregates, 1 added them (kept by
 SQLite triggers), 2 keeps them in code, adds host generations and the lookup columns,
 3 keeps each host's liveness in its ``idx`` (:func:`~coldmig_fsm.stores.base.
-liveness_index`) behind the index ``record_liveness``."""
+liveness_index`) behind the index ``record_liveness``, 4 keeps each queued message's
+instance in ``queue.instance_uuid`` behind the index ``queue_instance`` (what
+:meth:`~coldmig_fsm.stores.base.Store.pending_messages` of one instance reads)."""
 
 _ID = sa.String(255)
 
@@ -125,7 +133,11 @@ queue = sa.Table(
     sa.Column("seq", sa.Integer, primary_key=True),
     sa.Column("destination", _ID, nullable=False),
     sa.Column("data", sa.Text, nullable=False),
+    # Set on every push; nullable only because schema 4 added it to existing tables
+    # (ALTER TABLE ... ADD COLUMN), which filled it at once.
+    sa.Column("instance_uuid", _ID),
     sa.Index("queue_destination", "destination", "seq"),
+    sa.Index("queue_instance", "instance_uuid", "seq"),
     sqlite_autoincrement=True,
 )
 consumer = sa.Table(
@@ -347,15 +359,37 @@ class SqlStore(Store):
 
     def _upgrade_schema(self, version: int) -> None:
         """Upgrade a database of an older schema that has the schema table (2: the
-        liveness index), in the opening transaction."""
+        liveness index; 2 and 3: the queue's instance column), in the opening
+        transaction."""
         if version < 2:
             raise SchemaVersionError(f"{self._where()}: schema version {version} is too old")
-        for index in record.indexes:
-            index.create(self._connection, checkfirst=True)
-        self._reindex_hosts()
+        if version < 3:
+            for index in record.indexes:
+                index.create(self._connection, checkfirst=True)
+            self._reindex_hosts()
+        if version < 4:
+            self._index_queue()
         self._connection.execute(
             sa.update(schema).where(schema.c.name == "coldmig").values(version=SCHEMA_VERSION)
         )
+
+    def _index_queue(self) -> None:
+        """Add the column ``queue.instance_uuid`` to a queue table of schema 3 or older,
+        fill it from each queued message's data, and create its index (schema 4)."""
+        connection, column = self._connection, queue.c.instance_uuid
+        kind = column.type.compile(dialect=self._dialect)
+        connection.execute(sa.text(f"ALTER TABLE {queue.name} ADD COLUMN {column.name} {kind}"))
+        queued = connection.execute(sa.select(queue.c.seq, queue.c.data)).fetchall()
+        if queued:
+            # Every message record has an instance_uuid (the codec writes its fields).
+            connection.execute(
+                sa.update(queue)
+                .where(queue.c.seq == sa.bindparam("at"))
+                .values(instance_uuid=sa.bindparam("uuid")),
+                [{"at": seq, "uuid": json.loads(data)["instance_uuid"]} for seq, data in queued],
+            )
+        for index in queue.indexes:
+            index.create(connection, checkfirst=True)
 
     def _reindex_hosts(self) -> None:
         """Write each host record again, so that its ``idx`` holds its liveness."""
@@ -500,9 +534,15 @@ class SqlStore(Store):
             .on_conflict_do_nothing(index_elements=[consumer.c.consumer])
         )
         self._push_sql = prepared(
-            sa.insert(queue).values(destination=_bind("destination"), data=_bind("data"))
+            sa.insert(queue).values(
+                destination=_bind("destination"),
+                instance_uuid=_bind("instance_uuid"),
+                data=_bind("data"),
+            )
         )
-        self._pending_sql = prepared(sa.select(queue.c.data).order_by(queue.c.seq))
+        in_queue = sa.select(queue.c.data).order_by(queue.c.seq)
+        self._pending_sql = prepared(in_queue)
+        self._pending_of_sql = prepared(in_queue.where(queue.c.instance_uuid == _bind("uuid")))
         self._remove_sql = prepared(sa.delete(queue).where(queue.c.seq == _bind("seq")))
         # Two ranges of the liveness index (an OR of them may not use it).
         hosts = sa.select(record.c.seq, record.c.key, record.c.data).where(_is_host)
@@ -909,6 +949,7 @@ class SqlStore(Store):
             self._run(
                 self._push_sql,
                 destination=message.destination,
+                instance_uuid=message.instance_uuid,
                 data=self._codec.dump_message(message),
             )
 
@@ -944,8 +985,11 @@ class SqlStore(Store):
         if not removed:
             raise MessageTaken(f"message {ref} is no longer queued")
 
-    def pending_messages(self) -> list[Message]:
-        rows = self._run(self._pending_sql).fetchall()
+    def pending_messages(self, instance_uuid: str | None = None) -> list[Message]:
+        if instance_uuid is None:
+            rows = self._run(self._pending_sql).fetchall()
+        else:
+            rows = self._run(self._pending_of_sql, uuid=instance_uuid).fetchall()
         return [self._codec.load_message(text) for (text,) in rows]
 
 

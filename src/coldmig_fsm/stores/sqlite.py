@@ -12,7 +12,8 @@ they refuse a file of this schema instead of writing to it. Files of those relea
 (schema 0: no usage aggregates; 1: aggregates kept by triggers) are upgraded when
 opened, in one transaction: the triggers dropped, the lookup columns filled from the
 stored records, the aggregates and owners computed afresh from the allocations and the
-records, the hosts' liveness indexed. A file of schema 2 gets the liveness index
+records, the hosts' liveness indexed, the queued messages' instances indexed. A file of
+schema 2 gets the liveness index, and one of schema 2 or 3 the queue's instance column
 (:meth:`SqlStore._upgrade_schema <coldmig_fsm.stores.sql.SqlStore._upgrade_schema>`).
 """
 
@@ -155,6 +156,7 @@ class SqliteStore(SqlStore):
             if name in tables:
                 sa.Table(name, legacy, autoload_with=connection).drop(connection)
         execute(sa.text("ALTER TABLE log ADD COLUMN grp VARCHAR(255)"))
+        self._index_queue()  # the queue table is kept: its instance column added, filled
         METADATA.create_all(connection)
         for table in METADATA.tables.values():  # the new indexes of the tables kept
             for index in table.indexes:

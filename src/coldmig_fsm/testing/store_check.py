@@ -14,7 +14,8 @@ uses a fresh store, closed after it::
 The checks: compare-and-swap saves of instances and migrations, nested atomic blocks
 (an error undoes records, allocations, usage, generations, messages, logs, counters and
 the outbox cursor; an inner block undoes only its own writes), the message queue (order,
-``held``, ``destinations``, a taken message back after a rollback), deliveries (the
+``held``, ``destinations``, a taken message back after a rollback), the queued messages of
+one instance (in step with pushes, takes, deliveries and rollbacks), deliveries (the
 message taken in the transaction of the handler's first write), placement
 generations and :func:`~coldmig_fsm.roles.claims.try_claim`, usage aggregates against the
 sums of the allocations after a seeded random sequence of blocks, the indexed lookups,
@@ -228,6 +229,7 @@ def _snapshot(store: Store) -> tuple[object, ...]:
         [store.host_usage(h) for h in ("host-a", "host-b")],
         store.project_usage("proj"),
         store.pending_messages(),
+        [store.pending_messages(i) for i in ("inst-1", "inst-2", "inst-3")],
         store.list_notifications(),
         store.list_faults(),
         store.outbox_cursor(),
@@ -334,6 +336,57 @@ def _check_queue(store: Store) -> None:
     message = messages.PrepResize("r", "u", "host-b", 3, "m1.small", alternates=("x", "y"))
     store.push_message(message)
     assert store.pending_messages()[-1] == message, "a message reads back as pushed"
+
+
+def _check_queue_by_instance(store: Store) -> None:
+    first = messages.StopInstance("a1", "inst-1", "host-a")
+    other = messages.StartInstance("b1", "inst-2", "host-b")
+    to_conductor = messages.MigrateServer("c1", "inst-1", "m1.small")
+    last = messages.StartInstance("a2", "inst-1", "host-b")
+    for message in (first, other, to_conductor, last):
+        store.push_message(message)
+
+    def of(instance: str) -> list[messages.Message]:
+        return store.pending_messages(instance)
+
+    assert of("inst-1") == [first, to_conductor, last], (
+        "pending_messages(instance_uuid): that instance's queued messages, oldest first, "
+        "whatever their destination"
+    )
+    assert of("inst-2") == [other], "only that instance's"
+    assert of("inst-9") == [], "an instance with no message queued: none"
+    assert store.take_message(destinations=[CONDUCTOR]) == to_conductor
+    assert of("inst-1") == [first, last], "a taken message is no longer the instance's"
+    later = messages.StopInstance("a3", "inst-1", "host-a")
+    stray = messages.StopInstance("x1", "inst-3", "host-c")
+    with _rolled_back(store):
+        assert store.take_message(destinations=["compute:host-a"]) == first
+        store.push_message(later)
+        store.push_message(stray)
+        assert of("inst-1") == [last, later], "the lookup follows a block's pushes and takes"
+        assert of("inst-3") == [stray], "a pushed message is its instance's at once"
+    assert of("inst-1") == [first, last], (
+        "a block that rolls back: its take is back at its place, its push gone"
+    )
+    assert of("inst-3") == [], "and so is the push of another instance"
+    with store.atomic():
+        assert store.take_message(destinations=["compute:host-b"]) == other
+        with _rolled_back(store):
+            assert store.take_message(destinations=["compute:host-b"]) == last
+            assert of("inst-1") == [first]
+        assert of("inst-1") == [first, last], "an inner block that rolls back undoes its take"
+    assert of("inst-2") == [], "the enclosing block's take stays"
+    with store.delivery(destinations=["compute:host-a"]) as handed:
+        assert handed == first
+        assert of("inst-1") == [first, last], (
+            "a delivered message is the instance's until the handler's first write"
+        )
+        store.add_instance(_instance(1))
+        assert of("inst-1") == [last], "which takes it"
+    assert store.pop_message() == last
+    assert of("inst-1") == [] and store.pending_messages() == [], "an empty queue: none"
+    store.push_message(later)
+    assert of("inst-1") == [later], "and a later push is found"
 
 
 def _check_delivery(store: Store) -> None:
@@ -624,6 +677,7 @@ CHECKS: tuple[Callable[[Store], None], ...] = (
     _check_atomic_rollback,
     _check_inner_block,
     _check_queue,
+    _check_queue_by_instance,
     _check_delivery,
     _check_generations,
     _check_aggregates,

@@ -313,10 +313,12 @@ class HopRunner:
         """Fail every other open request of the instance that has no message on its way.
 
         After a step ends an instance's task (error, delete), such a request (its message
-        lost, or overtaken) could never settle otherwise.
+        lost, or overtaken) could never settle otherwise. The messages on their way are
+        read by index, the instance's only: a message carries requests of its own
+        instance.
         """
         rt, store = self._rt, self._rt.store
-        travelling = {m.request_id for m in store.pending_messages()}
+        travelling = {m.request_id for m in store.pending_messages(instance_uuid)}
         for request in store.list_requests(instance_uuid):
             if request.outcome is Outcome.PENDING and request.request_id not in travelling:
                 rt.event(request.request_id, event, self.host, error)

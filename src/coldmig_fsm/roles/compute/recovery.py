@@ -127,8 +127,7 @@ class Recovery(HopRunner):
         if done is not None:
             rt.settle(message.request_id, Outcome.SUCCEEDED)
             # A recovery that a crash interrupted before this abort can no longer finish.
-            carried = {r for m in store.pending_messages() for r in _requests_of(m)}
-            self._settle_interrupted_recoveries(done, carried)
+            self._settle_interrupted_recoveries(done, _carried(store, done.uuid))
 
     def roll_back_move(self, message: messages.RollBackMove) -> None:
         """Start-up recovery's rollback of a move interrupted before ``finish_resize``:
@@ -253,7 +252,7 @@ class Recovery(HopRunner):
                 rt.settle(move_request, Outcome.ROLLED_BACK, reason)
         return rolled
 
-    def recover_instance(self, instance: Instance) -> None:
+    def recover_instance(self, instance: Instance) -> messages.Message | None:
         """Bring one busy instance whose step was lost to a safe state (Nova's ``init_host``).
 
         By task_state: ``resize_prep``/``resize_migrating``/``resize_migrated`` roll back
@@ -265,6 +264,9 @@ class Recovery(HopRunner):
         recorded as an instance action ``recover``; the interrupted requests are settled
         with ``MoveInterrupted``, or as the resumed action ends (but a request a resumed
         delete overtook, a move say, fails with ``MoveInterrupted``: it did not happen).
+
+        Returns the message queued to carry the recovery on (under the recovery's
+        request), ``None`` when the recovery ended here.
         """
         rt, store = self._rt, self._rt.store
         task = instance.task_state
@@ -328,8 +330,9 @@ class Recovery(HopRunner):
                 rt.event(request_id, "compute_recover", self.host, interrupted)
         if resumed is not None:
             store.push_message(resumed)
-            return
+            return resumed
         self._settle_recovery(marker, Outcome.FAILED, interrupted)
+        return None
 
     def _recover_in_error(
         self,
@@ -364,7 +367,7 @@ class Recovery(HopRunner):
             marker, instance, migration, interrupted, "compute_recover", fix, changes=changes
         )
 
-    def init_host(self) -> list[Instance]:
+    def init_host(self, sent: list[messages.Message] | None = None) -> list[Instance]:
         """Start-up recovery of this host's service (Nova's ``init_host``).
 
         Every busy instance that involves this host (as its host, or as the source or
@@ -373,30 +376,48 @@ class Recovery(HopRunner):
         unless another involved host's service is down (its own restart recovers it).
         What must happen on another host is sent there as a message. A confirm whose
         message was lost is sent again. Host liveness is read from the store's host
-        records. Returns the instances whose recovery started, as saved.
+        records; the messages on their way, from the queue by instance (the instances
+        looked at only, never the whole queue). Returns the instances whose recovery
+        started, as saved.
+
+        Args:
+            sent: when given, each message this recovery queues is appended to it as it
+                is queued (what a runner follows to deliver the recovery's hops at once,
+                without reading the queue).
         """
         store, machine = self._rt.store, self._rt.machine
-        travelling = store.pending_messages()
-        carried = {r for m in travelling for r in _requests_of(m)}
+        concerned = self._concerned()
+        # What the queue carries on for each, as it was before this recovery sent more.
+        carried = {instance.uuid: _carried(store, instance.uuid) for instance in concerned}
         down = services.down_hosts(self._rt)  # marked down, or its heartbeat too old
         recovered = []
-        for instance in self._concerned():
+        queued: list[messages.Message] = [] if sent is None else sent
+        for instance in concerned:
             if instance.task_state is None:
-                self._settle_interrupted_recoveries(instance, carried)
+                self._settle_interrupted_recoveries(instance, carried[instance.uuid])
                 continue
-            if self._under_way(instance, carried):
+            if self._under_way(instance, carried[instance.uuid]):
                 continue
             involved = _involved_hosts(store, instance, machine)
             if self.host not in involved or involved & down:
                 continue
-            self.recover_instance(instance)
+            resumed = self.recover_instance(instance)
+            if resumed is not None:
+                queued.append(resumed)
             recovered.append(store.get_instance(instance.uuid))
-        waiting = {m.instance_uuid for m in store.pending_messages()}
         confirming = machine.migration_change("confirmed_running")
         assert confirming is not None
-        for migration in store.migrations_on(self.host, confirming.accepts):
-            if migration.source_compute == self.host and migration.instance_uuid not in waiting:
-                self._resume_confirm(migration)
+        confirms = [
+            migration
+            for migration in store.migrations_on(self.host, confirming.accepts)
+            if migration.source_compute == self.host
+        ]
+        waiting = {m.instance_uuid for m in confirms if store.pending_messages(m.instance_uuid)}
+        for migration in confirms:
+            if migration.instance_uuid not in waiting:
+                confirm = self._resume_confirm(migration)
+                if confirm is not None:
+                    queued.append(confirm)
         return recovered
 
     def _concerned(self) -> list[Instance]:
@@ -458,23 +479,25 @@ class Recovery(HopRunner):
             self._rt.event(request.request_id, "compute_recover", self.host, error)
             self._rt.settle(request.request_id, Outcome.FAILED, error)
 
-    def _resume_confirm(self, migration: Migration) -> None:
-        """Send a confirm again whose message was lost (removing a guest is idempotent)."""
+    def _resume_confirm(self, migration: Migration) -> messages.Message | None:
+        """Send a confirm again whose message was lost (removing a guest is idempotent);
+        returns it, ``None`` when there is none to send."""
         store = self._rt.store
         instance = store.get_instance(migration.instance_uuid)
         if instance.state not in self._rt.machine.rule("confirmed_running").sources:
-            return  # (being deleted, say) no longer waiting on its confirm
+            return None  # (being deleted, say) no longer waiting on its confirm
         pending = [
             r.request_id
             for r in store.list_requests(migration.instance_uuid)
             if r.action == "confirmResize" and r.outcome is Outcome.PENDING
         ]
-        if pending:
-            store.push_message(
-                messages.ConfirmResize(
-                    pending[-1], migration.instance_uuid, migration.source_compute, migration.id
-                )
-            )
+        if not pending:
+            return None
+        confirm = messages.ConfirmResize(
+            pending[-1], migration.instance_uuid, migration.source_compute, migration.id
+        )
+        store.push_message(confirm)
+        return confirm
 
     def periodic_tasks(self, confirm: Callable[[str], object]) -> list[Migration]:
         """Run the periodic tasks that are due (auto-confirm, Nova's
@@ -575,6 +598,13 @@ def _involved_hosts(store: Store, instance: Instance, machine: Machine) -> set[s
         if may_leave_guest(migration, instance, machine):
             hosts.update(h for h in (migration.source_compute, migration.dest_compute) if h)
     return hosts
+
+
+def _carried(store: Store, instance_uuid: str) -> set[str]:
+    """The requests that the instance's queued messages carry on, read by index: a
+    message carries requests of its own instance only (its own, those it settles too,
+    the confirm a delete carries out first: :func:`_requests_of`)."""
+    return {r for m in store.pending_messages(instance_uuid) for r in _requests_of(m)}
 
 
 def _requests_of(message: messages.Message) -> tuple[str, ...]:
