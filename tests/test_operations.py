@@ -77,6 +77,7 @@ def test_readers_take_it_from_the_registry() -> None:
         "advance_clock",
         "deliver",
         "reconcile",
+        "settle_all",
         "race",
     }
 
