@@ -15,7 +15,7 @@ from coldmig_fsm import Cloud
 from coldmig_fsm.roles import services
 from coldmig_fsm.stores.memory import MemoryStore
 from coldmig_fsm.verification import _search as search_module
-from coldmig_fsm.verification.explorer import Action, abstract, apply
+from coldmig_fsm.verification.explorer import Abstraction, Action, abstract, apply
 from coldmig_fsm.verification.model_check import (
     Bounds,
     CheckResult,
@@ -90,6 +90,28 @@ def test_a_cloud_snapshot_needs_a_memory_store_and_a_manual_clock() -> None:
     cloud.clock = object()  # type: ignore[assignment]
     with pytest.raises(TypeError, match="MemoryStore and a ManualClock"):
         cloud.snapshot()
+
+
+def test_the_abstractions_reads_agree_with_the_cloud() -> None:
+    # What the abstraction reads once per state: every host with is_up of it (one
+    # report for all), the guests on each host with the guests themselves.
+    cloud = initial_cloud(2, 3)
+    apply(cloud, Action("migrate", "vm1", "host-c"))
+    apply(cloud, Action("step"))
+    apply(cloud, Action("restart_compute", arg="host-b"))
+    apply(cloud, Action("advance_clock", arg="90"))
+    services.mark_down(cloud.runtime, "host-a")
+    assert cloud.hypervisor is not None
+    hv = cloud.hypervisor
+    listed = [(h, cloud.is_up(h.name)) for h in cloud.store.list_hosts()]
+    assert cloud.hosts_up() == listed
+    assert [up for _, up in listed] == [False, True, True]
+    assert {
+        host: [g.uuid for g in guests] for host, guests in hv.guests_by_host().items()
+    } == hv.domains()
+    assert all(
+        hv.guest(host, g.uuid) is g for host, guests in hv.guests_by_host().items() for g in guests
+    )
 
 
 # --- the same exploration as the reference engine --------------------------------------
@@ -190,7 +212,10 @@ def _rename(value: Any, mapping: dict[str, str]) -> Any:
     return value
 
 
-def test_canonical_is_invariant_under_every_renaming(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("instances", [2, 1])  # 1: two hosts often named nowhere
+def test_canonical_is_invariant_under_every_renaming(
+    instances: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pictures: list[tuple[Any, tuple[int, ...]]] = []
     key = search_module._Partition.key
 
@@ -201,9 +226,9 @@ def test_canonical_is_invariant_under_every_renaming(monkeypatch: pytest.MonkeyP
         return key(self, total, ops, faults, lost)
 
     monkeypatch.setattr(search_module._Partition, "key", recording)
-    model_check(lambda: initial_cloud(2, 3), faults=True, symmetry=False, liveness=False)
-    group = Symmetry.of(initial_cloud(2, 3))
-    names = ("vm1", "vm2")
+    model_check(lambda: initial_cloud(instances, 3), faults=True, symmetry=False, liveness=False)
+    group = Symmetry.of(initial_cloud(instances, 3))
+    names = ("vm1", "vm2")[:instances]
     hosts = ("host-a", "host-b", "host-c")
     classes: dict[bytes, set[bytes]] = {}
     for picture, ops in pictures[::7]:
@@ -213,6 +238,75 @@ def test_canonical_is_invariant_under_every_renaming(monkeypatch: pytest.MonkeyP
             assert canonical(renamed, ops, names, group) == expected, (picture, image)
         classes.setdefault(expected[0], set()).add(canonical(picture, ops, names, None)[0])
     assert len(classes) < len(pictures[::7])  # and it does merge renamed states
+
+
+@pytest.mark.parametrize(("instances", "faults"), [(2, False), (3, True)])
+def test_the_abstraction_hands_canonical_what_it_would_read(
+    instances: int, faults: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The model checker's key: Abstraction.picture_and_names (one Abstraction for the
+    # whole search), then canonical told what the host places hold. On every state:
+    # the picture is the one a fresh Abstraction (abstract) makes, and the encoding and
+    # budgets are those canonical finds from the picture alone (3 instances: vm1 and
+    # vm3 are interchangeable, so permutations are tried too).
+    seen = [0]
+
+    def checked(
+        picture: tuple[Any, ...],
+        ops: tuple[int, ...],
+        names: tuple[str, ...],
+        group: Symmetry | None,
+        *,
+        named: list[Any],
+    ) -> tuple[bytes, tuple[int, ...]]:
+        found = canonical(picture, ops, names, group, named=named)
+        assert found == canonical(picture, ops, names, group)
+        seen[0] += 1
+        return found
+
+    picture_and_names = Abstraction.picture_and_names
+
+    def compared(self: Abstraction, cloud: Cloud) -> tuple[tuple[Any, ...], list[Any]]:
+        found = picture_and_names(self, cloud)
+        assert found == picture_and_names(Abstraction(), cloud)
+        return found
+
+    monkeypatch.setattr(search_module, "canonical", checked)
+    monkeypatch.setattr(Abstraction, "picture_and_names", compared)
+    result = model_check(
+        lambda: initial_cloud(instances, 3), Bounds(operations=1), faults=faults, liveness=False
+    )
+    assert result.ok and result.complete
+    assert seen[0] == result.transitions + 1  # every child, and the start
+
+
+def _with_reason(picture: tuple[Any, ...], reason: str) -> tuple[Any, ...]:
+    """``picture`` with a start-up recovery's rollback queued, whose reason names hosts."""
+    rollback = ("roll_back_move", "compute:host-a", 0, "vm1", None, reason, True, ())
+    return (*picture[:3], (*picture[3], rollback), *picture[4:])
+
+
+def test_names_in_text_are_renamed_word_by_word() -> None:
+    # A restart's reason names a host that may occur nowhere else: it counts for the
+    # host order, and is renamed with the rest (whole words only: host-ab is no host).
+    group = Symmetry.of(initial_cloud(2, 3))
+    start = abstract(initial_cloud(2, 3))
+    names = ("vm1", "vm2")
+    hosts = ("host-a", "host-b", "host-c")
+    reason = "the compute service of {} restarted while instance vm1 was in task_state x"
+    picture = _with_reason(start, reason.format("host-c"))  # type: ignore[arg-type]
+    expected = canonical(picture, (1, 1), names, group)
+    for image in itertools.permutations(hosts):
+        mapping = dict(zip(hosts, image, strict=True))
+        renamed = _rename(picture, mapping)  # whole strings and compute:<host>
+        *queue, rollback = renamed[3]
+        rollback = (*rollback[:5], reason.format(mapping["host-c"]), *rollback[6:])
+        renamed = (*renamed[:3], (*queue, rollback), *renamed[4:])
+        assert canonical(renamed, (1, 1), names, group) == expected, image
+    other = _with_reason(start, reason.format("host-b"))  # type: ignore[arg-type]
+    assert canonical(other, (1, 1), names, group) != expected
+    unnamed = _with_reason(start, reason.format("host-ab"))  # type: ignore[arg-type]
+    assert canonical(unnamed, (1, 1), names, group) != expected
 
 
 def test_symmetry_explores_fewer_states_with_the_same_verdict() -> None:

@@ -204,6 +204,14 @@ class FakeHypervisor:
         """uuids of the guests defined on each host."""
         return {host: sorted(guests) for host, guests in sorted(self._guests.items())}
 
+    def guests_by_host(self) -> dict[str, list[FakeGuest]]:
+        """The guests defined on each host: what :meth:`domains` lists (hosts by name,
+        guests by uuid), with the guests themselves."""
+        return {
+            host: [guests[uuid] for uuid in sorted(guests)]
+            for host, guests in sorted(self._guests.items())
+        }
+
     def arm(self, fault: FakeFault) -> None:
         """Arm ``fault``; it fires on the next ``fault.times`` matching calls."""
         if fault.call not in VERBS:

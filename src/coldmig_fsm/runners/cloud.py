@@ -605,6 +605,15 @@ class Cloud:
             found, self.clock.now(), self.config.service_down_time
         )
 
+    def hosts_up(self) -> list[tuple[Host, bool]]:
+        """Every host record, in the store's order, with :meth:`is_up` of its host: what
+        an explorer reads of every host on every state, with the reports that are due
+        done once (a second report at the same time writes nothing, and no report
+        changes a record's ``name`` or ``up``)."""
+        self._report_state()
+        now, down_after = self.clock.now(), self.config.service_down_time
+        return [(h, services.is_up(h, now, down_after)) for h in self.store.list_hosts()]
+
     def restart_compute(self, host: str) -> list[Instance]:
         """Start ``host``'s compute service again (:meth:`ComputeService.start`: its
         down mark is cleared and it registers anew, capabilities and a heartbeat); then

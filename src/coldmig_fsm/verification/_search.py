@@ -50,7 +50,7 @@ import sys
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 import attrs
 
@@ -60,9 +60,9 @@ from coldmig_fsm.messages import Message
 from coldmig_fsm.runners.cloud import Cloud, CloudSnapshot
 from coldmig_fsm.verification.explorer import (
     API_OPS,
+    Abstraction,
     Action,
     Observation,
-    abstract,
     apply,
     check_step,
     deliverable_faults,
@@ -207,6 +207,7 @@ class _Partition:
         self.edges_from = array("Q")
         self.edges_to = array("Q")
         self.settled = array("Q")
+        self._abstraction = Abstraction()  # remembers what messages and guests give
 
     # -- the visited set ----------------------------------------------------------------
 
@@ -242,8 +243,8 @@ class _Partition:
     ) -> tuple[int, tuple[int, ...]]:
         """The working cloud's fingerprint, and its budgets renamed as the fingerprint."""
         setup = self.setup
-        picture = cast("tuple[Any, ...]", abstract(self.cloud))
-        encoding, renamed = canonical(picture, ops, setup.names, setup.symmetry)
+        picture, named = self._abstraction.picture_and_names(self.cloud)
+        encoding, renamed = canonical(picture, ops, setup.names, setup.symmetry, named=named)
         return _fingerprint(encoding + (b"|lost" if lost else b"")), (total, *renamed, faults)
 
     # -- one layer ----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import operator
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, Final
 
@@ -35,19 +36,25 @@ from coldmig_fsm.exceptions import (
     UnexpectedTaskStateError,
 )
 from coldmig_fsm.machine import MACHINE, Machine
-from coldmig_fsm.messages import CONDUCTOR, Message
+from coldmig_fsm.messages import CONDUCTOR, KINDS, Message
 from coldmig_fsm.operations import OPERATIONS, Argument, Op, admin_only
-from coldmig_fsm.records import Caller, Instance, Outcome
+from coldmig_fsm.records import Caller, Instance, Migration, Outcome
 from coldmig_fsm.runners.cloud import Cloud
-from coldmig_fsm.states import MigrationStatus, PowerState, TaskState, VmState
+from coldmig_fsm.states import MigrationStatus, MigrationType, PowerState, TaskState, VmState
 from coldmig_fsm.verification import invariants
 
 __all__ = [
     "API_OPS",
     "FAULT_MODES",
+    "MESSAGE_FIELDS",
+    "MESSAGE_HOLDS",
+    "PLACES",
+    "QUEUE_PLACES",
     "RACES",
     "Action",
+    "Holds",
     "Observation",
+    "Part",
     "RaceLost",
     "abstract",
     "apply",
@@ -324,6 +331,390 @@ def _rename(text: str, names: dict[str, str]) -> str:
     return text
 
 
+class _Ref(enum.Enum):
+    """How a message field is written in a picture."""
+
+    VALUE = enum.auto()  # as it is (an enum member: its value; a tuple: uuids renamed)
+    INSTANCE = enum.auto()  # an instance uuid: the instance's name
+    REQUEST = enum.auto()  # a request id: its index among the pending requests
+    REQUESTS = enum.auto()  # a tuple of request ids, each renumbered alike
+    MIGRATION = enum.auto()  # a migration id: its index among the migrations kept
+
+
+_REFS: Final = {
+    "instance_uuid": _Ref.INSTANCE,
+    "request_id": _Ref.REQUEST,
+    "confirm_request_id": _Ref.REQUEST,
+    "also_settles": _Ref.REQUESTS,
+    "migration_id": _Ref.MIGRATION,
+}
+
+
+class Holds(enum.Enum):
+    """What names a place of a picture holds (what symmetry reduction renames)."""
+
+    NOTHING = "nothing"  # never a host's or an instance's name
+    HOST = "host"  # a host's name, or None
+    HOSTS = "hosts"  # a tuple of host names
+    INSTANCE = "instance"  # an instance's name (or what stands where there is none)
+    TEXT = "text"  # a string in which host and instance names are words
+    TEXTS = "texts"  # a tuple of such strings
+
+
+MESSAGE_HOLDS: Final = {
+    "request_id": Holds.NOTHING,
+    "instance_uuid": Holds.INSTANCE,
+    "confirm_request_id": Holds.NOTHING,
+    "migration_id": Holds.NOTHING,
+    "also_settles": Holds.NOTHING,
+    "flavor_id": Holds.NOTHING,
+    "target_host": Holds.HOST,
+    "hosts": Holds.HOSTS,
+    "attempt": Holds.NOTHING,
+    "alternates": Holds.HOSTS,
+    "disks": Holds.TEXTS,  # "<uuid>.disk": "<name>.disk" once uuids are renamed
+    "bytes_copied": Holds.NOTHING,
+    "on_source": Holds.NOTHING,
+    "reason": Holds.TEXT,  # names the host that restarted and the instance
+    "phase": Holds.NOTHING,
+    "clean": Holds.HOSTS,
+}
+"""What names each message field holds. Every field of every message but ``host``
+(written as the destination) is listed: a message with a field missing here fails at
+import, so that symmetry reduction cannot miss a name."""
+
+
+def _message_fields(cls: type[Message]) -> tuple[tuple[str, _Ref], ...]:
+    fields = tuple(f.name for f in attrs.fields(cls) if f.name != "host")
+    missing = [name for name in fields if name not in MESSAGE_HOLDS]
+    if missing:
+        raise TypeError(
+            f"message {cls.__name__} has fields {missing} that MESSAGE_HOLDS does not "
+            "list: say what names each holds (Holds.NOTHING if none)"
+        )
+    return tuple((name, _REFS.get(name, _Ref.VALUE)) for name in fields)
+
+
+MESSAGE_FIELDS: Final = {kind: _message_fields(cls) for kind, cls in KINDS.items()}
+"""Per message kind, the fields written in a picture's queue element after ``kind`` and
+``destination``, in order, with how each is written."""
+
+
+class Part(enum.IntEnum):
+    """The parts of an :func:`abstract` picture, in order."""
+
+    INSTANCES = 0
+    MIGRATIONS = 1
+    CLAIMS = 2
+    QUEUE = 3
+    REQUESTS = 4
+    HOSTS = 5
+    GUESTS = 6
+    ARMED = 7
+
+
+PLACES: Final = {
+    Part.INSTANCES: ((0, Holds.INSTANCE), (4, Holds.HOST), (5, Holds.HOST)),  # + node
+    Part.MIGRATIONS: ((0, Holds.INSTANCE), (3, Holds.HOST), (4, Holds.HOST)),
+    Part.CLAIMS: ((0, Holds.INSTANCE), (1, Holds.HOST)),  # consumer (or migration#<n>)
+    Part.REQUESTS: ((1, Holds.INSTANCE),),
+    Part.HOSTS: ((0, Holds.HOST),),
+    Part.GUESTS: ((0, Holds.HOST),),  # each guest: (instance, ..., backup guest or None)
+    Part.ARMED: ((0, Holds.HOST), (5, Holds.INSTANCE)),
+}
+"""Where the elements of each part of a picture hold names (the queue's: per kind,
+:data:`QUEUE_PLACES`); nothing else in a picture is a host's or an instance's name."""
+
+QUEUE_PLACES: Final = {
+    kind: (
+        (1, Holds.TEXT),  # the destination: "conductor" or "compute:<host>"
+        *(
+            (2 + k, MESSAGE_HOLDS[name])
+            for k, (name, _) in enumerate(fields)
+            if MESSAGE_HOLDS[name] is not Holds.NOTHING
+        ),
+    )
+    for kind, fields in MESSAGE_FIELDS.items()
+}
+"""Per message kind, where its queue element holds names."""
+
+
+class _MessageShape:
+    """How one message class is written in a picture (computed once per class).
+
+    ``get`` reads its fields but ``host`` (one tuple, in :data:`MESSAGE_FIELDS` order),
+    ``hows`` says how each is written and ``named`` which places of the queue element
+    hold names (:data:`QUEUE_PLACES`).
+    """
+
+    __slots__ = ("get", "hows", "named")
+
+    def __init__(self, kind: str, fields: tuple[tuple[str, _Ref], ...]) -> None:
+        getter = operator.attrgetter(*(name for name, _ in fields))
+        if len(fields) == 1:
+            self.get: Callable[[Message], tuple[Any, ...]] = lambda m: (getter(m),)
+        else:
+            self.get = getter
+        self.hows = tuple(how for _, how in fields)
+        self.named = QUEUE_PLACES[kind]
+
+
+_SHAPES: Final = {kind: _MessageShape(kind, fields) for kind, fields in MESSAGE_FIELDS.items()}
+
+_VALUE: Final[dict[Any, Any]] = {
+    member: member.value
+    for kind in (VmState, TaskState, PowerState, MigrationStatus, MigrationType, FaultMode)
+    for member in kind
+}
+"""Each state enum member's value (a lookup is several times cheaper than ``.value``)."""
+_VALUE[None] = None
+
+
+def named_values(element: tuple[Any, ...], places: Iterable[tuple[int, Holds]]) -> list[Any]:
+    """What the places of ``element`` that hold hosts or text hold, in order (a tuple
+    place's items one by one): where :mod:`~coldmig_fsm.verification.symmetry` looks
+    for the hosts, in the order it reads them."""
+    found: list[Any] = []
+    for at, holds in places:
+        if holds in (Holds.HOST, Holds.TEXT):
+            found.append(element[at])
+        elif holds in (Holds.HOSTS, Holds.TEXTS):
+            found.extend(element[at])
+    return found
+
+
+class _Message:
+    """What a picture takes of one message, whatever the rest of the state: its queue
+    element but the ids numbered per state (``numbered``: their place, how each is
+    numbered and the id), and :func:`named_values` of it."""
+
+    __slots__ = ("by_numbers", "message", "migration_id", "named", "numbered", "values")
+
+    def __init__(self, message: Message, names: dict[str, str]) -> None:
+        shape = _SHAPES[message.kind]
+        values: list[Any] = [message.kind, message.destination]
+        numbered: list[tuple[int, _Ref, Any]] = []
+        for raw, how in zip(shape.get(message), shape.hows, strict=True):
+            value = raw
+            if how is _Ref.VALUE:
+                if isinstance(raw, tuple):
+                    value = tuple(_rename(str(v), names) for v in raw)
+                elif isinstance(raw, enum.Enum):
+                    value = raw.value
+            elif how is _Ref.INSTANCE:
+                value = names.get(raw, raw)
+            elif raw is not None:  # an id: numbered per state (None stays None)
+                numbered.append((len(values), how, raw))
+            values.append(value)
+        self.message = message  # kept: the cache's key is its id
+        self.values = tuple(values)
+        self.numbered = tuple(numbered)
+        self.named = tuple(named_values(self.values, shape.named))
+        self.migration_id: int | None = getattr(message, "migration_id", None)
+        self.by_numbers: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+    def element(self, req_ref: dict[str, int], mig_ref: dict[int, int]) -> tuple[Any, ...]:
+        if not self.numbered:
+            return self.values
+        numbers: list[Any] = []
+        for _, how, value in self.numbered:
+            if how is _Ref.REQUEST:
+                numbers.append(req_ref.get(value, "settled"))
+            elif how is _Ref.MIGRATION:
+                numbers.append(mig_ref.get(value, "gone"))
+            else:  # _Ref.REQUESTS
+                numbers.append(tuple(req_ref.get(v, "settled") for v in value))
+        key = tuple(numbers)
+        element = self.by_numbers.get(key)
+        if element is None:
+            filled = list(self.values)
+            for (at, _, _), number in zip(self.numbered, key, strict=True):
+                filled[at] = number
+            element = self.by_numbers[key] = tuple(filled)
+        return element
+
+
+_KEPT = 1 << 15  # entries per cache before it starts again empty (memory stays bounded)
+
+
+class Abstraction:
+    """Builds :func:`abstract` pictures, remembering what a message or a guest gives.
+
+    Messages and guests are frozen records shared by every snapshot of a search (most
+    stay the same across a transition), so what one gives is computed once and found
+    again by the record's identity; each entry keeps the record, so that its ``id``
+    is not reused while the entry lives. The other records change with almost every
+    transition, or cost less to read than to look up.
+
+    Invariant: :meth:`picture` of a cloud equals :func:`abstract` of it, whatever the
+    clouds seen before: the caches start again when the instances' names or uuids
+    change (what a message or guest gives depends on them), and each when it grows past
+    ``_KEPT`` entries.
+    """
+
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}
+        self._messages: dict[int, _Message] = {}
+        self._guests: dict[int, tuple[FakeGuest, Hashable]] = {}
+
+    def _caches(self) -> tuple[dict[int, Any], ...]:
+        return (self._messages, self._guests)
+
+    def picture(self, cloud: Cloud) -> tuple[Any, ...]:
+        """:func:`abstract` of ``cloud``."""
+        return self.picture_and_names(cloud)[0]
+
+    def picture_and_names(self, cloud: Cloud) -> tuple[tuple[Any, ...], list[Any]]:
+        """:func:`abstract` of ``cloud``, and what the places of the instances (by name),
+        the migrations and the queue that hold hosts or text hold, in order
+        (:func:`named_values` of each element): what
+        :func:`~coldmig_fsm.verification.symmetry.canonical` reads first."""
+        store = cloud.store
+        value = _VALUE
+        instances = store.list_instances()
+        instances.sort(key=_by_name)
+        names = {i.uuid: i.name for i in instances}
+        if names != self._names or any(len(c) > _KEPT for c in self._caches()):
+            self._messages = {}
+            self._guests = {}
+            self._names = names
+        cache = self._messages
+        queue = []
+        for message in cloud.pending():
+            entry = cache.get(id(message))
+            if entry is None:
+                entry = cache[id(message)] = _Message(message, names)
+            queue.append(entry)
+        migrations = store.list_migrations()
+        allocations = store.all_allocations()
+        kept = migrations
+        if migrations:
+            migrations.sort(key=_by_id)
+            referenced = {entry.migration_id for entry in queue}
+            referenced.update(i.migration_id for i in instances)
+            latest: dict[str, int] = {}
+            for migration in migrations:
+                if not migration.status.is_final or migration.status is MigrationStatus.CANCELLED:
+                    latest[migration.instance_uuid] = migration.id
+            claimed = {a.consumer for a in allocations}  # store.allocations(uuid) not empty
+            kept = [
+                m
+                for m in migrations
+                if not m.status.is_final
+                or m.id in referenced
+                or latest.get(m.instance_uuid) == m.id
+                or m.uuid in claimed
+            ]
+        mig_ref = {m.id: index for index, m in enumerate(kept)}
+        pending = [r for r in store.list_requests() if r.outcome is Outcome.PENDING]
+        req_ref = {r.request_id: index for index, r in enumerate(pending)}
+
+        named: list[Any] = []
+        inst_part = []
+        for i in instances:
+            named += (i.host, i.node)
+            inst_part.append(
+                (
+                    i.name,
+                    value[i.vm_state],
+                    value[i.task_state],
+                    value[i.power_state],
+                    i.host,
+                    i.node,
+                    i.flavor,
+                    i.old_flavor,
+                    i.new_flavor,
+                    i.locked,
+                    i.locked_by,
+                    i.progress,
+                    tuple(sorted(i.system_metadata.items())),
+                    None if i.migration_id is None else mig_ref.get(i.migration_id, "gone"),
+                )
+            )
+        mig_part = []
+        if kept:
+            now = cloud.clock.now()
+            window = cloud.config.resize_confirm_window
+            for m in kept:
+                named += (m.source_compute, m.dest_compute)
+                mig_part.append(
+                    (
+                        names.get(m.instance_uuid, m.instance_uuid),
+                        value[m.migration_type],
+                        value[m.status],
+                        m.source_compute,
+                        m.dest_compute,
+                        m.old_flavor,
+                        m.new_flavor,
+                        None if m.request_id is None else req_ref.get(m.request_id, "settled"),
+                        m.status is MigrationStatus.FINISHED
+                        and window > 0
+                        and m.updated_at is not None
+                        and (now - m.updated_at).total_seconds() >= window,
+                    )
+                )
+        consumer = {m.uuid: f"migration#{index}" for index, m in enumerate(kept)}
+        consumer.update(names)
+        claims = [
+            (consumer.get(a.consumer, "?"), a.host, a.resources.vcpus, a.resources.ram_mb)
+            for a in allocations
+        ]
+        claims.sort()
+        queue_part = []
+        for entry in queue:
+            queue_part.append(entry.element(req_ref, mig_ref))
+            named += entry.named
+        req_part = tuple((r.action, names.get(r.instance_uuid, r.instance_uuid)) for r in pending)
+        hosts = tuple((h.name, h.up, up) for h, up in cloud.hosts_up())
+        guests: tuple[Any, ...] = ()
+        armed: tuple[Any, ...] = ()
+        if cloud.hypervisor is not None:
+            hv = cloud.hypervisor
+            seen = self._guests
+            on_hosts = []
+            for host, on_host in hv.guests_by_host().items():
+                elements = []
+                for g in on_host:
+                    found = seen.get(id(g))
+                    if found is None:
+                        found = seen[id(g)] = (g, _guest(g, names))
+                    elements.append(found[1])
+                on_hosts.append((host, tuple(elements)))
+            guests = tuple(on_hosts)
+            faults = hv.armed
+            if faults:
+                armed = tuple(
+                    (
+                        f.host,
+                        f.call,
+                        value[f.mode],
+                        f.rollback,
+                        f.times,
+                        names.get(f.instance or "", ""),
+                    )
+                    for f in faults
+                )
+        picture = (
+            tuple(inst_part),
+            tuple(mig_part),
+            tuple(claims),
+            tuple(queue_part),
+            req_part,
+            hosts,
+            guests,
+            armed,
+        )
+        return picture, named
+
+
+def _by_name(instance: Instance) -> str:
+    return instance.name
+
+
+def _by_id(migration: Migration) -> int:
+    return migration.id
+
+
 def abstract(cloud: Cloud) -> Hashable:
     """A canonical, hashable picture of everything in ``cloud`` that decides its future.
 
@@ -335,118 +726,14 @@ def abstract(cloud: Cloud) -> Hashable:
     on each host and the armed faults. Left out: uuids and ids (renumbered, also the
     request ids a message settles besides its own), timestamps,
     notifications, faults, settled requests and closed migrations nothing refers to.
+
+    The picture is a tuple of eight parts (:class:`Part`), each a tuple of elements:
+    the instances by name, the migrations kept by id, the claims (sorted), the queue in
+    order (each message as its ``kind``, its ``destination`` and its
+    :data:`MESSAGE_FIELDS`), the pending requests in order, the hosts, the guests on
+    each host and the armed faults. :data:`PLACES` says where it holds names.
     """
-    store = cloud.store
-    instances = sorted(store.list_instances(), key=lambda i: i.name)
-    names = {i.uuid: i.name for i in instances}
-    migrations = sorted(store.list_migrations(), key=lambda m: m.id)
-    queue = cloud.pending()
-    referenced = {getattr(m, "migration_id", None) for m in queue}
-    referenced.update(i.migration_id for i in instances)
-    latest: dict[str, int] = {}
-    for migration in migrations:
-        if not migration.status.is_final or migration.status is MigrationStatus.CANCELLED:
-            latest[migration.instance_uuid] = migration.id
-    kept = [
-        m
-        for m in migrations
-        if not m.status.is_final
-        or m.id in referenced
-        or latest.get(m.instance_uuid) == m.id
-        or store.allocations(m.uuid)
-    ]
-    mig_ref = {m.id: index for index, m in enumerate(kept)}
-    consumer = {m.uuid: f"migration#{mig_ref[m.id]}" for m in kept}
-    consumer.update(names)
-    pending = [r for r in store.list_requests() if r.outcome is Outcome.PENDING]
-    req_ref = {r.request_id: index for index, r in enumerate(pending)}
-
-    def ref(value: Any, field: str) -> Any:
-        if field in ("request_id", "confirm_request_id"):
-            return None if value is None else req_ref.get(value, "settled")
-        if field == "migration_id":
-            return None if value is None else mig_ref.get(value, "gone")
-        if field == "instance_uuid":
-            return names.get(value, value)
-        if field == "also_settles":  # request ids, renumbered like request_id
-            return tuple(req_ref.get(v, "settled") for v in value)
-        if isinstance(value, tuple):
-            return tuple(_rename(str(v), names) for v in value)
-        if isinstance(value, enum.Enum):
-            return value.value
-        return value
-
-    now = cloud.clock.now()
-    window = cloud.config.resize_confirm_window
-    mig_part = tuple(
-        (
-            names.get(m.instance_uuid, m.instance_uuid),
-            m.migration_type.value,
-            m.status.value,
-            m.source_compute,
-            m.dest_compute,
-            m.old_flavor,
-            m.new_flavor,
-            None if m.request_id is None else req_ref.get(m.request_id, "settled"),
-            m.status is MigrationStatus.FINISHED
-            and window > 0
-            and m.updated_at is not None
-            and (now - m.updated_at).total_seconds() >= window,
-        )
-        for m in kept
-    )
-    inst_part = tuple(
-        (
-            i.name,
-            i.vm_state.value,
-            None if i.task_state is None else i.task_state.value,
-            i.power_state.value,
-            i.host,
-            i.node,
-            i.flavor,
-            i.old_flavor,
-            i.new_flavor,
-            i.locked,
-            i.locked_by,
-            i.progress,
-            tuple(sorted(i.system_metadata.items())),
-            None if i.migration_id is None else mig_ref.get(i.migration_id, "gone"),
-        )
-        for i in instances
-    )
-    alloc_part = tuple(
-        sorted(
-            (consumer.get(a.consumer, "?"), a.host, a.resources.vcpus, a.resources.ram_mb)
-            for a in store.all_allocations()
-        )
-    )
-    queue_part = tuple(
-        (
-            message.kind,
-            message.destination,
-            *(
-                ref(getattr(message, f.name), f.name)
-                for f in attrs.fields(type(message))
-                if f.name != "host"
-            ),
-        )
-        for message in queue
-    )
-    req_part = tuple((r.action, names.get(r.instance_uuid, r.instance_uuid)) for r in pending)
-    hosts = tuple((h.name, h.up, cloud.is_up(h.name)) for h in store.list_hosts())
-    guests: Hashable = ()
-    armed: Hashable = ()
-    if cloud.hypervisor is not None:
-        hv = cloud.hypervisor
-        guests = tuple(
-            (host, tuple(_guest(hv.guest(host, uuid), names) for uuid in uuids))
-            for host, uuids in hv.domains().items()
-        )
-        armed = tuple(
-            (f.host, f.call, f.mode.value, f.rollback, f.times, names.get(f.instance or "", ""))
-            for f in hv.armed
-        )
-    return (inst_part, mig_part, alloc_part, queue_part, req_part, hosts, guests, armed)
+    return Abstraction().picture(cloud)
 
 
 # --- the step checks -------------------------------------------------------------------
