@@ -557,9 +557,6 @@ class Abstraction:
         self._messages: dict[int, _Message] = {}
         self._guests: dict[int, tuple[FakeGuest, Hashable]] = {}
 
-    def _caches(self) -> tuple[dict[int, Any], ...]:
-        return (self._messages, self._guests)
-
     def picture(self, cloud: Cloud) -> tuple[Any, ...]:
         """:func:`abstract` of ``cloud``."""
         return self.picture_and_names(cloud)[0]
@@ -574,7 +571,7 @@ class Abstraction:
         instances = store.list_instances()
         instances.sort(key=_by_name)
         names = {i.uuid: i.name for i in instances}
-        if names != self._names or any(len(c) > _KEPT for c in self._caches()):
+        if names != self._names:
             self._messages = {}
             self._guests = {}
             self._names = names
@@ -583,6 +580,8 @@ class Abstraction:
         for message in cloud.pending():
             entry = cache.get(id(message))
             if entry is None:
+                if len(cache) > _KEPT:
+                    cache.clear()
                 entry = cache[id(message)] = _Message(message, names)
             queue.append(entry)
         migrations = store.list_migrations()
@@ -677,6 +676,8 @@ class Abstraction:
                 for g in on_host:
                     found = seen.get(id(g))
                     if found is None:
+                        if len(seen) > _KEPT:
+                            seen.clear()
                         found = seen[id(g)] = (g, _guest(g, names))
                     elements.append(found[1])
                 on_hosts.append((host, tuple(elements)))

@@ -43,7 +43,8 @@ same encoding if and only if one is a renaming of the other within the classes):
 The host order is found from those places directly, and a renaming that changes no
 host (most states: the instances' hosts keep the order of their names) writes nothing:
 the picture is encoded as it is. Text is split into words, and renamed, once per string
-and renaming. :meth:`~coldmig_fsm.verification.explorer.Abstraction.picture_and_names`
+and renaming; a host renaming that those places decide alone (one class, at most one
+host named nowhere) is found once per sequence of what they hold. :meth:`~coldmig_fsm.verification.explorer.Abstraction.picture_and_names`
 also hands over, with the picture, what those places hold in that order, so that the
 model checker does not read them twice.
 
@@ -152,6 +153,8 @@ class _Group:
         self.by_repr_is_by_name = sorted(instances, key=repr) == sorted(instances)
         self.words: dict[str, tuple[str, ...]] = {}
         self.texts: dict[tuple[str, Hashable], str] = {}
+        # What named gave (see _host_names), when nothing else decides the renaming.
+        self.renamings: dict[tuple[Any, ...], dict[str, str]] = {}
 
     def words_in(self, text: str) -> tuple[str, ...]:
         """The names that are words of ``text``, left to right."""
@@ -313,13 +316,18 @@ def _described(parts: Sequence[Sequence[Any]], host: str) -> list[str]:
 
 
 def _host_names(
-    described: Callable[[], Sequence[Sequence[Any]]], named: Iterable[Any], group: _Group
+    described: Callable[[], Sequence[Sequence[Any]]], named: Sequence[Any], group: _Group
 ) -> dict[str, str]:
     """The renaming of the hosts (see the module docstring); empty when it changes none.
     ``described`` gives the picture (instances renamed) that describes the hosts that
     ``named`` does not hold, when two of a class are such."""
+    key = tuple(named)
+    known = group.renamings.get(key)
+    if known is not None:
+        return known
     first = _first_hosts(named, group)
-    if len(group.classes) == 1 and len(first) + 1 >= len(group.hosts):
+    alone = len(group.classes) == 1 and len(first) + 1 >= len(group.hosts)
+    if alone:
         # One class, at most one host named nowhere: the usual case, nothing to describe.
         ranked = first + [h for h in group.hosts if h not in first]
     else:
@@ -332,9 +340,12 @@ def _host_names(
                 rest.sort(key=lambda h: _described(parts, h))
             ranked += mine
             ranked += rest
-    if tuple(ranked) == group.hosts:
-        return {}
-    return dict(zip(ranked, group.hosts, strict=True))
+    found = {} if tuple(ranked) == group.hosts else dict(zip(ranked, group.hosts, strict=True))
+    if alone:  # decided by named alone: remembered
+        if len(group.renamings) > _TEXTS_KEPT:
+            group.renamings.clear()
+        group.renamings[key] = found
+    return found
 
 
 def encode(picture: Any) -> bytes:
