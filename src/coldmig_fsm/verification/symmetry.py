@@ -44,9 +44,10 @@ The host order is found from those places directly, and a renaming that changes 
 host (most states: the instances' hosts keep the order of their names) writes nothing:
 the picture is encoded as it is. Text is split into words, and renamed, once per string
 and renaming; a host renaming that those places decide alone (one class, at most one
-host named nowhere) is found once per sequence of what they hold. :meth:`~coldmig_fsm.verification.explorer.Abstraction.picture_and_names`
-also hands over, with the picture, what those places hold in that order, so that the
-model checker does not read them twice.
+host named nowhere) is found once per sequence of what they hold.
+:meth:`~coldmig_fsm.verification.explorer.Abstraction.picture_and_names` also hands
+over, with the picture, what those places hold in that order, so that the model checker
+does not read them twice.
 
 Invariant: :func:`canonical` of a renamed cloud equals :func:`canonical` of the cloud.
 """
