@@ -430,7 +430,8 @@ class _Partition:
         # The spec's invariants are about a state: checked once, on the step that first
         # reaches it (here, or in the partition that sent it); the step's, every time.
         mine = fp % self.count == self.index
-        new = fp not in (self.visited if mine else self.forwarded)
+        table = self.visited if mine else self.forwarded
+        new = fp not in table
         # Idle: nothing can move on its own (no message queued, none lost, no host down).
         idle = new and not cloud.pending() and not lost and all(cloud.is_up(h) for h in cloud.hosts)
         if error is None:
@@ -445,7 +446,7 @@ class _Partition:
             self.edges_to.append(fp)
         if fp in setup.stuck:
             return _Violation(path, trace, (_stuck_report(cloud),), "liveness"), None
-        if _dominated(self.visited if mine else self.forwarded, fp, budgets):
+        if _dominated(table, fp, budgets):
             return None, None
         if not mine:
             _record(self.forwarded, self._interned, fp, budgets)

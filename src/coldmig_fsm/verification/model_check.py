@@ -17,8 +17,8 @@ state's canonical abstract picture (:func:`coldmig_fsm.verification.explorer.abs
 renamed up to interchangeable hosts and instances by
 :mod:`coldmig_fsm.verification.symmetry`) with the budgets left (see :class:`Bounds`).
 The step invariants are checked after every transition, the spec's invariants on each
-new state (:func:`~coldmig_fsm.verification.explorer.check_step`); the first violation ends the
-search with the *shortest* trace from the start that reaches it (breadth first: no
+new state (:func:`~coldmig_fsm.verification.explorer.check_step`); the first violation
+ends the search with the *shortest* trace from the start that reaches it (breadth first: no
 shorter trace violates anything). After a complete search, every state visited must be
 able to settle without new requests or faults (liveness). ``workers=N`` shares the
 search among processes with the same result. How the engine works is in
@@ -262,13 +262,8 @@ def _api_candidates(
             continue
         instance = cloud.instance(name)
         state = instance.state
-
-        def possible(op: str, state: MachineState = state) -> bool:
-            changes = OPERATIONS[Op(op)].changes_state
-            return not changes or state in machine.rule(op).sources
-
         for op in API_OPS:
-            if not possible(op):
+            if not _table_allows(machine, state, op):
                 continue
             if op == "migrate":
                 yield Action(op, name)
@@ -281,8 +276,14 @@ def _api_candidates(
                 yield Action(op, name)
         if races:
             for first, second in RACES:
-                if possible(first) and possible(second):
+                if _table_allows(machine, state, first) and _table_allows(machine, state, second):
                     yield Action("race", name, first, second)
+
+
+def _table_allows(machine: Machine, state: MachineState, op: str) -> bool:
+    """Can ``op`` be accepted in ``state`` by the transition table (lock and unlock,
+    which are not its triggers, always can)?"""
+    return not OPERATIONS[Op(op)].changes_state or state in machine.rule(op).sources
 
 
 def _api_actions(
