@@ -266,7 +266,7 @@ def run(settings: Settings) -> Section:
     filed_table, filed_speed = _against_filed(reps)
     verdicts = [
         Verdict(
-            "states/s on one core against the reference engine (same states)",
+            "(e) states/s on one core against the reference engine (same states)",
             f"{speed:.2f}x",
             f">= {SPEED_TARGET:g}x",
             speed >= SPEED_TARGET,
@@ -275,7 +275,7 @@ def run(settings: Settings) -> Section:
     if filed_speed is not None:
         verdicts.append(
             Verdict(
-                f"states/s on one core against the checker issue 14 measured ({FILED_COMMIT})",
+                f"(e) states/s on one core against the checker issue 14 measured ({FILED_COMMIT})",
                 f"{filed_speed:.2f}x",
                 f">= {SPEED_TARGET:g}x",
                 filed_speed >= SPEED_TARGET,
@@ -310,19 +310,19 @@ def run(settings: Settings) -> Section:
         tables.append(targets)
         verdicts += [
             Verdict(
-                "2 x 3, 3 requests, 1 fault, one core, fully explored",
+                "(e) 2 x 3, 3 requests, 1 fault, one core, fully explored",
                 f"{fmt_num(one.seconds, 1)} s",
                 f"<= {ONE_FAULT_SECONDS:g} s",
                 one.seconds <= ONE_FAULT_SECONDS,
             ),
             Verdict(
-                "2 x 3, 3 requests, 2 faults, two workers, fully explored",
+                "(e) 2 x 3, 3 requests, 2 faults, two workers, fully explored",
                 f"{fmt_num(two.seconds, 1)} s",
                 f"<= {TWO_FAULT_SECONDS:g} s",
                 two.seconds <= TWO_FAULT_SECONDS,
             ),
             Verdict(
-                "bytes per visited state (3 requests, 1 fault)",
+                "(e) bytes per visited state (3 requests, 1 fault)",
                 f"{fmt_num(one.bytes_per_state, 0)} B",
                 f"<= {BYTES_TARGET:g} B",
                 one.bytes_per_state <= BYTES_TARGET,
