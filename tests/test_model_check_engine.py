@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 import pytest
 
-from coldmig_fsm import Cloud
+from coldmig_fsm import Cloud, messages
 from coldmig_fsm.roles import services
 from coldmig_fsm.stores.memory import MemoryStore
 from coldmig_fsm.verification import _search as search_module
@@ -220,10 +220,10 @@ def test_canonical_is_invariant_under_every_renaming(
     key = search_module._Partition.key
 
     def recording(
-        self: Any, total: int, ops: tuple[int, ...], faults: int, lost: bool
+        self: Any, total: int, ops: tuple[int, ...], faults: int, lost: bool, read: Any = None
     ) -> tuple[int, tuple[int, ...]]:
         pictures.append((abstract(self.cloud), ops))
-        return key(self, total, ops, faults, lost)
+        return key(self, total, ops, faults, lost, read)
 
     monkeypatch.setattr(search_module._Partition, "key", recording)
     model_check(lambda: initial_cloud(instances, 3), faults=True, symmetry=False, liveness=False)
@@ -307,6 +307,28 @@ def test_names_in_text_are_renamed_word_by_word() -> None:
     assert canonical(other, (1, 1), names, group) != expected
     unnamed = _with_reason(start, reason.format("host-ab"))  # type: ignore[arg-type]
     assert canonical(unnamed, (1, 1), names, group) != expected
+
+
+def test_a_reason_naming_an_instance_by_uuid_is_pictured_by_name() -> None:
+    # Two clouds whose only difference is which of two interchangeable instances a
+    # queued rollback is about: the same state up to renaming vm1 and vm3 (and their
+    # hosts). The reason names the instance with its uuid; a picture that kept the uuid
+    # would tell the two apart.
+    group = Symmetry.of(initial_cloud(3, 3))
+    names = ("vm1", "vm2", "vm3")
+    keys = []
+    for name in ("vm1", "vm3"):
+        cloud = initial_cloud(3, 3)
+        instance = cloud.instance(name)
+        reason = f"{instance.host} restarted while instance {instance.describe()} was busy"
+        cloud.store.push_message(
+            messages.RollBackMove("req-1", instance.uuid, instance.host, None, reason=reason)
+        )
+        picture = abstract(cloud)
+        (element,) = picture[3]  # type: ignore[index]
+        assert element[5] == reason.replace(instance.uuid, name)
+        keys.append(canonical(picture, (2, 2, 2), names, group))  # type: ignore[arg-type]
+    assert keys[0] == keys[1]
 
 
 def test_symmetry_explores_fewer_states_with_the_same_verdict() -> None:

@@ -239,11 +239,17 @@ class _Partition:
     # -- keys ---------------------------------------------------------------------------
 
     def key(
-        self, total: int, ops: tuple[int, ...], faults: int, lost: bool
+        self,
+        total: int,
+        ops: tuple[int, ...],
+        faults: int,
+        lost: bool,
+        read: tuple[tuple[Any, ...], list[Any]] | None = None,
     ) -> tuple[int, tuple[int, ...]]:
-        """The working cloud's fingerprint, and its budgets renamed as the fingerprint."""
+        """The working cloud's fingerprint, and its budgets renamed as the fingerprint
+        (``read``: its picture and names, when they were just read)."""
         setup = self.setup
-        picture, named = self._abstraction.picture_and_names(self.cloud)
+        picture, named = self._abstraction.picture_and_names(self.cloud) if read is None else read
         encoding, renamed = canonical(picture, ops, setup.names, setup.symmetry, named=named)
         return _fingerprint(encoding + (b"|lost" if lost else b"")), (total, *renamed, faults)
 
@@ -403,16 +409,17 @@ class _Partition:
         submit: Callable[[], object] | None = None
         if action.op in API_OPS or action.op == "race":
             try:
-                submit = enabled(cloud, action)
+                submit = enabled(cloud, action, self._abstraction)
             except ColdmigError:
                 self._clean = node  # the guards refused it and wrote nothing
                 return None
         self._clean = None
         delivered: Message | None = None
         error: str | None = None
+        read: Any = None  # a race's picture and names after it (see submit_race)
         try:
             if submit is not None:
-                submit()
+                read = submit()
             else:
                 delivered = apply(cloud, action)
         except ColdmigError as escaped:
@@ -426,7 +433,7 @@ class _Partition:
         found = [] if error is None else self._unignored([error])
         if found:
             return _Violation(path, trace, tuple(found), "invariant"), None
-        fp, budgets = self.key(total, ops, faults, lost)
+        fp, budgets = self.key(total, ops, faults, lost, read if action.op == "race" else None)
         # The spec's invariants are about a state: checked once, on the step that first
         # reaches it (here, or in the partition that sent it); the step's, every time.
         mine = fp % self.count == self.index

@@ -164,9 +164,12 @@ def prepare(cloud: Cloud, op: str, name: str, arg: str | None = None) -> Any:
     return api.prepare(spec.op, uuid, caller, arg)
 
 
-def enabled(cloud: Cloud, action: Action) -> Callable[[], object]:
+def enabled(
+    cloud: Cloud, action: Action, abstraction: Abstraction | None = None
+) -> Callable[[], object]:
     """Run the guards of an API request or race ``action`` without writing anything;
-    return what submits it.
+    return what submits it (for a race: :func:`submit_race` with ``abstraction``, which
+    returns the picture and names the race left).
 
     Raises:
         ColdmigError: a guard refused it (the cloud is unchanged).
@@ -178,7 +181,7 @@ def enabled(cloud: Cloud, action: Action) -> Callable[[], object]:
         ops = (action.arg, action.second)
         first = prepare(cloud, ops[0], name, _race_arg(cloud, ops[0], name))
         second = prepare(cloud, ops[1], name, _race_arg(cloud, ops[1], name))
-        return lambda: submit_race(cloud, first, second, ops)
+        return lambda: submit_race(cloud, first, second, ops, abstraction)
     request = prepare(cloud, op, name, action.arg)
     if OPERATIONS[Op(op)].changes_state:
         return lambda: cloud.api.submit(request)
@@ -247,23 +250,35 @@ def apply(cloud: Cloud, action: Action) -> Message | None:
     return None
 
 
-def submit_race(cloud: Cloud, first: Any, second: Any, ops: tuple[str, str]) -> None:
+def submit_race(
+    cloud: Cloud,
+    first: Any,
+    second: Any,
+    ops: tuple[str, str],
+    abstraction: Abstraction | None = None,
+) -> tuple[tuple[Any, ...], list[Any]]:
     """Submit two requests prepared on the same read (``ops`` names them): the first wins,
     the second must be refused as a lost race and change nothing.
+
+    Returns :meth:`Abstraction.picture_and_names` of the cloud after the race (the same
+    before and after the loser: what a caller keying the state need not compute again),
+    by ``abstraction`` (default: a new one).
 
     Raises:
         RaceLost: both were accepted, or the loser changed the cloud.
         ColdmigError: the first was refused, or the second by a guard that is not a race
             loss (what a fresh read would refuse).
     """
+    reader = Abstraction() if abstraction is None else abstraction
     cloud.api.submit(first)
-    before = abstract(cloud)
+    before = reader.picture_and_names(cloud)
     try:
         cloud.api.submit(second)
     except _RACE_LOSSES:
-        if abstract(cloud) != before:
+        after = reader.picture_and_names(cloud)
+        if after[0] != before[0]:
             raise RaceLost(f"the losing {ops[1]} changed the cloud") from None
-        return
+        return after
     raise RaceLost(f"both {ops[0]} and {ops[1]} were accepted")
 
 
@@ -447,7 +462,7 @@ class _MessageShape:
     hold names (:data:`QUEUE_PLACES`).
     """
 
-    __slots__ = ("get", "hows", "named")
+    __slots__ = ("get", "hows", "named", "texts")
 
     def __init__(self, kind: str, fields: tuple[tuple[str, _Ref], ...]) -> None:
         getter = operator.attrgetter(*(name for name, _ in fields))
@@ -457,6 +472,8 @@ class _MessageShape:
             self.get = getter
         self.hows = tuple(how for _, how in fields)
         self.named = QUEUE_PLACES[kind]
+        # Fields that are text naming instances (by uuid): written with names instead.
+        self.texts = tuple(MESSAGE_HOLDS[name] in (Holds.TEXT, Holds.TEXTS) for name, _ in fields)
 
 
 _SHAPES: Final = {kind: _MessageShape(kind, fields) for kind, fields in MESSAGE_FIELDS.items()}
@@ -494,11 +511,13 @@ class _Message:
         shape = _SHAPES[message.kind]
         values: list[Any] = [message.kind, message.destination]
         numbered: list[tuple[int, _Ref, Any]] = []
-        for raw, how in zip(shape.get(message), shape.hows, strict=True):
+        for raw, how, text in zip(shape.get(message), shape.hows, shape.texts, strict=True):
             value = raw
             if how is _Ref.VALUE:
                 if isinstance(raw, tuple):
                     value = tuple(_rename(str(v), names) for v in raw)
+                elif text and isinstance(raw, str):  # e.g. a reason naming the instance
+                    value = _rename(raw, names)
                 elif isinstance(raw, enum.Enum):
                     value = raw.value
             elif how is _Ref.INSTANCE:
@@ -773,6 +792,13 @@ def _stopped_origin(instance: Instance) -> bool:
 
 
 def _running_somewhere(cloud: Cloud, instance: Instance) -> bool:
+    hv = cloud.hypervisor
+    if hv is not None:  # the fake's guests, read directly: what its get_info reports
+        for host in cloud.hosts:
+            guest = hv.guest(host, instance.uuid)
+            if guest is not None and guest.power_state is PowerState.RUNNING:
+                return True
+        return False
     for host in cloud.hosts:
         try:
             info = cloud.driver(host).get_info(instance)
