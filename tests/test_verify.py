@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 from typer.testing import CliRunner
 
 from coldmig_fsm import Cloud, FakeFault, FaultMode, InstanceInvalidState, Outcome, VmState
 from coldmig_fsm.cli.app import app
 from coldmig_fsm.drivers.fake import FakeDriver
-from coldmig_fsm.exceptions import HypervisorError
+from coldmig_fsm.exceptions import HypervisorError, MigrationCancelled
 from coldmig_fsm.machine import MACHINE
 from coldmig_fsm.roles import services
 from coldmig_fsm.roles.compute import ComputeService
+from coldmig_fsm.roles.runtime import Runtime
 from coldmig_fsm.verification import _search as search_module
 from coldmig_fsm.verification.explorer import (
     check_step,
@@ -419,3 +421,53 @@ def test_a_finished_move_inside_the_window_or_on_a_down_host_is_not_overdue() ->
         "migration 1: finished 60 s ago, past the confirm window of 60 s, and not confirmed"
         " by the periodic tasks"
     ]
+
+
+def _settling_cancelled_moves_as(monkeypatch: pytest.MonkeyPatch, outcome: Outcome) -> None:
+    """A mutant: a move cancelled by an abort is settled ``outcome`` instead of rolled back."""
+    settle = Runtime.settle
+
+    def wrong(
+        self: Runtime, request_id: str, given: Outcome, error: BaseException | None = None
+    ) -> None:
+        if isinstance(error, MigrationCancelled):
+            given = outcome
+        settle(self, request_id, given, error)
+
+    monkeypatch.setattr(Runtime, "settle", wrong)
+
+
+def test_a_cancelled_move_whose_request_did_not_roll_back_is_a_violation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _settling_cancelled_moves_as(monkeypatch, Outcome.FAILED)
+    result = model_check(lambda: initial_cloud(1, 2), Bounds(operations=2), faults=False)
+    assert [str(a) for a in result.counterexample or ()] == [
+        "migrate vm1",
+        "step",
+        "abort_migration vm1",
+        "step",
+        "step",
+    ]
+    assert result.violations == (
+        "migration 1: cancelled but its migrate request failed (MigrationCancelled)",
+    )
+
+
+def test_a_move_request_agrees_with_its_migration() -> None:
+    cloud = initial_cloud(1, 2)
+    handle = cloud.migrate("vm1")
+    cloud.step()  # the conductor: migration 1 is pre-migrating
+    request = cloud.store.get_request(handle.request_id)
+    assert request is not None
+    cloud.store.put_request(attrs.evolve(request, outcome=Outcome.SUCCEEDED))
+    assert violations(cloud, idle=False) == [
+        "migration 1: pre-migrating but its migrate request succeeded"
+    ]
+    cloud.store.put_request(request)
+    cloud.run()  # finished: the request succeeded
+    assert violations(cloud) == []
+    settled = cloud.store.get_request(handle.request_id)
+    assert settled is not None and settled.outcome is Outcome.SUCCEEDED
+    cloud.store.put_request(attrs.evolve(settled, outcome=Outcome.ROLLED_BACK))
+    assert violations(cloud) == ["migration 1: finished but its migrate request rolled back"]

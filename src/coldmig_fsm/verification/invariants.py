@@ -25,6 +25,14 @@ Invariants (from the spec):
    ``reverting``) belongs to a busy instance (task_state not null); a ``confirming`` one
    to a ``resized`` instance (added by the verification kit: a step that fires in the
    wrong state leaves exactly this behind).
+7. A move's request tells how the move ended (the spec: a result tells success, rolled
+   back and error apart): once settled, the request of a ``cancelled`` migration is
+   ``rolled_back`` (or ``failed`` with ``InstanceNotFound`` when the instance was
+   deleted during the move); a move request that ``succeeded`` has a migration that reached
+   ``finished`` (it may be confirmed, reverted, or in ``error`` after a failed confirm or
+   revert since), and one that ``rolled_back`` has a migration that did not (added by the
+   verification kit: the mutants of issue 14's campaign that settled a move's request by
+   the wrong path broke nothing else).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from coldmig_fsm.records import Outcome
 from coldmig_fsm.states import MigrationStatus, PowerState, TaskState, VmState
 
 if TYPE_CHECKING:
+    from coldmig_fsm.records import Migration
     from coldmig_fsm.runners.cloud import Cloud
 
 __all__ = ["violations"]
@@ -50,6 +59,18 @@ _MOVING = frozenset(
         TaskState.RESIZE_REVERTING,
     }
 )
+
+_REACHED_FINISHED = frozenset(
+    {
+        MigrationStatus.FINISHED,
+        MigrationStatus.CONFIRMING,
+        MigrationStatus.CONFIRMED,
+        MigrationStatus.REVERTING,
+        MigrationStatus.REVERTED,
+    }
+)
+"""Where a migration is once its move has finished (and ``error``, which a failed confirm
+or revert also leaves)."""
 
 _IN_PROGRESS = frozenset(
     {
@@ -154,6 +175,7 @@ def violations(cloud: Cloud, machine: Machine = MACHINE, *, idle: bool = True) -
                     f"migration {migration.id}: confirming but its instance is "
                     f"{instance.vm_state.value}"
                 )
+    found += _outcome_violations(cloud, migrations)
     for uuid, count in open_moves.items():
         if count > 1:
             found.append(f"instance {uuid}: {count} migrations open at once")
@@ -166,6 +188,36 @@ def violations(cloud: Cloud, machine: Machine = MACHINE, *, idle: bool = True) -
             if host is None or cloud.is_up(host):
                 found.append(f"request {request.request_id} ({request.action}) still pending")
     return found
+
+
+def _outcome_violations(cloud: Cloud, migrations: list[Migration]) -> list[str]:
+    """Invariant 7: a settled move request agrees with its migration's status."""
+    found = []
+    for migration in migrations:
+        if migration.request_id is None:
+            continue
+        request = cloud.store.get_request(migration.request_id)
+        if request is None or request.outcome is Outcome.PENDING:
+            continue
+        status, outcome = migration.status, request.outcome
+        what = f"migration {migration.id}: {status.value} but its {request.action} request"
+        if status is MigrationStatus.CANCELLED and outcome is not Outcome.ROLLED_BACK:
+            if _deleted_under_it(cloud, migration, request.error_type):
+                continue
+            found.append(f"{what} {outcome.value} ({request.error_type})")
+        elif outcome is Outcome.SUCCEEDED and not (
+            status in _REACHED_FINISHED or status is MigrationStatus.ERROR
+        ):
+            found.append(f"{what} succeeded")
+        elif outcome is Outcome.ROLLED_BACK and status in _REACHED_FINISHED:
+            found.append(f"{what} rolled back")
+    return found
+
+
+def _deleted_under_it(cloud: Cloud, migration: Migration, error_type: str | None) -> bool:
+    """Whether a move's request failed because its instance was deleted during the move."""
+    instance = cloud.store.get_instance(migration.instance_uuid)
+    return instance.vm_state is VmState.DELETED and error_type == "InstanceNotFound"
 
 
 def _power(cloud: Cloud, host: str, uuid: str) -> PowerState | None:
