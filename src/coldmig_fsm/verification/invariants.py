@@ -27,12 +27,12 @@ Invariants (from the spec):
    wrong state leaves exactly this behind).
 7. A move's request tells how the move ended (the spec: a result tells success, rolled
    back and error apart): once settled, the request of a ``cancelled`` migration is
-   ``rolled_back`` (or ``failed`` with ``InstanceNotFound`` when the instance was
-   deleted during the move); a move request that ``succeeded`` has a migration that reached
-   ``finished`` (it may be confirmed, reverted, or in ``error`` after a failed confirm or
-   revert since), and one that ``rolled_back`` has a migration that did not (added by the
-   verification kit: the mutants of issue 14's campaign that settled a move's request by
-   the wrong path broke nothing else).
+   ``rolled_back`` (or ``failed`` with ``InstanceNotFound`` or ``MoveInterrupted`` when
+   the instance was deleted during the move); a move request that ``succeeded`` has a
+   migration that reached ``finished`` (it may be confirmed, reverted, or in ``error``
+   after a failed confirm or revert since), and one that ``rolled_back`` has a migration
+   that did not (added by the verification kit: the mutants of issue 14's campaign that
+   settled a move's request by the wrong path broke nothing else).
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ _REACHED_FINISHED = frozenset(
 )
 """Where a migration is once its move has finished (and ``error``, which a failed confirm
 or revert also leaves)."""
+
+_OVERTAKEN_BY_DELETE = frozenset({"InstanceNotFound", "MoveInterrupted"})
+"""The errors of a move request that a delete of its instance ended."""
 
 _IN_PROGRESS = frozenset(
     {
@@ -215,9 +218,10 @@ def _outcome_violations(cloud: Cloud, migrations: list[Migration]) -> list[str]:
 
 
 def _deleted_under_it(cloud: Cloud, migration: Migration, error_type: str | None) -> bool:
-    """Whether a move's request failed because its instance was deleted during the move."""
+    """Whether a move's request failed because its instance was deleted during the move
+    (the move found no instance, or a delete resumed by recovery overtook it)."""
     instance = cloud.store.get_instance(migration.instance_uuid)
-    return instance.vm_state is VmState.DELETED and error_type == "InstanceNotFound"
+    return instance.vm_state is VmState.DELETED and error_type in _OVERTAKEN_BY_DELETE
 
 
 def _power(cloud: Cloud, host: str, uuid: str) -> PowerState | None:
