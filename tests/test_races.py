@@ -13,8 +13,10 @@ from coldmig_fsm import (
     Caller,
     Cloud,
     Host,
+    Instance,
     InstanceInvalidState,
     MigrationNotFoundByStatus,
+    Operation,
     Outcome,
     SqliteStore,
     UnexpectedTaskStateError,
@@ -144,6 +146,37 @@ def test_delete_during_a_move_wins_and_nothing_leaks(cloud: Cloud) -> None:
     assert snapshot(cloud)["usage"] == {"host-a": (0, 0, 0), "host-b": (0, 0, 0)}
     assert snapshot(cloud)["domains"] == {"host-a": [], "host-b": []}
     assert snapshot(cloud)["migrations"] == [("error", "host-a", "host-b")]
+
+
+def test_a_stop_whose_save_loses_to_a_delete_fails_at_once(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A second orchestrator's delete lands between the stop hop's read and its save (the
+    # driver's power_off is where the hop waits): the hop's compare-and-swap loses, and
+    # the stop's request fails there and then, not later on behalf of the delete.
+    driver = cloud.driver("host-a")
+    power_off = driver.power_off
+    deletes: list[Operation] = []
+
+    def power_off_while_deleted(instance: Instance, *args: float) -> None:
+        if not deletes:
+            deletes.append(cloud.delete("vm1"))
+        power_off(instance, *args)
+
+    monkeypatch.setattr(driver, "power_off", power_off_while_deleted)
+    stop = cloud.stop("vm1")
+    cloud.step()  # the stop hop on host-a; the delete is submitted during its driver call
+    assert stop.result is not None
+    assert (stop.result.outcome, stop.result.error_type) == (
+        Outcome.FAILED,
+        "UnexpectedTaskStateError",
+    )
+    assert (snapshot(cloud)["vm_state"], snapshot(cloud)["task_state"]) == ("active", "deleting")
+    cloud.run()
+    assert deletes[0].wait().ok
+    assert snapshot(cloud)["vm_state"] == "deleted"
+    assert snapshot(cloud)["usage"] == {"host-a": (0, 0, 0), "host-b": (0, 0, 0)}
+    assert snapshot(cloud)["domains"] == {"host-a": [], "host-b": []}
 
 
 def test_threads_racing_on_sqlite(tmp_path: Path) -> None:
