@@ -18,7 +18,8 @@ abstraction has changed since (the renumbered request ids, symmetry), so they co
 different states: its row is states per second, not a like-for-like space. Without git
 or that commit (a tarball), the row says so and the ratio is left out.
 
-*Targets.* 2 instances x 3 hosts with 3 requests per trace (``Bounds(operations=3)``),
+*Targets.* 2 instances x 3 hosts with 3 requests per trace, as many per instance
+(``Bounds(operations=3)``, what the issue timed as ``coldmig verify --operations 3``),
 symmetry reduction and liveness on, each fully explored once: with 1 fault on one core,
 and with 2 faults on two workers; bytes per visited state (the fingerprint tables,
 budgets and liveness graph, by ``sys.getsizeof``) of the first.

@@ -171,6 +171,14 @@ def test_bounds_refuse_negative_budgets(bounds: dict[str, int]) -> None:
         Bounds(**bounds)  # type: ignore[arg-type]
 
 
+def test_bounds_allow_one_instance_every_request_unless_told() -> None:
+    # As `coldmig verify --operations N` (its --ops-per-instance defaults to N).
+    assert (Bounds().operations, Bounds().ops_per_instance) == (2, 2)
+    assert Bounds(operations=3).ops_per_instance == 3
+    assert Bounds(operations=3, ops_per_instance=1).ops_per_instance == 1
+    assert Bounds(operations=0).ops_per_instance == 0
+
+
 def test_progress_is_reported_once_per_layer() -> None:
     seen: list[tuple[int, int]] = []
     result = model_check(

@@ -106,7 +106,9 @@ class Bounds:
     Attributes:
         operations: API requests on one trace, all instances together (a race counts as
             one).
-        ops_per_instance: API requests each instance may receive on one trace.
+        ops_per_instance: API requests each instance may receive on one trace; by
+            default as many as ``operations`` (what ``coldmig verify --operations N``
+            sets).
         faults: injected faults per trace: a driver call that fails, hangs or crashes,
             or a lost message (0 when the check runs without faults).
         races: also race two requests on one instance (:data:`RACES`).
@@ -117,7 +119,10 @@ class Bounds:
     """
 
     operations: int = attrs.field(default=2, validator=attrs.validators.ge(0))
-    ops_per_instance: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    ops_per_instance: int = attrs.field(
+        default=attrs.Factory(lambda self: self.operations, takes_self=True),
+        validator=attrs.validators.ge(0),
+    )
     faults: int = attrs.field(default=1, validator=attrs.validators.ge(0))
     races: bool = True
     max_states: int | None = attrs.field(
