@@ -122,3 +122,25 @@ def test_a_new_move_abandons_what_a_failed_revert_left() -> None:
     assert violations(cloud) == []
     assert cloud.delete("vm1").wait().ok
     assert snapshot(cloud)["domains"] == {"host-a": [], "host-b": [], "host-c": []}
+
+
+def test_failed_delete_after_a_failed_revert_leaves_everything_where_it_was() -> None:
+    # The revert's destroy on the destination failed (the instance in error there, its
+    # errored migration still holding the source claim); the delete's destroy there fails
+    # too. This is not a delete during a revert: the instance stays where its guest runs,
+    # with both claims (found with invariant 8 and 3 requests, 2 faults, on a mutant that
+    # took it for one).
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.migrate("vm1").wait().ok
+    arm(cloud, "host-b", "destroy")
+    assert cloud.revert_resize("vm1").wait().outcome is Outcome.FAILED
+    before = snapshot(cloud)
+    assert (before["vm_state"], before["host"]) == ("error", "host-b")
+    assert before["usage"] == {"host-a": (1, 512, 1), "host-b": (1, 512, 1)}
+    arm(cloud, "host-b", "destroy")
+    deleting = cloud.delete("vm1").wait()
+    assert (deleting.outcome, deleting.error_type) == (Outcome.FAILED, "HypervisorError")
+    assert snapshot(cloud) == before
+    assert [f.exception_type for f in cloud.faults("vm1")] == ["HypervisorError"] * 2
+    assert violations(cloud) == []

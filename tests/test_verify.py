@@ -9,7 +9,15 @@ import attrs
 import pytest
 from typer.testing import CliRunner
 
-from coldmig_fsm import Cloud, FakeFault, FaultMode, InstanceInvalidState, Outcome, VmState
+from coldmig_fsm import (
+    Cloud,
+    FakeFault,
+    FaultMode,
+    InstanceInvalidState,
+    Outcome,
+    PowerState,
+    VmState,
+)
 from coldmig_fsm.cli.app import app
 from coldmig_fsm.drivers.fake import FakeDriver
 from coldmig_fsm.exceptions import HypervisorError, MigrationCancelled
@@ -472,3 +480,22 @@ def test_a_move_request_agrees_with_its_migration() -> None:
     assert settled is not None and settled.outcome is Outcome.SUCCEEDED
     cloud.store.put_request(attrs.evolve(settled, outcome=Outcome.ROLLED_BACK))
     assert violations(cloud) == ["migration 1: finished but its migrate request rolled back"]
+
+
+def test_a_running_guest_where_nothing_is_claimed_is_a_violation() -> None:
+    # Invariant 8: what the _unfinished_revert mutant left (an instance in error moved
+    # to the source's records while its guest runs on the destination).
+    cloud = initial_cloud(1, 2)
+    vm = cloud.instance("vm1")
+    flavor = cloud.store.get_flavor(vm.flavor)
+    assert flavor is not None
+    cloud.store.save_instance(attrs.evolve(vm, vm_state=VmState.ERROR))
+    cloud.driver("host-a").destroy(vm, destroy_disks=True)
+    dest = cloud.driver("host-b")
+    assert isinstance(dest, FakeDriver)
+    dest.adopt(vm, flavor, PowerState.RUNNING)
+    assert violations(cloud) == [
+        f"vm1 ({vm.uuid}): guest running on ['host-b'], which it claims nothing on"
+    ]
+    dest.power_off(vm)  # a guest that is off is not checked: it uses no CPU or RAM
+    assert violations(cloud) == []

@@ -33,6 +33,9 @@ Invariants (from the spec):
    after a failed confirm or revert since), and one that ``rolled_back`` has a migration
    that did not (added by the verification kit: the mutants of issue 14's campaign that
    settled a move's request by the wrong path broke nothing else).
+8. A running guest is claimed on its host: the instance, or one of its migrations, holds
+   an allocation there (added by the verification kit: a guest that runs where nothing
+   is claimed lets the scheduler place another instance on resources already in use).
 """
 
 from __future__ import annotations
@@ -142,6 +145,9 @@ def violations(cloud: Cloud, machine: Machine = MACHINE, *, idle: bool = True) -
             ]
             if len(running) > 1:
                 found.append(f"{name}: guest running on {running}")
+            unclaimed = [host for host in running if host not in held]
+            if unclaimed:
+                found.append(f"{name}: guest running on {unclaimed}, which it claims nothing on")
             if instance.task_state is None:
                 if instance.vm_state is VmState.ACTIVE and running != [instance.host]:
                     found.append(f"{name}: active but running on {running}")
