@@ -391,3 +391,38 @@ def test_a_half_reverted_resize_is_recovered_by_its_destinations_restart() -> No
     vm1 = snapshot(cloud, "vm1")
     assert (vm1["vm_state"], vm1["task_state"], vm1["host"]) == ("error", None, "host-a")
     assert violations(cloud, idle=True) == []
+
+
+# --------------------------------------------------------------------------------------
+# 10. `make explore`'s long Hypothesis run: "vm1 claims {'host-a': 2, 'host-c': 1}: more
+#     than source and destination". A failed revert leaves the source claim on its
+#     errored migration; a later move whose conductor message is lost is rolled back by
+#     `reconcile`, and that rollback (the move had no migration record) cleared the
+#     instance's link to the failed move: the next move no longer saw what it left, went
+#     to that host and kept the leftover claim.
+# --------------------------------------------------------------------------------------
+
+
+def test_a_rolled_back_move_with_no_record_keeps_what_an_earlier_failure_left_visible() -> None:
+    cloud = make_cloud(hosts=3)
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.hypervisor is not None
+    assert cloud.migrate("vm1", host="host-b").wait().ok
+    cloud.hypervisor.arm(FakeFault("host-b", "destroy"))
+    assert cloud.revert_resize("vm1").wait().outcome is Outcome.FAILED
+    (failed,) = cloud.migrations("vm1")
+    assert _claims(cloud)["migration 1"] == {"host-a": TINY}  # what the failed revert left
+    assert cloud.stop("vm1").wait().ok
+    cloud.lose_next("migrate_server")
+    lost = cloud.migrate("vm1")
+    cloud.run()  # the conductor never sees it
+    cloud.reconcile()  # rolled back: no migration record was made
+    assert lost.result is not None and lost.result.outcome is Outcome.ROLLED_BACK
+    vm1 = cloud.instance("vm1")
+    assert (vm1.vm_state.value, vm1.task_state, vm1.migration_id) == ("stopped", None, failed.id)
+    assert cloud.preflight("vm1").host == "host-c"  # not host-a, where the leftover is
+    assert cloud.migrate("vm1").wait().ok
+    snap = snapshot(cloud)
+    assert snap["migrations"] == [("error", "host-a", "host-b"), ("finished", "host-b", "host-c")]
+    assert snap["usage"] == {"host-a": (0, 0, 0), "host-b": (1, 512, 1), "host-c": (1, 512, 1)}
+    assert violations(cloud) == []

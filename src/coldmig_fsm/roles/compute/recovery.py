@@ -236,7 +236,9 @@ class Recovery(HopRunner):
                 rolled,
                 flavor=migration.old_flavor if migration is not None else rolled.flavor,
                 power_state=self._driver.get_info(rolled).power_state,
-                migration_id=None,
+                # A move the conductor never recorded leaves the link to an earlier
+                # failed move as it was: what that one left is found by it.
+                migration_id=None if migration is not None else rolled.migration_id,
                 system_metadata=metadata,
             )
             rt.save(fired, rolled, migration)
