@@ -97,6 +97,17 @@ def test_failed_delete_halfway_through_a_revert_ends_on_the_source_with_its_clai
     assert violations(cloud) == []
 
 
+def the_next_move_abandons_the_leftover(cloud: Cloud) -> None:
+    """vm1 (on host-b, after a failed revert from host-b to host-a whose errored migration
+    still claims host-a) moves again: not to host-a, and the leftover claim is released."""
+    assert cloud.preflight("vm1").host == "host-c"  # not host-a, where the leftover is
+    assert cloud.migrate("vm1").wait().ok
+    snap = snapshot(cloud)
+    assert snap["migrations"] == [("error", "host-a", "host-b"), ("finished", "host-b", "host-c")]
+    assert snap["usage"] == {"host-a": (0, 0, 0), "host-b": (1, 512, 1), "host-c": (1, 512, 1)}
+    assert violations(cloud) == []
+
+
 def test_a_new_move_abandons_what_a_failed_revert_left() -> None:
     # Found by the Hypothesis machine: a failed revert leaves the source claim on the
     # errored migration; a later move must not count the instance twice on that host.
@@ -114,12 +125,7 @@ def test_a_new_move_abandons_what_a_failed_revert_left() -> None:
     }
     assert cloud.preflight("vm1").host is None  # still in error: refused
     assert cloud.stop("vm1").wait().ok
-    assert cloud.preflight("vm1").host == "host-c"  # not host-a, where the leftover is
-    assert cloud.migrate("vm1").wait().ok
-    snap = snapshot(cloud)
-    assert snap["migrations"] == [("error", "host-a", "host-b"), ("finished", "host-b", "host-c")]
-    assert snap["usage"] == {"host-a": (0, 0, 0), "host-b": (1, 512, 1), "host-c": (1, 512, 1)}
-    assert violations(cloud) == []
+    the_next_move_abandons_the_leftover(cloud)
     assert cloud.delete("vm1").wait().ok
     assert snapshot(cloud)["domains"] == {"host-a": [], "host-b": [], "host-c": []}
 
