@@ -205,21 +205,21 @@ def verify(
         fail("--fault-budget needs --faults: without it no fault is injected")
     if engine is Engine.REFERENCE and workers != 1:
         fail("--engine reference runs in one process: drop --workers")
-    per_instance = operations if ops_per_instance is None else ops_per_instance
+    per_instance = {} if ops_per_instance is None else {"ops_per_instance": ops_per_instance}
     bounds = Bounds(
         operations=operations,
-        ops_per_instance=per_instance,
         faults=1 if fault_budget is None else fault_budget,
         races=races,
         max_states=max_states,
+        **per_instance,  # else Bounds' default: as many as --operations
     )
-    reachable = min(operations, instances * per_instance)
+    reachable = min(operations, instances * bounds.ops_per_instance)
     if reachable < operations:
         log.warning(
             "at most %d requests per trace are reachable: %d instance(s) x %d per instance",
             reachable,
             instances,
-            per_instance,
+            bounds.ops_per_instance,
         )
 
     def factory() -> Cloud:

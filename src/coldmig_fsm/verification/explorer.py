@@ -559,12 +559,11 @@ _KEPT = 1 << 15  # entries per cache before it starts again empty (memory stays 
 class Abstraction:
     """Builds :func:`abstract` pictures, remembering what a message or a guest gives.
 
-    Messages, guests and instances are frozen records shared by every snapshot of a
-    search (most stay the same across a transition), so what one gives is computed once
-    and found again by the record's identity (an instance's but the number of its
-    migration, which depends on the state); each entry keeps the record, so that its
-    ``id`` is not reused while the entry lives. The other records change with almost
-    every transition, or cost less to read than to look up.
+    Messages and guests are frozen records shared by every snapshot of a search (most
+    stay the same across a transition), so what one gives is computed once and found
+    again by the record's identity; each entry keeps the record, so that its ``id``
+    is not reused while the entry lives. The other records change with almost every
+    transition, or cost less to read than to look up.
 
     Invariant: :meth:`picture` of a cloud equals :func:`abstract` of it, whatever the
     clouds seen before: the caches start again when the instances' names or uuids
@@ -576,8 +575,6 @@ class Abstraction:
         self._names: dict[str, str] = {}
         self._messages: dict[int, _Message] = {}
         self._guests: dict[int, tuple[FakeGuest, Hashable]] = {}
-        # An instance record's element but its last place (its migration's number).
-        self._instances: dict[int, tuple[Instance, tuple[Any, ...]]] = {}
 
     def picture(self, cloud: Cloud) -> tuple[Any, ...]:
         """:func:`abstract` of ``cloud``."""
@@ -596,7 +593,6 @@ class Abstraction:
         if names != self._names:
             self._messages = {}
             self._guests = {}
-            self._instances = {}
             self._names = names
         cache = self._messages
         queue = []
@@ -633,17 +629,23 @@ class Abstraction:
 
         named: list[Any] = []
         inst_part = []
-        read = self._instances
         for i in instances:
             named += (i.host, i.node)
-            known = read.get(id(i))
-            if known is None:
-                if len(read) > _KEPT:
-                    read.clear()
-                known = read[id(i)] = (i, _instance_element(i))
             inst_part.append(
                 (
-                    *known[1],
+                    i.name,
+                    value[i.vm_state],
+                    value[i.task_state],
+                    value[i.power_state],
+                    i.host,
+                    i.node,
+                    i.flavor,
+                    i.old_flavor,
+                    i.new_flavor,
+                    i.locked,
+                    i.locked_by,
+                    i.progress,
+                    tuple(sorted(i.system_metadata.items())),
                     None if i.migration_id is None else mig_ref.get(i.migration_id, "gone"),
                 )
             )
@@ -723,26 +725,6 @@ class Abstraction:
             armed,
         )
         return picture, named
-
-
-def _instance_element(i: Instance) -> tuple[Any, ...]:
-    """What a picture takes of an instance record, but the number of its migration."""
-    value = _VALUE
-    return (
-        i.name,
-        value[i.vm_state],
-        value[i.task_state],
-        value[i.power_state],
-        i.host,
-        i.node,
-        i.flavor,
-        i.old_flavor,
-        i.new_flavor,
-        i.locked,
-        i.locked_by,
-        i.progress,
-        tuple(sorted(i.system_metadata.items())),
-    )
 
 
 def _by_name(instance: Instance) -> str:
