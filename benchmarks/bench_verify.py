@@ -22,9 +22,11 @@ or that commit (a tarball), the row says so and the ratio is left out.
 (``Bounds(operations=3)``, what the issue timed as ``coldmig verify --operations 3``),
 symmetry reduction and liveness on, each fully explored once: with 1 fault on one core,
 and with 2 faults on two workers; bytes per visited state (the fingerprint tables,
-budgets and liveness graph, by ``sys.getsizeof``) of the first.
-A last table compares the ways to reach a state's successor: restoring a snapshot (what
-the checker does), copying the cloud (``clone``, what it did) and replaying the trace.
+budgets and liveness graph, by ``sys.getsizeof``) of the first, and where its transitions
+went (``CheckResult.by_action``: per kind of action, its transitions and the new states
+they reached). A last table compares the ways to reach a state's successor: restoring a
+snapshot (what the checker does), copying the cloud (``clone``, what it did) and
+replaying the trace.
 """
 
 from __future__ import annotations
@@ -309,6 +311,17 @@ def run(settings: Settings) -> Section:
                 ]
             )
         tables.append(targets)
+        kinds = Table(["2 x 3, 3 requests, 1 fault: action", "transitions", "share", "new states"])
+        for tally in sorted(one.by_action, key=lambda t: (-t.transitions, t.kind)):
+            kinds.rows.append(
+                [
+                    tally.kind,
+                    fmt_int(tally.transitions),
+                    f"{100 * tally.transitions / one.transitions:.1f} %",
+                    fmt_int(tally.states),
+                ]
+            )
+        tables.append(kinds)
         verdicts += [
             Verdict(
                 "(e) 2 x 3, 3 requests, 1 fault, one core, fully explored",

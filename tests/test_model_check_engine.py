@@ -367,6 +367,37 @@ def test_two_workers_find_what_one_finds() -> None:
     two = model_check(lambda: initial_cloud(2, 3), faults=True, workers=2)
     assert _figures(two) == _figures(one)
     assert two.workers == 2 and two.liveness_checked
+    assert two.by_action == one.by_action
+
+
+# --- by action -------------------------------------------------------------------------
+
+
+def test_the_tally_by_action_adds_up_to_the_search() -> None:
+    result = model_check(lambda: initial_cloud(1, 2), faults=True)
+    tally = {t.kind: (t.transitions, t.states) for t in result.by_action}
+    assert sum(t for t, _ in tally.values()) == result.transitions == 1001
+    assert sum(s for _, s in tally.values()) == result.states - 1 == 438
+    assert [t.kind for t in result.by_action] == sorted(tally)
+    assert tally["step"] == (211, 133)
+    assert tally["step: lost"] == (95, 82)
+    assert tally["reconcile"] == (205, 18)
+    # A race's winner is also tried alone, with the same budget: it reaches nothing new.
+    assert tally["race"] == (52, 0)
+    # Every fault kind is tried on every driver call a step makes; a hung call fails
+    # with DriverTimeout, a HypervisorError that no role handles apart: hang reaches
+    # exactly the states raise reaches.
+    assert {mode: tally[f"step: {mode}"] for mode in ("raise", "rollback", "hang", "crash")} == {
+        "raise": (48, 32),
+        "rollback": (48, 6),
+        "hang": (48, 0),
+        "crash": (48, 46),
+    }
+
+
+def test_the_tally_is_left_empty_when_the_search_did_not_finish() -> None:
+    assert model_check(lambda: initial_cloud(1, 2), Bounds(max_states=10)).by_action == ()
+    assert CheckResult(1, 0, 0.0, 0, True).by_action == ()
 
 
 @pytest.mark.parametrize("name", ["api_task_guard_widened", "rollback_forgets_dest_claim"])

@@ -236,6 +236,22 @@ def test_json_reports_the_search(runner: CliRunner) -> None:
     assert data["fingerprint_bits"] == 64
     assert 0 < data["collision_probability"] < 1e-12
     assert 0 < data["bytes_per_state"] <= 200
+    by_kind = {t["kind"]: (t["transitions"], t["states"]) for t in data["by_action"]}
+    assert sum(t for t, _ in by_kind.values()) == data["transitions"]
+    assert sum(s for _, s in by_kind.values()) == data["states"] - 1
+    assert by_kind["race"][1] == 0
+
+
+def test_by_action_shows_where_the_transitions_went(runner: CliRunner) -> None:
+    result = runner.invoke(app, [*SMALL, "--faults", "--by-action"])
+    assert result.exit_code == 0, result.output
+    assert "by action" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if "│ step: hang" in line]
+    assert len(rows) == 1
+    assert [cell.strip() for cell in rows[0].split("│")[1:-1]] == ["step: hang", "48", "4.8 %", "0"]
+    cut = runner.invoke(app, [*SMALL, "--by-action", "--max-states", "10"])
+    assert cut.exit_code == 3
+    assert "by action: counted for a complete search of the snapshot engine only" in cut.stdout
 
 
 def test_workers_symmetry_and_the_reference_engine(runner: CliRunner) -> None:

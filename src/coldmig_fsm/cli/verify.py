@@ -109,6 +109,10 @@ def _verify_data(
         if result.counterexample is None
         else [str(a) for a in result.counterexample],
         "violations": list(result.violations),
+        "by_action": [
+            {"kind": t.kind, "transitions": t.transitions, "states": t.states}
+            for t in result.by_action
+        ],
     }
 
 
@@ -192,6 +196,14 @@ def verify(
             "test: it fails while the bug is there); nothing is written without one.",
         ),
     ] = None,
+    by_action: Annotated[
+        bool,
+        typer.Option(
+            "--by-action",
+            help="Also show, per kind of action, its transitions and the new states they "
+            "reached (a complete search).",
+        ),
+    ] = False,
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Model-check a small cloud exhaustively within the bounds given.
@@ -263,6 +275,8 @@ def verify(
         print_json(data)
         raise typer.Exit(status)
     _print_verify(result, instances, hosts, bounds, faults)
+    if by_action:
+        _print_by_action(result)
     if emit_scenario is not None:
         if written is None:
             out.print(
@@ -278,6 +292,28 @@ def verify(
                 soft_wrap=True,
             )
     raise typer.Exit(status)
+
+
+def _print_by_action(result: CheckResult) -> None:
+    """The transitions and new states of each kind of action, most transitions first."""
+    if not result.by_action:
+        out.print(
+            "by action: counted for a complete search of the snapshot engine only",
+            highlight=False,
+        )
+        return
+    table = Table(title="by action")
+    for column in ("action", "transitions", "share", "new states"):
+        table.add_column(column, justify="left" if column == "action" else "right")
+    total = result.transitions or 1
+    for tally in sorted(result.by_action, key=lambda t: (-t.transitions, t.kind)):
+        table.add_row(
+            tally.kind,
+            f"{tally.transitions:,}",
+            f"{100 * tally.transitions / total:.1f} %",
+            f"{tally.states:,}",
+        )
+    out.print(table)
 
 
 def _print_verify(

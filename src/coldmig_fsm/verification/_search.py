@@ -71,6 +71,7 @@ from coldmig_fsm.verification.explorer import (
     observe,
 )
 from coldmig_fsm.verification.model_check import (
+    ActionTally,
     Bounds,
     CheckResult,
     KnownIssue,
@@ -88,6 +89,10 @@ _SETTLE_OPS = frozenset({"step", "restart_compute", "reconcile", "advance_clock"
 """Actions that need no new request (their fault-free form is a liveness edge)."""
 
 Path = tuple[int, ...]
+_Graph = tuple[bytes, bytes, bytes, bytes, int, dict[str, list[int]]]
+"""What a partition hands over at the end of a complete search: its visited
+fingerprints, liveness edges (from, to), settled fingerprints, visited bytes and counts
+per kind of action."""
 _Tick = Callable[[int, int, int], None]
 _TICK = 2000  # transitions between two progress reports within a layer (one process)
 _GC_YOUNG = 10_000  # allocations between two collections of the youngest generation
@@ -128,6 +133,31 @@ def _record(
 def _table_bytes(table: dict[int, Any]) -> int:
     size = sys.getsizeof(table) + sum(sys.getsizeof(fp) for fp in table)
     return size + sum(sys.getsizeof(v) for v in table.values() if type(v[0]) is not int)
+
+
+_KINDS: dict[tuple[str, str | None], str] = {}
+
+
+def _kind(action: Action) -> str:
+    """:attr:`ActionTally.kind` of ``action``."""
+    fault = action.fault
+    mode = None if fault is None else ("lost" if fault == "lose" else fault[2])
+    key = (action.op, mode)
+    kind = _KINDS.get(key)
+    if kind is None:
+        kind = _KINDS[key] = action.op if mode is None else f"{action.op}: {mode}"
+    return kind
+
+
+def _tallies(counts: Sequence[dict[str, list[int]]]) -> tuple[ActionTally, ...]:
+    """The partitions' counts (kind -> [transitions, states]) added up, by kind."""
+    total: dict[str, list[int]] = {}
+    for count in counts:
+        for kind, (transitions, states) in count.items():
+            both = total.setdefault(kind, [0, 0])
+            both[0] += transitions
+            both[1] += states
+    return tuple(ActionTally(kind, *total[kind]) for kind in sorted(total))
 
 
 @attrs.frozen
@@ -208,6 +238,8 @@ class _Partition:
         self.edges_to = array("Q")
         self.settled = array("Q")
         self._abstraction = Abstraction()  # remembers what messages and guests give
+        # Per kind of action: [transitions from this partition's states, states accepted].
+        self.by_kind: dict[str, list[int]] = {}
 
     # -- the visited set ----------------------------------------------------------------
 
@@ -225,7 +257,17 @@ class _Partition:
         if first and candidate.settled:
             self.settled.append(candidate.fp)
         self.frontier.append(attrs.evolve(candidate.node, first=first))
+        trace = candidate.node.trace
+        if trace:  # not the initial state
+            self._counts(trace[-1])[1] += 1
         return True
+
+    def _counts(self, action: Action) -> list[int]:
+        kind = _kind(action)
+        counts = self.by_kind.get(kind)
+        if counts is None:
+            counts = self.by_kind[kind] = [0, 0]
+        return counts
 
     def visited_bytes(self) -> int:
         """What the visited entries take: both tables (own and forwarded), their keys,
@@ -274,9 +316,10 @@ class _Partition:
         for index, node in enumerate(frontier):
             left = len(frontier) - index
             made = 0
-            for _action, child in self._children(node):
+            for action, child in self._children(node):
                 made += 1
                 transitions += 1
+                self._counts(action)[0] += 1
                 if tick is not None and transitions % _TICK == 0:
                     tick(accepted, transitions, left)
                 violation, candidate = child
@@ -495,6 +538,7 @@ def _dispatch(partition: _Partition, command: str, args: tuple[Any, ...]) -> Any
             partition.edges_to.tobytes(),
             partition.settled.tobytes(),
             partition.visited_bytes(),
+            partition.by_kind,
         )
     raise ValueError(f"unknown command {command!r}")
 
@@ -609,13 +653,14 @@ def _search(
         liveness_checked=True,
         seconds=time.perf_counter() - started,
         visited_bytes=result.visited_bytes,
+        by_action=result.by_action,
     )
 
 
 @attrs.frozen
 class _Run:
     result: CheckResult
-    graph: list[tuple[bytes, bytes, bytes, bytes, int]]
+    graph: list[_Graph]
 
     @property
     def ok(self) -> bool:
@@ -626,13 +671,13 @@ class _Run:
         return self.result.complete
 
 
-def _stuck(graph: list[tuple[bytes, bytes, bytes, bytes, int]]) -> set[int]:
+def _stuck(graph: list[_Graph]) -> set[int]:
     """The fingerprints from which no liveness edge path reaches a settled state."""
     states: set[int] = set()
     good: set[int] = set()
     sources = array("Q")
     targets = array("Q")
-    for visited, edges_from, edges_to, settled_fps, _ in graph:
+    for visited, edges_from, edges_to, settled_fps, _, _ in graph:
         states.update(array("Q", visited))
         good.update(array("Q", settled_fps))
         sources.frombytes(edges_from)
@@ -691,6 +736,7 @@ def _run(
                 workers=count,
                 fingerprint_bits=FINGERPRINT_BITS,
                 visited_bytes=sum(g[4] for g in graph),
+                by_action=_tallies([g[5] for g in graph]),
             ),
             graph,
         )

@@ -58,6 +58,7 @@ from coldmig_fsm.verification.explorer import (
 
 __all__ = [
     "KNOWN_ISSUES",
+    "ActionTally",
     "Bounds",
     "CheckResult",
     "KnownIssue",
@@ -131,6 +132,24 @@ class Bounds:
 
 
 @attrs.frozen
+class ActionTally:
+    """What one kind of action did in a complete search (:attr:`CheckResult.by_action`).
+
+    ``kind`` is the operation (an API operation, ``race``, ``step``,
+    ``restart_compute``, ``reconcile`` or ``advance_clock``), with ``": <mode>"`` for an
+    injected driver fault (``step: crash``) or ``": lost"`` for a lost message.
+    ``transitions`` counts its transitions, each one checked; ``states``, the states it
+    reached first (a state reached again with more budget counts again, as in
+    :attr:`CheckResult.states`). A kind with transitions but no states only ever led to
+    states that other transitions reached first, or no further.
+    """
+
+    kind: str
+    transitions: int
+    states: int
+
+
+@attrs.frozen
 class CheckResult:
     """What :func:`model_check` found.
 
@@ -156,6 +175,10 @@ class CheckResult:
         fingerprint_bits: the size of a visited state's fingerprint (0: the reference
             engine keeps whole states).
         visited_bytes: memory held by the visited set and the liveness graph.
+        by_action: per kind of action, its transitions and the states it reached first
+            (:class:`ActionTally`, by kind), for a complete search of the snapshot engine
+            (else empty). Its transitions add up to ``transitions``, its states to
+            ``states`` less the initial one.
     """
 
     states: int
@@ -172,6 +195,7 @@ class CheckResult:
     workers: int = 1
     fingerprint_bits: int = 0
     visited_bytes: int = 0
+    by_action: tuple[ActionTally, ...] = ()
 
     @property
     def ok(self) -> bool:
