@@ -422,3 +422,57 @@ def test_a_rolled_back_move_with_no_record_keeps_what_an_earlier_failure_left_vi
     vm1 = cloud.instance("vm1")
     assert (vm1.vm_state.value, vm1.task_state, vm1.migration_id) == ("stopped", None, failed.id)
     the_next_move_abandons_the_leftover(cloud)
+
+
+# --------------------------------------------------------------------------------------
+# 11. `coldmig verify --instances 1 --hosts 2 --operations 6 --faults --fault-budget 3`
+#     (16 actions): "vm1 claims nothing". A revert whose source half crashes (the claim
+#     already back with the instance on host-a), then a delete whose destroy fails, leave
+#     vm1 in error with the half-reverted migration as its context. After a stop, a new
+#     move whose conductor message is lost is rolled back by `reconcile`, and the
+#     recovery took the reverted record for the move in progress: "rolling it back" gave
+#     the instance the migration's claim, which was empty.
+# --------------------------------------------------------------------------------------
+
+
+def test_recovery_of_a_lost_move_leaves_an_earlier_half_done_revert_alone() -> None:
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.hypervisor is not None
+    assert cloud.migrate("vm1", host="host-b").wait().ok
+    cloud.hypervisor.arm(FakeFault("host-a", "finish_revert_migration", FaultMode.CRASH))
+    revert = cloud.revert_resize("vm1")
+    cloud.run()  # the destination half; the source half crashes host-a's service
+    delete = cloud.delete("vm1")  # its message waits for host-a
+    cloud.restart_compute("host-a")
+    cloud.hypervisor.arm(FakeFault("host-a", "destroy"))
+    cloud.run()  # the delete's destroy fails: vm1 in error on host-a
+    assert revert.result is not None and revert.result.outcome is Outcome.FAILED
+    assert delete.result is not None and delete.result.outcome is Outcome.FAILED
+    (reverted,) = cloud.migrations("vm1")
+    assert (cloud.instance("vm1").vm_state.value, reverted.status.value) == ("error", "reverted")
+    assert _claims(cloud) == {"instance": {"host-a": TINY}, "migration 1": {}}
+    assert cloud.stop("vm1").wait().ok
+
+    cloud.lose_next("migrate_server")
+    lost = cloud.migrate("vm1")
+    cloud.run()  # the conductor never sees it: no migration record
+    cloud.reconcile()  # rolls the lost move back, and nothing else
+
+    assert lost.result is not None and lost.result.outcome is Outcome.ROLLED_BACK
+    vm1 = cloud.instance("vm1")
+    assert (vm1.vm_state.value, vm1.task_state, vm1.host) == ("stopped", None, "host-a")
+    assert vm1.migration_id == reverted.id  # what the revert left stays visible
+    assert [m.status.value for m in cloud.migrations("vm1")] == ["reverted"]
+    assert _claims(cloud) == {"instance": {"host-a": TINY}, "migration 1": {}}
+    assert usage(cloud) == {"host-a": TINY, "host-b": NONE}
+    assert violations(cloud) == []
+    # The next move starts from there: to host-b, and confirmed, as any move.
+    assert cloud.migrate("vm1").wait().ok
+    assert cloud.confirm_resize("vm1").wait().ok
+    assert snapshot(cloud)["migrations"] == [
+        ("reverted", "host-a", "host-b"),
+        ("confirmed", "host-a", "host-b"),
+    ]
+    assert usage(cloud) == {"host-a": NONE, "host-b": TINY}
+    assert violations(cloud) == []

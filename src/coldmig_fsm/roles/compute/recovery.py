@@ -571,12 +571,18 @@ def _open_migration(store: Store, instance: Instance, machine: Machine) -> Migra
     A failed move keeps its record as the instance's context (so that the next move finds
     what it left, see the conductor); once that move's request has ended, the context is
     not the move in progress, and rolling it back again would release the instance's own
-    claim.
+    claim. A ``reverted`` record whose source half has not run is the move in progress
+    while the instance is still in that half's state (``resized``/``resize_reverting``);
+    once that revert has ended otherwise (failed, overtaken by a delete) and the instance
+    has gone on, it is a leftover in the same way.
     """
     if instance.migration_id is not None:
         current = store.get_migration(instance.migration_id)
         status = current.status
-        reverted = machine.accepts("reverted_active", status)
+        reverted = (
+            machine.accepts("reverted_active", status)
+            and instance.state in machine.rule("reverted_active").sources
+        )
         over = status.is_final and not status.is_failed and not reverted
         if not over and not (status.is_failed and not _request_open(store, current)):
             return current
