@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from coldmig_fsm import Cloud, FakeFault, FaultMode, Outcome
 from coldmig_fsm.verification.invariants import violations
-from tests.conftest import make_cloud, snapshot, usage
+from tests.conftest import calls, make_cloud, snapshot, usage
 from tests.test_failed_move_state import the_next_move_abandons_the_leftover
 
 TINY = (1, 512, 1)
@@ -475,4 +475,52 @@ def test_recovery_of_a_lost_move_leaves_an_earlier_half_done_revert_alone() -> N
         ("confirmed", "host-a", "host-b"),
     ]
     assert usage(cloud) == {"host-a": NONE, "host-b": TINY}
+    assert violations(cloud) == []
+
+
+# --------------------------------------------------------------------------------------
+# 12. The same run, once 11 was fixed (18 actions): "request ... (abortMigration) still
+#     pending". An abort accepted while both hosts' services were down waits for the
+#     destination; meanwhile a failed delete ends the move (migration `error`) and a new
+#     move begins. The stale abort's hops then ran on the new move's state: its
+#     destination half removed disks, its source half was refused by the migration's
+#     status deep inside the rollback, and nothing settled the abort's request.
+# --------------------------------------------------------------------------------------
+
+
+def test_an_abort_that_outlived_its_move_is_refused_and_settled() -> None:
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.hypervisor is not None
+    move = cloud.migrate("vm1", host="host-b")
+    cloud.step()  # the conductor
+    cloud.step()  # prep_resize on host-b
+    cloud.hypervisor.arm(FakeFault("host-a", "migrate_disk_and_power_off", FaultMode.CRASH))
+    cloud.step()  # the copy crashes host-a's service: vm1 resize_migrating
+    cloud.hypervisor.arm(FakeFault("host-b", "destroy", FaultMode.CRASH))
+    cloud.restart_compute("host-a")  # its recovery's rollback crashes host-b's service
+    assert [h for h in cloud.hosts if not cloud.is_up(h)] == ["host-b"]
+    abort = cloud.abort_migration("vm1")  # its message waits for host-b
+    delete = cloud.delete("vm1")
+    cloud.hypervisor.arm(FakeFault("host-a", "destroy"))
+    cloud.step()  # the delete's destroy fails: vm1 in error, migration 1 ends in error
+    assert delete.result is not None and delete.result.outcome is Outcome.FAILED
+    assert move.result is not None and move.result.outcome is Outcome.FAILED
+    assert cloud.stop("vm1").wait().ok
+    again = cloud.migrate("vm1")
+    cloud.restart_compute("host-b")
+    made = len(calls(cloud))
+
+    cloud.step()  # the stale abort on host-b: refused, its request failed, nothing done
+    assert abort.result is not None
+    assert (abort.result.outcome, abort.result.error_type) == (
+        Outcome.FAILED,
+        "UnexpectedMigrationStatusError",
+    )
+    assert len(calls(cloud)) == made
+    assert [p.kind for p in cloud.pending()] == ["migrate_server"]
+    assert again.wait().ok  # the new move is not disturbed
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["host"]) == ("resized", "host-b")
+    assert snap["migrations"] == [("error", "host-a", "host-b"), ("finished", "host-a", "host-b")]
     assert violations(cloud) == []

@@ -113,7 +113,9 @@ class Recovery(HopRunner):
         rt, store = self._rt, self._rt.store
         instance = store.get_instance(message.instance_uuid)
         migration = store.get_migration(message.migration_id)
-        if self._refused(message, "aborted", instance):
+        # The migration's status too: an abort that outlived its move (which ended
+        # meanwhile, its instance gone on to another request) is refused at once.
+        if self._refused(message, "aborted", instance, migration):
             return
         cancelled = MigrationCancelled(
             f"Migration {migration.id} of instance {instance.describe()} was cancelled"
@@ -208,7 +210,8 @@ class Recovery(HopRunner):
         here as it was, claims here only, the migration as ``trigger``'s rule says; the
         move's request is settled ``rolled_back`` with ``reason``. When the guest cannot
         be brought back, the instance goes to ``error`` instead. Returns the saved
-        instance, ``None`` when it did not roll back."""
+        instance, ``None`` when it did not roll back (a refusal of ``trigger`` fails the
+        message's request and changes nothing else)."""
         rt, store = self._rt, self._rt.store
         source = migration.source_compute if migration is not None else instance.host
         power_on = (instance.old_vm_state or instance.vm_state) is not VmState.STOPPED
@@ -222,7 +225,8 @@ class Recovery(HopRunner):
 
         try:
             fired = rt.fire(trigger, at_source, effect=restore, migration=migration)
-        except RequestRefused:
+        except RequestRefused as refusal:  # as _refused: the request fails, nothing changed
+            rt.settle(message.request_id, Outcome.FAILED, refusal)
             return None
         except Exception as failure:  # the guest could not be brought back: error
             self._rollback_failed(message, instance, migration, failure, reason, event)
