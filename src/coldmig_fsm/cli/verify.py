@@ -374,7 +374,8 @@ def _search_line(result: CheckResult) -> str:
         f"{result.states_per_second:,.0f} states/s",
     ]
     if result.fingerprint_bits:
-        parts.append(f"{result.bytes_per_state:.0f} bytes per visited state")
+        if result.visited_bytes:  # measured when the search ran to its end
+            parts.append(f"{result.bytes_per_state:.0f} bytes per visited state")
         parts.append(
             f"{result.fingerprint_bits}-bit fingerprints: probability of a collision "
             f"<= {result.collision_probability:.1e}"

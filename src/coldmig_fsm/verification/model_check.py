@@ -174,7 +174,9 @@ class CheckResult:
         workers: processes that shared the search.
         fingerprint_bits: the size of a visited state's fingerprint (0: the reference
             engine keeps whole states).
-        visited_bytes: memory held by the visited set and the liveness graph.
+        visited_bytes: memory held by the visited set and the liveness graph, measured
+            at the end of a complete search (0 when it stopped early, at a violation or
+            at ``max_states``).
         by_action: per kind of action, its transitions and the states it reached first
             (:class:`ActionTally`, by kind), for a complete search of the snapshot engine
             (else empty). Its transitions add up to ``transitions``, its states to
