@@ -225,3 +225,45 @@ def test_owner_and_admin_race_to_lock_and_migrate() -> None:
     cloud.api.submit(resize)
     assert cloud.run() == 4
     assert snapshot(cloud)["vm_state"] == "resized"
+
+
+def test_an_abort_saved_while_finish_resize_begins_wins(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A second orchestrator's abort lands after finish_resize has read the migration and
+    # before its first save (here: while the hop reads the instance). An abort changes
+    # the migration only, not the instance's task_state, so the save's compare-and-swap
+    # on the migration's status, which the finish_resize rule keeps at post-migrating, is
+    # what makes the hop lose: it leaves the move to the abort, which undoes it.
+    move = cloud.migrate("vm1")
+    for _ in range(3):
+        cloud.step()  # the conductor, prep_resize, resize_instance: finish_resize queued
+    store = cloud.store
+    get_instance = store.get_instance
+    aborts: list[Operation] = []
+    reads: list[str] = []
+
+    def read_while_aborted(uuid: str) -> Instance:
+        reads.append(uuid)
+        if len(reads) == 1:  # run_hop's read, between the migration's and the save
+            aborts.append(cloud.abort_migration("vm1"))
+        return get_instance(uuid)
+
+    monkeypatch.setattr(store, "get_instance", read_while_aborted)
+    cloud.step()  # finish_resize: loses at its first save
+    monkeypatch.undo()
+    assert len(aborts) == 1
+    assert snapshot(cloud)["task_state"] == "resize_migrated"
+    assert cloud.migrations("vm1")[0].status.value == "cancelling"
+    cloud.run()
+    assert aborts[0].wait().ok
+    assert move.result is not None
+    assert (move.result.outcome, move.result.error_type) == (
+        Outcome.ROLLED_BACK,
+        "MigrationCancelled",
+    )
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"], snap["host"]) == ("active", None, "host-a")
+    assert snap["migrations"] == [("cancelled", "host-a", "host-b")]
+    assert snap["domains"] == {"host-a": ["vm1"], "host-b": []}
+    assert snap["usage"] == {"host-a": (1, 512, 1), "host-b": (0, 0, 0)}
