@@ -16,6 +16,7 @@ from coldmig_fsm import (
     InstanceInvalidState,
     Outcome,
     PowerState,
+    TaskState,
     VmState,
 )
 from coldmig_fsm.cli.app import app
@@ -23,7 +24,7 @@ from coldmig_fsm.drivers.fake import FakeDriver
 from coldmig_fsm.exceptions import HypervisorError, MigrationCancelled
 from coldmig_fsm.machine import MACHINE
 from coldmig_fsm.roles import services
-from coldmig_fsm.roles.compute import ComputeService
+from coldmig_fsm.roles.compute import ComputeService, power
 from coldmig_fsm.roles.runtime import Runtime
 from coldmig_fsm.verification import _search as search_module
 from coldmig_fsm.verification.explorer import (
@@ -500,3 +501,37 @@ def test_a_running_guest_where_nothing_is_claimed_is_a_violation() -> None:
     ]
     dest.power_off(vm)  # a guest that is off is not checked: it uses no CPU or RAM
     assert violations(cloud) == []
+
+
+def test_a_record_whose_power_state_is_not_its_guests_is_a_violation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Invariant 9: a start that does not read the guest's power state back (the mutant
+    # of issue 14's second campaign: start_instance's refresh_power off).
+    cloud = initial_cloud(1, 2)
+    vm = cloud.instance("vm1")
+    assert violations(cloud) == []
+    cloud.store.save_instance(attrs.evolve(vm, power_state=PowerState.SHUTDOWN))
+    assert violations(cloud) == [
+        f"vm1 ({vm.uuid}): records power state shutdown but its guest on host-a is running"
+    ]
+    cloud.store.save_instance(attrs.evolve(vm, task_state=TaskState.POWERING_OFF))
+    assert violations(cloud, idle=False) == []  # during a task the record may lag
+    cloud.store.save_instance(vm)
+    cloud.driver("host-a").destroy(vm, destroy_disks=True)
+    assert f"vm1 ({vm.uuid}): records power state running but its guest on host-a is nostate" in (
+        violations(cloud)
+    )
+    # The model checker finds the mutant in four actions.
+    started = attrs.evolve(power.START_INSTANCE, refresh_power=False)
+    monkeypatch.setattr(power, "START_INSTANCE", started)
+    result = model_check(lambda: initial_cloud(1, 2), Bounds(operations=2), faults=False)
+    assert [str(a) for a in result.counterexample or ()] == [
+        "stop vm1",
+        "step",
+        "start vm1",
+        "step",
+    ]
+    assert result.violations == (
+        f"vm1 ({vm.uuid}): records power state shutdown but its guest on host-a is running",
+    )

@@ -36,6 +36,10 @@ Invariants (from the spec):
 8. A running guest is claimed on its host: the instance, or one of its migrations, holds
    an allocation there (added by the verification kit: a guest that runs where nothing
    is claimed lets the scheduler place another instance on resources already in use).
+9. An ``active``, ``stopped`` or ``resized`` instance with no task records the power
+   state of its guest on its host (``nostate`` when it has none there): each step that
+   changes a guest's power saves what the driver then reports (added by the verification
+   kit: a start that forgot to read it back left a running guest recorded as shut down).
 """
 
 from __future__ import annotations
@@ -77,6 +81,10 @@ or revert also leaves)."""
 
 _OVERTAKEN_BY_DELETE = frozenset({"InstanceNotFound", "MoveInterrupted"})
 """The errors of a move request that a delete of its instance ended."""
+
+_SETTLED_POWER = frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.RESIZED})
+"""The states with no task in which the record's power state is the guest's (invariant 9;
+``error`` is left out: a failed step may not know what the guest did)."""
 
 _IN_PROGRESS = frozenset(
     {
@@ -153,6 +161,13 @@ def violations(cloud: Cloud, machine: Machine = MACHINE, *, idle: bool = True) -
                     found.append(f"{name}: active but running on {running}")
                 if instance.vm_state is VmState.STOPPED and running:
                     found.append(f"{name}: stopped but running on {running}")
+                if instance.vm_state in _SETTLED_POWER:
+                    actual = _power(cloud, instance.host, instance.uuid) or PowerState.NOSTATE
+                    if instance.power_state is not actual:
+                        found.append(
+                            f"{name}: records power state {instance.power_state.label} but "
+                            f"its guest on {instance.host} is {actual.label}"
+                        )
     open_moves: Counter[str] = Counter()
     for migration in migrations:
         if not migration.status.is_final:
