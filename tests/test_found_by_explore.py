@@ -6,7 +6,7 @@ budget of 2, the last three with three requests and its liveness check); they pi
 
 from __future__ import annotations
 
-from coldmig_fsm import Cloud, FakeFault, FaultMode, Outcome
+from coldmig_fsm import Cloud, FakeFault, FaultMode, Outcome, VmState
 from coldmig_fsm.verification.invariants import violations
 from tests.conftest import calls, make_cloud, snapshot, usage
 from tests.test_failed_move_state import the_next_move_abandons_the_leftover
@@ -297,13 +297,15 @@ def test_a_deleted_instances_request_whose_message_was_lost_is_settled_by_reconc
     # host-b with them: vm2 is deleted while its migrate_server is still queued.
     cloud.restart_compute("host-a")
     assert delete.result is not None and delete.result.outcome is Outcome.SUCCEEDED
-    assert second.result is None
+    # The delete ends vm2's migrate at once, though its message is still queued (13);
+    # before that, losing the message left only reconcile to settle it (MoveInterrupted).
+    failed = (Outcome.FAILED, "InstanceNotFound")
+    assert second.result is not None
+    assert (second.result.outcome, second.result.error_type) == failed
     cloud.lose_next("migrate_server")
     cloud.run()  # vm2's migrate_server, lost
-    assert second.result is None  # pending, and no message carries it any more
     cloud.reconcile()
-    assert second.result is not None and second.result.outcome is Outcome.FAILED
-    assert second.result.error_type == "MoveInterrupted"
+    assert (second.result.outcome, second.result.error_type) == failed
     assert violations(cloud) == []
 
 
@@ -523,4 +525,43 @@ def test_an_abort_that_outlived_its_move_is_refused_and_settled() -> None:
     snap = snapshot(cloud)
     assert (snap["vm_state"], snap["host"]) == ("resized", "host-b")
     assert snap["migrations"] == [("error", "host-a", "host-b"), ("finished", "host-a", "host-b")]
+    assert violations(cloud) == []
+
+
+# --------------------------------------------------------------------------------------
+# 13. `coldmig verify --instances 2 --hosts 2 --operations 4 --faults --fault-budget 2`
+#     (9 actions): "migration 1: cancelled but its migrate request failed
+#     (InstanceInvalidState)". A delete overtakes a move whose next message waits for a
+#     host that is down; the delete finishes (the migration ends `cancelled`) but leaves
+#     the move's request to that message, which, delivered after the restart, finds the
+#     instance deleted and fails it as a refusal of its state.
+# --------------------------------------------------------------------------------------
+
+
+def test_a_delete_ends_every_request_of_its_instance_also_one_whose_message_waits() -> None:
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.boot("vm2", "m1.tiny", "host-b", vm_state=VmState.STOPPED)
+    assert cloud.hypervisor is not None
+    move = cloud.migrate("vm1", host="host-b")
+    cloud.hypervisor.arm(FakeFault("host-b", "power_on", FaultMode.CRASH))
+    cloud.start("vm2")  # queued before the move's prep_resize: crashes host-b's service
+    cloud.step()  # the conductor: prep_resize queued for host-b
+    abort = cloud.abort_migration("vm1")
+    delete = cloud.delete("vm1")
+    cloud.step()  # vm2's start: host-b's service dies
+    cloud.run()  # the abort (refused: vm1 is being deleted), then the delete on host-a
+    assert [m.kind for m in cloud.pending()] == ["prep_resize"]  # waits for host-b
+    assert delete.result is not None and delete.result.outcome is Outcome.SUCCEEDED
+    assert abort.result is not None and abort.result.outcome is Outcome.FAILED
+    # The delete ended the move's request too, though its message still waits.
+    assert move.result is not None
+    assert (move.result.outcome, move.result.error_type) == (Outcome.FAILED, "InstanceNotFound")
+    assert [m.status.value for m in cloud.migrations("vm1")] == ["cancelled"]
+    assert violations(cloud, idle=False) == []
+    cloud.restart_compute("host-b")
+    cloud.run()  # prep_resize finds vm1 deleted: it changes nothing
+    assert (move.result.outcome, move.result.error_type) == (Outcome.FAILED, "InstanceNotFound")
+    assert snapshot(cloud)["vm_state"] == "deleted"
+    assert usage(cloud) == {"host-a": NONE, "host-b": TINY}
     assert violations(cloud) == []

@@ -184,9 +184,16 @@ class PowerAndDelete(HopRunner):
             rt.notify("instance.delete.end", gone, self.host)
             rt.event(message.request_id, "compute_terminate_instance", self.host)
             self._settle_recovery(message, Outcome.SUCCEEDED, None)
-            # Whatever else was still under way on this instance ends with it.
+            # Whatever else was still under way on this instance ends with it, also a
+            # request whose message is still queued (for a host that is down, say): when
+            # it is delivered, its hop finds the instance deleted and changes nothing.
             gone_error = InstanceNotFound(f"Instance {instance.uuid} was deleted meanwhile.")
-            self._settle_stranded(instance.uuid, "compute_terminate_instance", gone_error)
+            for request in store.list_requests(instance.uuid):
+                if request.outcome is Outcome.PENDING:
+                    rt.event(
+                        request.request_id, "compute_terminate_instance", self.host, gone_error
+                    )
+                    rt.settle(request.request_id, Outcome.FAILED, gone_error)
 
     def _confirm_on_delete(self, message: messages.TerminateInstance, instance: Instance) -> None:
         """(Source) confirm the move of a ``resized`` instance being deleted: remove the
