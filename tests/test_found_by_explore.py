@@ -565,3 +565,43 @@ def test_a_delete_ends_every_request_of_its_instance_also_one_whose_message_wait
     assert snapshot(cloud)["vm_state"] == "deleted"
     assert usage(cloud) == {"host-a": NONE, "host-b": TINY}
     assert violations(cloud) == []
+
+
+# --------------------------------------------------------------------------------------
+# 14. `coldmig verify --instances 1 --hosts 2 --operations 8 --faults --fault-budget 4`
+#     (13 actions): "request ... (abortMigration) still pending". An abort waits for a
+#     host that is down; a failed delete ends the move, and a stop follows. The abort's
+#     message is lost; `reconcile` runs while the stop's message is queued and skipped
+#     the instance (a newer request is under way), leaving the older, uncarried abort
+#     pending for good.
+# --------------------------------------------------------------------------------------
+
+
+def test_reconcile_fails_an_older_request_whose_message_was_lost_while_a_newer_one_runs() -> None:
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.hypervisor is not None
+    cloud.migrate("vm1", host="host-b")
+    cloud.step()  # the conductor
+    cloud.step()  # prep_resize on host-b
+    cloud.hypervisor.arm(FakeFault("host-a", "migrate_disk_and_power_off", FaultMode.CRASH))
+    cloud.step()  # the copy crashes host-a's service
+    cloud.hypervisor.arm(FakeFault("host-b", "destroy", FaultMode.CRASH))
+    cloud.restart_compute("host-a")  # its recovery's rollback crashes host-b's service
+    abort = cloud.abort_migration("vm1")  # its message waits for host-b
+    delete = cloud.delete("vm1")
+    cloud.hypervisor.arm(FakeFault("host-a", "destroy"))
+    cloud.step()  # the delete fails: vm1 in error
+    assert delete.result is not None and delete.result.outcome is Outcome.FAILED
+    stop = cloud.stop("vm1")
+    cloud.restart_compute("host-b")
+    cloud.lose_next("abort_migration")
+    cloud.step()  # the abort's message, lost
+    assert [m.kind for m in cloud.pending()] == ["stop_instance"]
+    cloud.reconcile()  # vm1 is busy with the stop, whose message is queued
+    assert abort.result is not None
+    assert (abort.result.outcome, abort.result.error_type) == (Outcome.FAILED, "MoveInterrupted")
+    assert stop.result is None  # the stop goes on
+    assert stop.wait().ok
+    assert snapshot(cloud)["vm_state"] == "stopped"
+    assert violations(cloud) == []

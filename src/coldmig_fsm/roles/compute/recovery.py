@@ -403,6 +403,7 @@ class Recovery(HopRunner):
                 self._settle_interrupted_recoveries(instance, carried[instance.uuid])
                 continue
             if self._under_way(instance, carried[instance.uuid]):
+                self._settle_overtaken(instance, carried[instance.uuid])
                 continue
             involved = _involved_hosts(store, instance, machine)
             if self.host not in involved or involved & down:
@@ -456,16 +457,42 @@ class Recovery(HopRunner):
         ]
         return bool(pending) and pending[-1] in carried
 
-    def _settle_interrupted_recoveries(self, instance: Instance, carried: set[str]) -> None:
+    def _settle_overtaken(self, instance: Instance, carried: set[str]) -> None:
+        """A busy instance whose newer request is under way: fail each older request
+        that nothing will settle any more (its message lost, and neither a queued
+        message nor what the newer request does when it ends settles it).
+
+        A queued delete ends every request of its instance (nothing is failed here); a
+        queued abort settles the request of the move it cancels."""
+        store = self._rt.store
+        settled_later = set(carried)
+        for message in store.pending_messages(instance.uuid):
+            if isinstance(message, messages.TerminateInstance):
+                return
+            if isinstance(message, messages.AbortMigration):
+                cancelled = store.get_migration(message.migration_id).request_id
+                if cancelled is not None:
+                    settled_later.add(cancelled)
+        self._settle_interrupted_recoveries(instance, settled_later, busy=True)
+
+    def _settle_interrupted_recoveries(
+        self, instance: Instance, carried: set[str], *, busy: bool = False
+    ) -> None:
         """A stable instance's pending request that no queued message carries can never
         settle: its message was lost, or a crash interrupted it (a recovery runs in one
         go, with no message, and may have been cut short on another host it reached).
         Once something else (an abort, a delete) has brought the instance to a stable
         state, nothing will finish it: it failed. Any host's start-up may find it (the
-        crashed host's, typically), and so does ``reconcile``."""
+        crashed host's, typically), and so does ``reconcile``.
+
+        ``busy``: the instance's task belongs to a newer request, whose message is
+        queued (:meth:`_under_way`); ``carried`` then also names what that request
+        settles when it ends (:meth:`_settle_overtaken`), and every other older request
+        fails the same way."""
         # A lost confirm of an instance still waiting on it is sent again instead
         # (:meth:`_resume_confirm`).
         confirmable = instance.state in self._rt.machine.rule("confirmed_running").sources
+        since = "a newer request is under way" if busy else "it has reached a stable state"
         for request in self._rt.store.list_requests(instance.uuid):
             if request.outcome is not Outcome.PENDING or request.request_id in carried:
                 continue
@@ -474,13 +501,12 @@ class Recovery(HopRunner):
             if request.action == "recover":
                 error = MoveInterrupted(
                     f"a crash interrupted the recovery of instance {instance.describe()}; "
-                    "it has reached a stable state since"
+                    f"{since} since"
                 )
             else:
                 error = MoveInterrupted(
                     f"the {request.action} request of instance {instance.describe()} can no "
-                    "longer finish: its message was lost and the instance has reached a "
-                    "stable state since"
+                    f"longer finish: its message was lost and {since} since"
                 )
             self._rt.event(request.request_id, "compute_recover", self.host, error)
             self._rt.settle(request.request_id, Outcome.FAILED, error)
