@@ -605,3 +605,40 @@ def test_reconcile_fails_an_older_request_whose_message_was_lost_while_a_newer_o
     assert stop.wait().ok
     assert snapshot(cloud)["vm_state"] == "stopped"
     assert violations(cloud) == []
+
+
+# --------------------------------------------------------------------------------------
+# 15. `coldmig verify --instances 2 --hosts 3 --operations 3 --faults --fault-budget 3`
+#     (12 actions): "request ... (abortMigration) still pending". vm1's copy crashes
+#     host-a; host-a's restart rolls vm1 back, but crashes again (vm2's finish_migration)
+#     before the source half, which waits for it. An abort is then accepted, and its own
+#     hop crashes host-b. The restarts carry the rollback out as the abort (the migration
+#     ends `cancelled`), but nothing settled the abort's request.
+# --------------------------------------------------------------------------------------
+
+
+def test_a_recovery_that_carries_out_an_abort_settles_the_abort_too() -> None:
+    cloud = _two_on_three()
+    assert cloud.hypervisor is not None
+    move = cloud.migrate("vm1", host="host-b")
+    cloud.migrate("vm2", host="host-a")
+    for _ in range(4):
+        cloud.step()  # both conductors and both prep_resize
+    cloud.hypervisor.arm(FakeFault("host-a", "migrate_disk_and_power_off", FaultMode.CRASH))
+    cloud.step()  # vm1's copy crashes host-a's service
+    cloud.hypervisor.arm(FakeFault("host-a", "finish_migration", FaultMode.CRASH))
+    cloud.restart_compute("host-a")  # vm1's rollback waits for host-a, which crashed again
+    assert [m.kind for m in cloud.pending()] == ["roll_back_move"]
+    abort = cloud.abort_migration("vm1")
+    cloud.hypervisor.arm(FakeFault("host-b", "destroy", FaultMode.CRASH))
+    cloud.step()  # the abort's hop on host-b crashes host-b's service
+    cloud.restart_compute("host-a")
+    cloud.restart_compute("host-b")
+    cloud.run()
+    assert [m.status.value for m in cloud.migrations("vm1")] == ["cancelled"]
+    assert move.result is not None and move.result.outcome is Outcome.ROLLED_BACK
+    assert abort.result is not None and abort.result.outcome is Outcome.SUCCEEDED
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"], snap["host"]) == ("active", None, "host-a")
+    assert violations(cloud) == []
+

@@ -156,6 +156,23 @@ class Recovery(HopRunner):
         done = self._roll_back(message, instance, migration, interrupted, trigger, event)
         outcome = Outcome.ROLLED_BACK if done is not None else Outcome.FAILED
         self._settle_recovery(message, outcome, interrupted)
+        if aborting:
+            self._settle_carried_out_aborts(instance, done is not None, event, interrupted)
+
+    def _settle_carried_out_aborts(
+        self, instance: Instance, done: bool, event: str, interrupted: ColdmigError
+    ) -> None:
+        """A recovery's rollback of a move whose abort was accepted carries that abort
+        out (the migration ends ``cancelled``): an abort still pending (its own hop cut
+        short by a crash, say) has succeeded, or failed with the rollback. An abort whose
+        message is still queued is refused when it is delivered (the move is over)."""
+        rt = self._rt
+        for request in rt.store.list_requests(instance.uuid):
+            if request.action != "abortMigration" or request.outcome is not Outcome.PENDING:
+                continue
+            failed = None if done else interrupted
+            rt.event(request.request_id, event, self.host, failed)
+            rt.settle(request.request_id, Outcome.SUCCEEDED if done else Outcome.FAILED, failed)
 
     def _remove_copy(
         self,
