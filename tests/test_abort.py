@@ -166,3 +166,30 @@ def test_a_delete_resumed_by_recovery_overtakes_the_cancelled_move() -> None:
     assert snap["domains"] == {"host-a": [], "host-b": []}
     assert snap["usage"] == {"host-a": (0, 0, 0), "host-b": (0, 0, 0)}
     assert violations(cloud) == []
+
+
+def test_an_abort_before_the_conductor_cancels_the_move_not_a_newer_recovery() -> None:
+    # The conductor's message was lost and a start-up recovery has queued its rollback
+    # (a newer request of the instance, still pending) when the abort comes: the abort
+    # cancels the move's request, and the recovery, delivered later, finds nothing to do.
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.lose_next("migrate_server")
+    move = cloud.migrate("vm1")
+    cloud.step()  # lost
+    cloud.compute("host-a").init_host()  # queues its rollback: not delivered yet
+    assert [m.kind for m in cloud.pending()] == ["roll_back_move"]
+    abort = cloud.abort_migration("vm1")
+    assert abort.result is not None and abort.result.outcome is Outcome.SUCCEEDED
+    assert move.result is not None
+    assert (move.result.outcome, move.result.error_type) == (
+        Outcome.ROLLED_BACK,
+        "MigrationCancelled",
+    )
+    cloud.run()
+    recover = [r for r in cloud.store.list_requests() if r.action == "recover"]
+    assert [(r.outcome, r.error_type) for r in recover] == [
+        (Outcome.FAILED, "UnexpectedTaskStateError")
+    ]
+    assert (snapshot(cloud)["vm_state"], snapshot(cloud)["task_state"]) == ("active", None)
+    assert violations(cloud) == []

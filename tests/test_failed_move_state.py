@@ -6,7 +6,9 @@ Pinned by the probes ``tests/scenarios/fault-finish-resize-raise.yaml`` and
 
 from __future__ import annotations
 
-from coldmig_fsm import Cloud, FakeFault, Outcome, VmState
+import pytest
+
+from coldmig_fsm import Cloud, FakeFault, Outcome, UnexpectedTaskStateError, VmState
 from coldmig_fsm.verification.invariants import violations
 from tests.conftest import make_cloud, snapshot
 
@@ -150,3 +152,34 @@ def test_failed_delete_after_a_failed_revert_leaves_everything_where_it_was() ->
     assert snapshot(cloud) == before
     assert [f.exception_type for f in cloud.faults("vm1")] == ["HypervisorError"] * 2
     assert violations(cloud) == []
+
+
+def test_a_driver_bug_fails_the_step_with_a_fault_of_code_500(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An error that is not this library's (a bug in a driver) ends the step like any
+    # failure; its fault's code is 500, as Nova records an error that is no NovaException.
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+
+    def broken(*_: object, **__: object) -> None:
+        raise ValueError("a driver bug")
+
+    monkeypatch.setattr(cloud.driver("host-a"), "migrate_disk_and_power_off", broken)
+    result = cloud.migrate("vm1").wait()
+    assert (result.outcome, result.error_type) == (Outcome.FAILED, "ValueError")
+    (fault,) = cloud.faults("vm1")
+    assert (fault.code, fault.exception_type, fault.message, fault.host) == (
+        500,
+        "ValueError",
+        "a driver bug",
+        "host-a",
+    )
+    assert snapshot(cloud)["vm_state"] == "error"
+    assert violations(cloud) == []
+    # One of this library's errors is recorded with its own code.
+    cloud.runtime.fault(cloud.instance("vm1"), UnexpectedTaskStateError("lost"), "host-a")
+    assert [(f.code, f.exception_type) for f in cloud.faults("vm1")] == [
+        (500, "ValueError"),
+        (409, "UnexpectedTaskStateError"),
+    ]

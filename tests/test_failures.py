@@ -109,6 +109,23 @@ def test_prep_failure_reschedules_to_the_next_alternate() -> None:
     ]
 
 
+def test_each_reschedule_counts_one_attempt_of_max_attempts() -> None:
+    # max_attempts 3 (the default): the first choice and two alternates are tried.
+    cloud = make_cloud(4)
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    operation = cloud.migrate("vm1")
+    for hog, host in (("hog-b", "host-b"), ("hog-c", "host-c")):
+        cloud.step()  # the conductor picks the next host: another claim fills it first
+        cloud.store.set_allocations(hog, {host: Resources(8, 0, 0)})
+        cloud.step()  # prep_resize there fails: rescheduled
+    assert operation.wait().ok
+    assert snapshot(cloud)["migrations"] == [
+        ("error", "host-a", None),
+        ("error", "host-a", None),
+        ("finished", "host-a", "host-d"),
+    ]
+
+
 def test_prep_failure_with_no_alternate_left_is_max_retries_exceeded() -> None:
     cloud = make_cloud(2, config=CloudConfig(max_attempts=1))
     cloud.boot("vm1", "m1.tiny", "host-a")

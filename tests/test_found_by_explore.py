@@ -641,4 +641,3 @@ def test_a_recovery_that_carries_out_an_abort_settles_the_abort_too() -> None:
     snap = snapshot(cloud)
     assert (snap["vm_state"], snap["task_state"], snap["host"]) == ("active", None, "host-a")
     assert violations(cloud) == []
-

@@ -225,3 +225,29 @@ def test_an_unexpected_migration_status_names_what_was_expected() -> None:
     with pytest.raises(UnexpectedMigrationStatusError) as caught:
         MACHINE.migration_after("powered_off", MigrationStatus.MIGRATING, None)
     assert str(caught.value).endswith("in status migrating: expected one of []")
+
+
+def test_fired_says_whether_the_migration_record_changes() -> None:
+    vm = Instance(uuid="i-1", name="vm1", flavor="m1.tiny", host="host-a", project_id="demo")
+    migrated = attrs.evolve(vm, task_state=TaskState.RESIZE_MIGRATED)
+    begun = MACHINE.fire(
+        "finish_resize",
+        GuardContext("finish_resize", Caller.admin(), migrated),
+        migration_status=MigrationStatus.POST_MIGRATING,
+    )
+    assert (begun.migration_status, begun.changes_migration) == (
+        MigrationStatus.POST_MIGRATING,
+        False,
+    )
+    finishing = attrs.evolve(vm, task_state=TaskState.RESIZE_FINISH)
+    finished = MACHINE.fire(
+        "resize_finished",
+        GuardContext("resize_finished", Caller.admin(), finishing),
+        migration_status=MigrationStatus.POST_MIGRATING,
+    )
+    assert (finished.migration_status, finished.changes_migration) == (
+        MigrationStatus.FINISHED,
+        True,
+    )
+    stopped = MACHINE.fire("stop", GuardContext("stop", Caller.admin(), vm))
+    assert (stopped.migration_status, stopped.changes_migration) == (None, False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coldmig_fsm import Cloud, MoveInterrupted, Outcome, TaskState, VmState
+from coldmig_fsm import Cloud, FakeFault, FaultMode, MoveInterrupted, Outcome, TaskState, VmState
 from coldmig_fsm.verification.invariants import violations
 from tests.conftest import make_cloud, snapshot
 
@@ -112,3 +112,34 @@ def test_a_restart_leaves_moves_with_queued_messages_alone(cloud: Cloud) -> None
     cloud.step()  # conductor: prep_resize queued for host-b
     assert cloud.restart_compute("host-a") == []
     assert move.wait().ok
+
+
+def test_a_host_only_an_earlier_failed_move_touched_does_not_hold_the_recovery_back() -> None:
+    # vm1's first move (to host-b) failed; its second (to host-c) is interrupted by a
+    # crash of host-a while host-b's service is down too. The hosts that take part in
+    # recovering the second move are host-a and host-c only: host-a's restart recovers
+    # it at once (a delete, which visits every host a move may have left a guest on,
+    # would wait for host-b).
+    cloud = make_cloud(hosts=3)
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.boot("vm2", "m1.tiny", "host-b")
+    assert cloud.hypervisor is not None
+    cloud.hypervisor.arm(FakeFault("host-a", "migrate_disk_and_power_off"))
+    assert cloud.migrate("vm1", host="host-b").wait().outcome is Outcome.FAILED
+    assert cloud.stop("vm1").wait().ok
+    cloud.hypervisor.arm(FakeFault("host-b", "power_off", FaultMode.CRASH))
+    cloud.stop("vm2")
+    cloud.step()  # host-b's service dies
+    move = cloud.migrate("vm1", host="host-c")
+    cloud.step()  # the conductor
+    cloud.step()  # prep_resize on host-c
+    cloud.hypervisor.arm(FakeFault("host-a", "migrate_disk_and_power_off", FaultMode.CRASH))
+    cloud.step()  # the copy crashes host-a's service
+    assert [h for h in cloud.hosts if not cloud.is_up(h)] == ["host-a", "host-b"]
+    cloud.restart_compute("host-a")
+    assert move.result is not None
+    assert (move.result.outcome, move.result.error_type) == (Outcome.ROLLED_BACK, "MoveInterrupted")
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"], snap["host"]) == ("stopped", None, "host-a")
+    assert snap["migrations"] == [("error", "host-a", "host-b"), ("error", "host-a", "host-c")]
+    assert snap["domains"] == {"host-a": ["vm1"], "host-b": ["vm2"], "host-c": []}

@@ -44,6 +44,8 @@ def test_the_guest_is_touched_from_the_copy_on(task_state: TaskState | None, tou
         # The copy ran: the destination cleans up first, then the source restores.
         ("host-a", "host-b", TaskState.RESIZE_MIGRATING, ("host-b", "host-a")),
         ("host-a", "host-b", TaskState.RESIZE_MIGRATED, ("host-b", "host-a")),
+        # Whichever way the names sort.
+        ("host-b", "host-a", TaskState.RESIZE_MIGRATED, ("host-a", "host-b")),
         # The copy never started: nothing of the move is on the destination.
         ("host-a", "host-b", TaskState.RESIZE_PREP, ("host-a",)),
         # No destination chosen yet (the conductor's step was lost).
