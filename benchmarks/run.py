@@ -198,7 +198,11 @@ def splice(
 
 
 def _stamped(line: str) -> set[str]:
-    return set(line.split("(", 1)[1].split(")", 1)[0].split()) if "(" in line else set()
+    """The section letters a "regenerated alone ((a) (e)): ..." header line names."""
+    prefix = "- regenerated alone ("
+    if not line.startswith(prefix) or "):" not in line:
+        return set()
+    return set(line.removeprefix(prefix).split("):", 1)[0].split())
 
 
 def _names(sections: Sequence[Section]) -> list[str]:
