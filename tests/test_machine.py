@@ -227,27 +227,27 @@ def test_an_unexpected_migration_status_names_what_was_expected() -> None:
     assert str(caught.value).endswith("in status migrating: expected one of []")
 
 
-def test_fired_says_whether_the_migration_record_changes() -> None:
+_POST = MigrationStatus.POST_MIGRATING
+
+
+@pytest.mark.parametrize(
+    ("trigger", "task_state", "status", "after", "changes"),
+    [
+        ("finish_resize", TaskState.RESIZE_MIGRATED, _POST, _POST, False),
+        ("resize_finished", TaskState.RESIZE_FINISH, _POST, MigrationStatus.FINISHED, True),
+        ("stop", None, None, None, False),
+    ],
+)
+def test_fired_says_whether_the_migration_record_changes(
+    trigger: str,
+    task_state: TaskState | None,
+    status: MigrationStatus | None,
+    after: MigrationStatus | None,
+    changes: bool,
+) -> None:
     vm = Instance(uuid="i-1", name="vm1", flavor="m1.tiny", host="host-a", project_id="demo")
-    migrated = attrs.evolve(vm, task_state=TaskState.RESIZE_MIGRATED)
-    begun = MACHINE.fire(
-        "finish_resize",
-        GuardContext("finish_resize", Caller.admin(), migrated),
-        migration_status=MigrationStatus.POST_MIGRATING,
+    vm = attrs.evolve(vm, task_state=task_state)
+    fired = MACHINE.fire(
+        trigger, GuardContext(trigger, Caller.admin(), vm), migration_status=status
     )
-    assert (begun.migration_status, begun.changes_migration) == (
-        MigrationStatus.POST_MIGRATING,
-        False,
-    )
-    finishing = attrs.evolve(vm, task_state=TaskState.RESIZE_FINISH)
-    finished = MACHINE.fire(
-        "resize_finished",
-        GuardContext("resize_finished", Caller.admin(), finishing),
-        migration_status=MigrationStatus.POST_MIGRATING,
-    )
-    assert (finished.migration_status, finished.changes_migration) == (
-        MigrationStatus.FINISHED,
-        True,
-    )
-    stopped = MACHINE.fire("stop", GuardContext("stop", Caller.admin(), vm))
-    assert (stopped.migration_status, stopped.changes_migration) == (None, False)
+    assert (fired.migration_status, fired.changes_migration) == (after, changes)
