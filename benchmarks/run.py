@@ -154,6 +154,10 @@ def _blocks(report: str) -> list[str]:
     return blocks
 
 
+_STAMP = "- regenerated alone ("
+"""How a header line naming the sections regenerated alone begins."""
+
+
 def splice(
     report: str,
     sections: Sequence[Section],
@@ -184,25 +188,22 @@ def splice(
             out.append(block)
     out += ["## " + rendered[k] for k in fresh if k not in done]
     stamp = (
-        f"- regenerated alone ({' '.join(fresh)}): {started.strftime('%Y-%m-%d %H:%M UTC')}, "
+        f"{_STAMP}{' '.join(fresh)}): {started.strftime('%Y-%m-%d %H:%M UTC')}, "
         f"load average {load}, {seconds:.0f} s, by `python -m benchmarks.run --only "
         f"{' '.join(_names(sections))} --splice`"
     )
     header = [
         line
         for line in out[0].splitlines()
-        if not (line.startswith("- regenerated alone (") and _stamped(line) <= set(fresh))
+        if not (line.startswith(_STAMP) and _stamped(line) <= set(fresh))
     ]
     out[0] = "\n".join([*header, stamp])
     return "\n\n".join(out) + "\n"
 
 
 def _stamped(line: str) -> set[str]:
-    """The section letters a "regenerated alone ((a) (e)): ..." header line names."""
-    prefix = "- regenerated alone ("
-    if not line.startswith(prefix) or "):" not in line:
-        return set()
-    return set(line.removeprefix(prefix).split("):", 1)[0].split())
+    """The section letters of a header line ``- regenerated alone ((a) (e)): ...``."""
+    return set(line.removeprefix(_STAMP).split("):", 1)[0].split())
 
 
 def _names(sections: Sequence[Section]) -> list[str]:

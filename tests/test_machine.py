@@ -245,8 +245,7 @@ def test_fired_says_whether_the_migration_record_changes(
     after: MigrationStatus | None,
     changes: bool,
 ) -> None:
-    vm = Instance(uuid="i-1", name="vm1", flavor="m1.tiny", host="host-a", project_id="demo")
-    vm = attrs.evolve(vm, task_state=task_state)
+    vm = instance(VmState.ACTIVE, task_state)
     fired = MACHINE.fire(
         trigger, GuardContext(trigger, Caller.admin(), vm), migration_status=status
     )
