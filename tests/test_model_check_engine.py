@@ -5,6 +5,7 @@ symmetry reduction, workers, liveness; and that it explores what the reference e
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import re
 from typing import Any
 
@@ -368,6 +369,49 @@ def test_two_workers_find_what_one_finds() -> None:
     assert _figures(two) == _figures(one)
     assert two.workers == 2 and two.liveness_checked
     assert two.by_action == one.by_action
+
+
+@pytest.mark.parametrize(
+    ("sizes", "plan"),
+    [
+        ([10, 0], [[(1, 5)], []]),
+        ([0, 9], [[], [(0, 5)]]),  # 5 and 4: the first worker holds the odd one
+        ([5, 5], [[], []]),
+        ([7, 0, 2], [[(1, 3), (2, 1)], [], []]),
+        ([0, 0, 12, 0], [[], [], [(0, 3), (1, 3), (3, 3)], []]),
+    ],
+)
+def test_frontiers_are_evened_out_by_moving_only_the_surplus(
+    sizes: list[int], plan: list[list[tuple[int, int]]]
+) -> None:
+    assert search_module._transfers(sizes) == plan
+    after = list(sizes)
+    for donor, shares in enumerate(plan):
+        for receiver, count in shares:
+            after[donor] -= count
+            after[receiver] += count
+    assert sum(after) == sum(sizes) and max(after) - min(after) <= 1
+
+
+def test_two_workers_share_the_expansions_of_every_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The root is one worker's, and the worker that makes a child expands it: without
+    # the balancing the other worker would never expand a state.
+    expanded = multiprocessing.get_context("fork").Array("i", 2)  # shared with the forks
+    layer = search_module._Partition.expand_layer
+
+    def counted(self: Any, *args: Any) -> Any:
+        out = layer(self, *args)
+        with expanded.get_lock():
+            expanded[self.index] += len(self.node_counts)
+        return out
+
+    monkeypatch.setattr(search_module._Partition, "expand_layer", counted)
+    result = model_check(lambda: initial_cloud(1, 2), faults=True, workers=2)
+    assert result.states == 439
+    counts: list[int] = expanded[:]
+    assert sum(counts) == result.states  # each state once, by one worker
+    # Every layer starts with frontiers within one node of each other.
+    assert abs(counts[0] - counts[1]) <= result.depth + 1
 
 
 # --- by action -------------------------------------------------------------------------

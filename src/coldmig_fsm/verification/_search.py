@@ -20,11 +20,16 @@ works, and what it promises:
   kept, the first violation, a ``max_states`` stop). So the first violation found has a
   shortest trace, and the outcome does not depend on how many workers share the search.
 * **Partitions.** With ``workers > 1`` each worker process owns the states whose
-  fingerprint is its index modulo the worker count: it keeps their visited entries and
-  expands them. A child owned by another worker is sent there (its snapshot pickled,
-  one batch per layer and destination, so records shared by siblings are sent once);
-  each owner then accepts its candidates in path order. The coordinator only gathers
-  counts, the first violation and the cut-off that a violation or ``max_states`` makes.
+  fingerprint is its index modulo the worker count: it keeps their visited entries. A
+  child owned by another worker is sent there as a *ticket* (fingerprint, budgets, path:
+  a few dozen bytes, one batch per layer and destination); each owner accepts its own
+  candidates and the tickets in path order and tells each sender which of its tickets
+  were new. The worker that made a child keeps its snapshot and expands it in the next
+  layer, so snapshots cross between processes only to even out the frontiers (the
+  surplus of the longer ones, pickled once per layer and pair). Who expands a state
+  changes nothing but the time: a node's children are a function of its snapshot. The
+  coordinator only gathers counts, routes the replies, balances the frontiers and keeps
+  the first violation and the cut-off that a violation or ``max_states`` makes.
 * **The step's invariants after every transition**, also into a state seen before, and
   the spec's (about a state, not a change) on the transition that first reaches it
   (:func:`~coldmig_fsm.verification.explorer.check_step`): a state's fingerprint stands
@@ -205,12 +210,23 @@ class _Setup:
     stuck: frozenset[int] = frozenset()
 
 
+_Ticket = tuple[int, tuple[int, ...], bool, Path, str]
+"""A candidate another worker owns, as sent there: its fingerprint, budgets, settled
+flag, path and kind of action (:func:`_kind` of the last action of its trace)."""
+
+
 @attrs.frozen
 class _LayerOut:
     transitions: int
     violation: _Violation | None
-    outgoing: dict[int, bytes]
+    outgoing: dict[int, bytes]  # owner -> pickled list of tickets
     limit_path: Path | None = None  # single partition: the max_states stop
+
+
+@attrs.frozen
+class _Merged:
+    accepted: list[Path]  # the paths of this layer's new states that this worker owns
+    replies: dict[int, bytes]  # sender -> pickled list of (path, first) of its new ones
 
 
 def _stuck_report(cloud: Cloud) -> str:
@@ -232,6 +248,7 @@ class _Partition:
         self._interned: dict[tuple[int, ...], tuple[int, ...]] = {}
         self.frontier: list[_Node] = []
         self.held: list[_Candidate] = []  # this layer's own candidates (count > 1)
+        self.sent: dict[Path, _Node] = {}  # this layer's tickets' nodes (count > 1)
         self.node_counts: list[tuple[Path, int]] = []
         self._clean: _Node | None = None  # the node the working cloud is exactly now
         self.edges_from = array("Q")
@@ -251,19 +268,32 @@ class _Partition:
         return _record(self.visited, self._interned, fp, budgets)
 
     def accept(self, candidate: _Candidate) -> bool:
-        if self.dominated(candidate.fp, candidate.budgets):
-            return False
-        first = self.add(candidate.fp, candidate.budgets)
-        if first and candidate.settled:
-            self.settled.append(candidate.fp)
-        self.frontier.append(attrs.evolve(candidate.node, first=first))
         trace = candidate.node.trace
-        if trace:  # not the initial state
-            self._counts(trace[-1])[1] += 1
+        kind = _kind(trace[-1]) if trace else None  # None: the initial state
+        first = self._admit(candidate.fp, candidate.budgets, candidate.settled, kind)
+        if first is None:
+            return False
+        self.frontier.append(attrs.evolve(candidate.node, first=first))
         return True
 
+    def _admit(
+        self, fp: int, budgets: tuple[int, ...], settled: bool, kind: str | None
+    ) -> bool | None:
+        """Record a state this partition owns, reached by an action of ``kind``:
+        ``None`` when dominated (not a new state), else whether ``fp`` is new."""
+        if self.dominated(fp, budgets):
+            return None
+        first = self.add(fp, budgets)
+        if first and settled:
+            self.settled.append(fp)
+        if kind is not None:
+            self._tally(kind)[1] += 1
+        return first
+
     def _counts(self, action: Action) -> list[int]:
-        kind = _kind(action)
+        return self._tally(_kind(action))
+
+    def _tally(self, kind: str) -> list[int]:
         counts = self.by_kind.get(kind)
         if counts is None:
             counts = self.by_kind[kind] = [0, 0]
@@ -310,7 +340,7 @@ class _Partition:
         self.node_counts = []
         self.held = []
         single = self.count == 1
-        outgoing: dict[int, list[_Candidate]] = {}
+        outgoing: dict[int, list[_Ticket]] = {}
         transitions = 0
         accepted = 0
         for index, node in enumerate(frontier):
@@ -329,37 +359,81 @@ class _Partition:
                 if candidate is None:
                     continue
                 owner = candidate.fp % self.count
-                if owner != self.index:
-                    outgoing.setdefault(owner, []).append(candidate)
-                elif single:
+                if single:
                     if self.accept(candidate):
                         accepted += 1
                         if limit is not None and accepted >= limit:
                             return _LayerOut(transitions, None, {}, candidate.node.path)
-                else:
+                elif owner == self.index:
                     self.held.append(candidate)
+                else:
+                    child_node = candidate.node
+                    self.sent[child_node.path] = child_node
+                    ticket = (candidate.fp, candidate.budgets, candidate.settled)
+                    outgoing.setdefault(owner, []).append((*ticket, child_node.path, _kind(action)))
             self.node_counts.append((node.path, made))
         return _LayerOut(transitions, None, self._pickled(outgoing))
 
     @staticmethod
-    def _pickled(outgoing: dict[int, list[_Candidate]]) -> dict[int, bytes]:
+    def _pickled(outgoing: dict[int, list[Any]]) -> dict[int, bytes]:
         return {k: pickle.dumps(v, pickle.HIGHEST_PROTOCOL) for k, v in outgoing.items()}
 
-    def merge(self, incoming: Sequence[bytes], cutoff: Path | None) -> list[Path]:
-        """Accept this layer's candidates (own and sent) in path order, those before
-        ``cutoff`` only; return the paths of the new states."""
-        candidates = list(self.held)
+    def merge(self, incoming: Sequence[tuple[int, bytes]], cutoff: Path | None) -> _Merged:
+        """Accept this layer's candidates (own, and the tickets of each sender) in path
+        order, those before ``cutoff`` only: the paths of the new states, and for each
+        sender which of its tickets were new (with their ``first`` flags)."""
+        tickets: list[tuple[Path, int, _Ticket | _Candidate]] = [
+            (c.node.path, self.index, c) for c in self.held
+        ]
         self.held = []
-        for batch in incoming:
-            candidates.extend(pickle.loads(batch))
-        candidates.sort(key=lambda c: c.node.path)
+        for sender, batch in incoming:
+            tickets.extend((t[3], sender, t) for t in pickle.loads(batch))
+        tickets.sort(key=lambda entry: entry[0])
         accepted: list[Path] = []
-        for candidate in candidates:
-            if cutoff is not None and candidate.node.path >= cutoff:
+        replies: dict[int, list[tuple[Path, bool]]] = {}
+        for path, sender, entry in tickets:
+            if cutoff is not None and path >= cutoff:
                 break
-            if self.accept(candidate):
-                accepted.append(candidate.node.path)
-        return accepted
+            if isinstance(entry, _Candidate):
+                if self.accept(entry):
+                    accepted.append(path)
+                continue
+            fp, budgets, settled_, _, kind = entry
+            first = self._admit(fp, budgets, settled_, kind)
+            if first is not None:
+                accepted.append(path)
+                replies.setdefault(sender, []).append((path, first))
+        return _Merged(accepted, self._pickled(replies))
+
+    def adopt(self, replies: Sequence[bytes]) -> int:
+        """Add to the frontier the nodes of this worker's tickets that their owners
+        found new (``replies``, from :meth:`merge`), drop the rest; return the
+        frontier's length."""
+        sent, self.sent = self.sent, {}
+        for batch in replies:
+            for path, first in pickle.loads(batch):
+                self.frontier.append(attrs.evolve(sent[path], first=first))
+        self.frontier.sort(key=lambda n: n.path)
+        return len(self.frontier)
+
+    def give(self, shares: Sequence[tuple[int, int]]) -> dict[int, bytes]:
+        """Hand over frontier nodes, ``count`` to each ``(receiver, count)`` of
+        ``shares``, pickled per receiver (spread along the frontier)."""
+        out: dict[int, bytes] = {}
+        for receiver, count in shares:
+            step = max(1, len(self.frontier) // count)
+            picked = set(range(len(self.frontier) - 1, -1, -step)[:count])
+            given = [n for i, n in enumerate(self.frontier) if i in picked]
+            self.frontier = [n for i, n in enumerate(self.frontier) if i not in picked]
+            out[receiver] = pickle.dumps(given, pickle.HIGHEST_PROTOCOL)
+        return out
+
+    def take(self, gifts: Sequence[bytes]) -> int:
+        """Add the nodes other workers gave (:meth:`give`) to the frontier."""
+        for batch in gifts:
+            self.frontier.extend(pickle.loads(batch))
+        self.frontier.sort(key=lambda n: n.path)
+        return len(self.frontier)
 
     def transitions_until(self, cutoff: Path) -> int:
         """Transitions of this layer up to and including the one at ``cutoff``."""
@@ -527,6 +601,12 @@ def _dispatch(partition: _Partition, command: str, args: tuple[Any, ...]) -> Any
         return partition.expand_layer(*args)
     if command == "merge":
         return partition.merge(*args)
+    if command == "adopt":
+        return partition.adopt(*args)
+    if command == "give":
+        return partition.give(*args)
+    if command == "take":
+        return partition.take(*args)
     if command == "until":
         return partition.transitions_until(*args)
     if command == "frontier":
@@ -790,6 +870,42 @@ def _ticker(
     return tick
 
 
+def _transfers(sizes: Sequence[int]) -> list[list[tuple[int, int]]]:
+    """Per worker, the ``(receiver, count)`` of frontier nodes it should hand over so
+    that no frontier is longer than another by more than one node: the longest give
+    their surplus to the shortest."""
+    count = len(sizes)
+    total = sum(sizes)
+    # The first total % count workers hold one node more.
+    target = [total // count + (1 if k < total % count else 0) for k in range(count)]
+    order = sorted(range(count), key=lambda k: sizes[k] - target[k])
+    surplus = {k: sizes[k] - target[k] for k in range(count)}
+    plan: list[list[tuple[int, int]]] = [[] for _ in range(count)]
+    low, high = 0, count - 1
+    while low < high:
+        receiver, donor = order[low], order[high]
+        moved = min(-surplus[receiver], surplus[donor])
+        if moved <= 0:
+            break
+        plan[donor].append((receiver, moved))
+        surplus[receiver] += moved
+        surplus[donor] -= moved
+        if surplus[receiver] == 0:
+            low += 1
+        if surplus[donor] == 0:
+            high -= 1
+    return plan
+
+
+def _balance(pool: Sequence[_Local | _Remote], sizes: Sequence[int]) -> None:
+    """Even out the workers' frontiers (see :func:`_transfers`)."""
+    plan = _transfers(sizes)
+    if not any(plan):
+        return
+    gifts: list[dict[int, bytes]] = _call_all(pool, "give", [(p,) for p in plan])
+    _call_all(pool, "take", [([g[k] for g in gifts if k in g],) for k in range(len(pool))])
+
+
 def _layers(
     pool: Sequence[_Local | _Remote],
     count: int,
@@ -819,10 +935,14 @@ def _layers(
             states += new
         else:
             cutoff = None if violation is None else violation.path
-            incoming = [[o.outgoing[k] for o in outs if k in o.outgoing] for k in range(count)]
-            accepted: list[list[Path]] = _call_all(
+            incoming = [
+                [(s, o.outgoing[k]) for s, o in enumerate(outs) if k in o.outgoing]
+                for k in range(count)
+            ]
+            merged: list[_Merged] = _call_all(
                 pool, "merge", [(incoming[k], cutoff) for k in range(count)]
             )
+            accepted = [m.accepted for m in merged]
             new = sum(len(a) for a in accepted)
             if limit is not None and new >= limit:
                 last = sorted(p for a in accepted for p in a)[limit - 1]
@@ -833,6 +953,8 @@ def _layers(
                 transitions += sum(_call_all(pool, "until", [(violation.path,) for _ in pool]))
             else:
                 transitions += sum(o.transitions for o in outs)
+                replies = [[m.replies[k] for m in merged if k in m.replies] for k in range(count)]
+                _balance(pool, _call_all(pool, "adopt", [(r,) for r in replies]))
         if violation is not None:
             return finish(states, transitions, depth, True, violation, [])
         if new == 0:
