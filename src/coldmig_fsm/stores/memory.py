@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 from collections import deque
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, NamedTuple
 
 from coldmig_fsm.messages import Message
@@ -80,8 +80,11 @@ def _shift(sums: dict[str, _Sum], key: str, by: _Sum, sign: int) -> None:
 class MemorySnapshot:
     """What a :class:`MemoryStore` held at one moment (:meth:`MemoryStore.snapshot`).
 
-    Opaque: only :meth:`MemoryStore.restore` reads it. It shares the immutable records
-    with the store and owns copies of their containers, which nothing writes.
+    Opaque: only :meth:`MemoryStore.restore` reads it. It holds its own copy of the
+    store's top-level containers and shares everything below them (the tables, index
+    sets, logs and queues, and the immutable records in them) with the store and with
+    other snapshots; nothing ever writes a shared container (see
+    :meth:`MemoryStore.snapshot`).
     """
 
     __slots__ = ("state",)
@@ -124,27 +127,37 @@ class MemoryStore(Store):
         self._pending: tuple[Message, ...] | None = None
         self._journal: list[tuple[Any, ...]] = []
         self._depth = 0
+        # Copy-on-write, once a snapshot was taken or restored: the inner containers
+        # (tables, index sets, logs, queues) this store may change in place, by id (the
+        # values keep them alive, so no id is reused while listed). Any other is shared
+        # with a snapshot and is copied before its first write (see _mine).
+        self._shared = False
+        self._owned: dict[int, Any] = {}
 
     # -- snapshots ------------------------------------------------------------------------
 
     def snapshot(self) -> MemorySnapshot:
         """Everything this store holds, as a value that later writes do not change.
 
-        Records, log entries and messages are immutable values, so the snapshot shares
-        them and copies only the containers that hold them (dictionaries, lists and
-        queues, as deep as they are written in place): far cheaper than a ``deepcopy``.
+        Records, log entries and messages are immutable values. The snapshot copies the
+        store's top-level containers only (a few dozen references) and shares the
+        containers below them; from then on the store copies an inner container before
+        it first writes it (copy-on-write), so a snapshot costs the same whatever the
+        store holds, and a write after it costs a copy of the container it changes.
 
         Raises:
             RuntimeError: inside an atomic block (its journal would not survive).
         """
         if self._depth:
             raise RuntimeError("a MemoryStore snapshot is taken outside atomic blocks")
+        self._share()
         return MemorySnapshot(self._copy_state())
 
     def restore(self, snapshot: MemorySnapshot) -> None:
         """Make this store hold exactly what it held when ``snapshot`` was taken.
 
-        ``snapshot`` stays usable: the store gets copies of its containers.
+        ``snapshot`` stays usable: the store shares its inner containers and copies one
+        before it first writes it.
 
         Raises:
             RuntimeError: inside an atomic block.
@@ -171,15 +184,13 @@ class MemoryStore(Store):
             self._message_seq,
             self._pending,
         ) = snapshot.state
-        self._records = {kind: dict(table) for kind, table in records.items()}
-        self._groups = {key: dict(keys) for key, keys in groups.items()}
-        self._hosted_keys = {
-            key: {index: dict(keys) for index, keys in by_index.items()}
-            for key, by_index in hosted.items()
-        }
-        self._ranged = {kind: list(entries) for kind, entries in ranged.items()}
-        self._logs = {kind: list(log) for kind, log in logs.items()}
-        self._log_groups = {key: list(positions) for key, positions in log_groups.items()}
+        self._share()
+        self._records = dict(records)
+        self._groups = dict(groups)
+        self._hosted_keys = dict(hosted)
+        self._ranged = dict(ranged)
+        self._logs = dict(logs)
+        self._log_groups = dict(log_groups)
         self._counters = dict(counters)
         # A consumer's allocations are replaced whole, never changed in place.
         self._allocations = dict(allocations)
@@ -187,22 +198,24 @@ class MemoryStore(Store):
         self._generations = dict(generations)
         self._project_usage = dict(project_usage)
         self._owners = dict(owners)
-        self._queues = {name: deque(queue) for name, queue in queues.items()}
+        self._queues = dict(queues)
         self._by_instance = dict(by_instance)  # its tuples are never changed in place
         self._journal = []
 
+    def _share(self) -> None:
+        """From now on every inner container may be a snapshot's: none is owned."""
+        self._shared = True
+        self._owned = {}
+
     def _copy_state(self) -> tuple[Any, ...]:
         return (
-            {kind: dict(table) for kind, table in self._records.items()},
-            {key: dict(keys) for key, keys in self._groups.items()},
-            {
-                key: {index: dict(keys) for index, keys in by_index.items()}
-                for key, by_index in self._hosted_keys.items()
-            },
-            {kind: tuple(entries) for kind, entries in self._ranged.items()},
+            dict(self._records),
+            dict(self._groups),
+            dict(self._hosted_keys),
+            dict(self._ranged),
             self._row_seq,
-            {kind: list(log) for kind, log in self._logs.items()},
-            {key: list(positions) for key, positions in self._log_groups.items()},
+            dict(self._logs),
+            dict(self._log_groups),
             self._log_seq,
             dict(self._counters),
             dict(self._allocations),
@@ -210,11 +223,25 @@ class MemoryStore(Store):
             dict(self._generations),
             dict(self._project_usage),
             dict(self._owners),
-            {name: tuple(queue) for name, queue in self._queues.items()},  # deques are big
+            dict(self._queues),
             dict(self._by_instance),
             self._message_seq,
             self._pending,
         )
+
+    def _mine(self, parent: dict[Any, Any], key: Any, factory: Callable[[], Any] = dict) -> Any:
+        """``parent[key]`` (a new ``factory()`` if missing), made this store's own to
+        write in place: copied first if a snapshot may share it. ``parent`` is this
+        store's own (a top-level container, or what ``_mine`` returned)."""
+        child = parent.get(key)
+        if child is None:
+            child = parent[key] = factory()
+            if self._shared:
+                self._owned[id(child)] = child
+        elif self._shared and id(child) not in self._owned:
+            child = parent[key] = child.copy()
+            self._owned[id(child)] = child
+        return child
 
     # -- journal --------------------------------------------------------------------------
 
@@ -268,9 +295,9 @@ class MemoryStore(Store):
                 self._set_row(kind, key, previous)
             elif what == "log":
                 kind, group = entry[1], entry[2]
-                self._logs[kind].pop()
+                self._mine(self._logs, kind, list).pop()
                 if group is not None:
-                    self._log_groups[(kind, group)].pop()
+                    self._mine(self._log_groups, (kind, group), list).pop()
             elif what == "counter":
                 self._counters[entry[1]] = entry[2]
             elif what == "alloc":
@@ -283,10 +310,10 @@ class MemoryStore(Store):
                 held = _total(self._allocations.get(consumer))
                 _shift(self._project_usage, self._owners.pop(consumer), held, -1)
             elif what == "push":
-                self._unindex(self._queues[entry[1]].pop())
+                self._unindex(self._mine(self._queues, entry[1], deque).pop())
                 self._pending = None
             elif what == "take":
-                self._queues[entry[1]].appendleft(entry[2])
+                self._mine(self._queues, entry[1], deque).appendleft(entry[2])
                 self._index(entry[2])
                 self._pending = None
 
@@ -294,7 +321,7 @@ class MemoryStore(Store):
 
     def _set_row(self, kind: str, key: str, row: _Row | None) -> None:
         """Make ``row`` the record (``None``: none), its indexes following (not journaled)."""
-        table = self._records.setdefault(kind, {})
+        table = self._mine(self._records, kind)
         previous = table.get(key)
         if kind in RANGED:
             self._rerange(kind, key, previous, row)
@@ -305,27 +332,28 @@ class MemoryStore(Store):
                 if previous.idx != row.idx:
                     for host in hosts if hosts[0] != hosts[1] else hosts[:1]:
                         if host is not None:
-                            by_index = self._hosted_keys[(kind, host)]
-                            del by_index[previous.idx][key]
-                            by_index.setdefault(row.idx, {})[key] = None
+                            by_index = self._mine(self._hosted_keys, (kind, host))
+                            del self._mine(by_index, previous.idx)[key]
+                            self._mine(by_index, row.idx)[key] = None
                 return
         if previous is not None:
             for host in set(previous.hosts):
                 if host is not None:
-                    del self._hosted_keys[(kind, host)][previous.idx][key]
+                    by_index = self._mine(self._hosted_keys, (kind, host))
+                    del self._mine(by_index, previous.idx)[key]
         if row is None:
             del table[key]
             if previous is not None and previous.group is not None:
-                del self._groups[(kind, previous.group)][key]
+                del self._mine(self._groups, (kind, previous.group))[key]
             return
         if previous is None:
             table[key] = row
             if row.group is not None:
-                self._groups.setdefault((kind, row.group), {})[key] = None
+                self._mine(self._groups, (kind, row.group))[key] = None
         for host in set(row.hosts):
             if host is not None:
-                by_index = self._hosted_keys.setdefault((kind, host), {})
-                by_index.setdefault(row.idx, {})[key] = None
+                by_index = self._mine(self._hosted_keys, (kind, host))
+                self._mine(by_index, row.idx)[key] = None
 
     def _rerange(self, kind: str, key: str, previous: _Row | None, row: _Row | None) -> None:
         """Move ``key`` in the ordered index of ``kind`` from ``previous``'s index value
@@ -334,7 +362,7 @@ class MemoryStore(Store):
         new = None if row is None or not row.idx else (row.idx, key)
         if old == new:
             return
-        ordered = self._ranged[kind]
+        ordered = self._mine(self._ranged, kind, list)
         if old is not None:
             del ordered[bisect.bisect_left(ordered, old)]
         if new is not None:
@@ -419,10 +447,10 @@ class MemoryStore(Store):
 
     def _append(self, kind: str, value: Any, group: str | None = None) -> None:
         self._log_seq += 1
-        log = self._logs.setdefault(kind, [])
+        log = self._mine(self._logs, kind, list)
         log.append((self._log_seq, value))
         if group is not None:
-            self._log_groups.setdefault((kind, group), []).append(len(log) - 1)
+            self._mine(self._log_groups, (kind, group), list).append(len(log) - 1)
         self._note("log", kind, group)
 
     def _log(self, kind: str, group: str | None = None) -> list[Any]:
@@ -544,7 +572,7 @@ class MemoryStore(Store):
         destination = message.destination
         self._message_seq += 1
         entry = (self._message_seq, message)
-        self._queues.setdefault(destination, deque()).append(entry)
+        self._mine(self._queues, destination, deque).append(entry)
         by_instance = self._by_instance
         by_instance[message.instance_uuid] = (*by_instance.get(message.instance_uuid, ()), entry)
         self._pending = None
@@ -610,7 +638,7 @@ class MemoryStore(Store):
         queue = self._queues.get(name)
         if not queue or queue[0][0] != seq:
             raise MessageTaken(f"message {seq} to {name} is no longer queued")
-        entry = queue.popleft()
+        entry = self._mine(self._queues, name, deque).popleft()
         self._unindex(entry)
         self._pending = None
         if self._depth:
