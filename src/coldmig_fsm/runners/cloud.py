@@ -518,7 +518,8 @@ class Cloud:
         The store's records and messages, the fake hypervisor's guests, faults and call
         log, the clock, the armed message losses and the services' framework state. Made
         for explorers that try many futures of one state (:meth:`restore` puts it back):
-        immutable records are shared, only their containers are copied.
+        immutable records are shared, and the store's tables until it writes them
+        (:meth:`MemoryStore.snapshot`).
 
         Raises:
             TypeError: the store is not a :class:`MemoryStore`, or the clock not a

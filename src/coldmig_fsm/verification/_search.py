@@ -6,7 +6,8 @@ works, and what it promises:
 * **States are snapshots.** One working :class:`~coldmig_fsm.Cloud` is restored from the
   parent's :class:`~coldmig_fsm.runners.cloud.CloudSnapshot` before each action and the
   child's snapshot is taken only when the child is a new state. Records are immutable
-  values shared by every snapshot; only their containers are copied.
+  values shared by every snapshot, and so are the store's tables, logs and queues until
+  the store writes one (:meth:`~coldmig_fsm.stores.memory.MemoryStore.snapshot`).
 * **The visited set holds fingerprints.** A state's key is the 64-bit blake2b digest of
   the canonical encoding of its abstract picture
   (:func:`~coldmig_fsm.verification.symmetry.canonical`, which renames interchangeable
