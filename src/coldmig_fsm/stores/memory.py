@@ -77,6 +77,30 @@ def _shift(sums: dict[str, _Sum], key: str, by: _Sum, sign: int) -> None:
     sums[key] = (v + sign * by[0], r + sign * by[1], d + sign * by[2])
 
 
+_CONTAINERS = (
+    "_records",
+    "_groups",
+    "_hosted_keys",
+    "_ranged",
+    "_logs",
+    "_log_groups",
+    "_counters",
+    "_allocations",
+    "_host_usage",
+    "_generations",
+    "_project_usage",
+    "_owners",
+    "_queues",
+    "_by_instance",
+)
+"""A :class:`MemoryStore`'s top-level containers: a snapshot holds a copy of each. Below
+them, a value is either immutable (a record, a consumer's allocations, an instance's
+tuple of queued entries, a sum) or a container the store copies before it first writes
+it after a snapshot (:meth:`MemoryStore._mine`)."""
+_SCALARS = ("_row_seq", "_log_seq", "_message_seq", "_pending")
+"""The rest of a snapshot: sequence numbers, and the cached tuple of queued messages."""
+
+
 class MemorySnapshot:
     """What a :class:`MemoryStore` held at one moment (:meth:`MemoryStore.snapshot`).
 
@@ -140,10 +164,11 @@ class MemoryStore(Store):
         """Everything this store holds, as a value that later writes do not change.
 
         Records, log entries and messages are immutable values. The snapshot copies the
-        store's top-level containers only (a few dozen references) and shares the
-        containers below them; from then on the store copies an inner container before
-        it first writes it (copy-on-write), so a snapshot costs the same whatever the
-        store holds, and a write after it costs a copy of the container it changes.
+        store's top-level containers only (:data:`_CONTAINERS`: a reference per kind of
+        record, index group, log, queue, host and consumer) and shares the tables, index
+        sets, logs and queues below them; from then on the store copies one of those
+        before it first writes it (copy-on-write). A snapshot does not copy the records
+        of a kind, and a write after it copies the container it changes.
 
         Raises:
             RuntimeError: inside an atomic block (its journal would not survive).
@@ -164,42 +189,12 @@ class MemoryStore(Store):
         """
         if self._depth:
             raise RuntimeError("a MemoryStore is restored outside atomic blocks")
-        (
-            records,
-            groups,
-            hosted,
-            ranged,
-            self._row_seq,
-            logs,
-            log_groups,
-            self._log_seq,
-            counters,
-            allocations,
-            host_usage,
-            generations,
-            project_usage,
-            owners,
-            queues,
-            by_instance,
-            self._message_seq,
-            self._pending,
-        ) = snapshot.state
         self._share()
-        self._records = dict(records)
-        self._groups = dict(groups)
-        self._hosted_keys = dict(hosted)
-        self._ranged = dict(ranged)
-        self._logs = dict(logs)
-        self._log_groups = dict(log_groups)
-        self._counters = dict(counters)
-        # A consumer's allocations are replaced whole, never changed in place.
-        self._allocations = dict(allocations)
-        self._host_usage = dict(host_usage)
-        self._generations = dict(generations)
-        self._project_usage = dict(project_usage)
-        self._owners = dict(owners)
-        self._queues = dict(queues)
-        self._by_instance = dict(by_instance)  # its tuples are never changed in place
+        state = snapshot.state
+        for name, container in zip(_CONTAINERS, state, strict=False):
+            setattr(self, name, dict(container))
+        for name, value in zip(_SCALARS, state[len(_CONTAINERS) :], strict=True):
+            setattr(self, name, value)
         self._journal = []
 
     def _share(self) -> None:
@@ -208,26 +203,8 @@ class MemoryStore(Store):
         self._owned = {}
 
     def _copy_state(self) -> tuple[Any, ...]:
-        return (
-            dict(self._records),
-            dict(self._groups),
-            dict(self._hosted_keys),
-            dict(self._ranged),
-            self._row_seq,
-            dict(self._logs),
-            dict(self._log_groups),
-            self._log_seq,
-            dict(self._counters),
-            dict(self._allocations),
-            dict(self._host_usage),
-            dict(self._generations),
-            dict(self._project_usage),
-            dict(self._owners),
-            dict(self._queues),
-            dict(self._by_instance),
-            self._message_seq,
-            self._pending,
-        )
+        containers = tuple(dict(getattr(self, name)) for name in _CONTAINERS)
+        return containers + tuple(getattr(self, name) for name in _SCALARS)
 
     def _mine(self, parent: dict[Any, Any], key: Any, factory: Callable[[], Any] = dict) -> Any:
         """``parent[key]`` (a new ``factory()`` if missing), made this store's own to
