@@ -6,7 +6,7 @@ budget of 2, the last three with three requests and its liveness check); they pi
 
 from __future__ import annotations
 
-from coldmig_fsm import Cloud, FakeFault, FaultMode, Outcome, VmState
+from coldmig_fsm import Cloud, CloudConfig, FakeFault, FaultMode, Outcome, VmState
 from coldmig_fsm.verification.invariants import violations
 from tests.conftest import calls, make_cloud, snapshot, usage
 from tests.test_failed_move_state import the_next_move_abandons_the_leftover
@@ -209,9 +209,9 @@ def test_recovery_after_a_failed_delete_of_a_resized_instance_keeps_its_claim() 
 # --------------------------------------------------------------------------------------
 
 
-def _two_on_three() -> Cloud:
+def _two_on_three(config: CloudConfig | None = None) -> Cloud:
     """vm1 active on host-a, vm2 stopped on host-b, as the model checker starts."""
-    cloud = make_cloud(hosts=3)
+    cloud = make_cloud(hosts=3, config=config)
     cloud.boot("vm1", "m1.tiny", "host-a")
     cloud.boot("vm2", "m1.tiny", "host-b")
     assert cloud.stop("vm2").wait().ok
@@ -641,3 +641,65 @@ def test_a_recovery_that_carries_out_an_abort_settles_the_abort_too() -> None:
     snap = snapshot(cloud)
     assert (snap["vm_state"], snap["task_state"], snap["host"]) == ("active", None, "host-a")
     assert violations(cloud) == []
+
+
+# --------------------------------------------------------------------------------------
+# 16. `coldmig verify --instances 2 --hosts 3 --operations 4 --faults --fault-budget 2`
+#     (14 actions): "request ... (confirmResize) still pending". A move of vm1 to host-b
+#     is aborted while its prep_resize waits for host-b, whose service crashed (vm2's
+#     power_on); a second move goes to host-c, and its auto-confirm crashes host-a in
+#     confirm_migration. host-a's restart did not send the confirm again because a
+#     message of vm1 was queued: the first move's prep_resize, which carries nothing of
+#     the confirm. host-b's restart delivers that one, and its recovery never looks at a
+#     move from host-a to host-c.
+# --------------------------------------------------------------------------------------
+
+
+def test_a_lost_confirm_is_sent_again_though_an_older_moves_message_waits() -> None:
+    cloud = _two_on_three(CloudConfig(resize_confirm_window=60))
+    assert cloud.hypervisor is not None
+    first = cloud.migrate("vm1", host="host-b")
+    start = cloud.start("vm2")
+    cloud.step()  # vm1's conductor: prep_resize for host-b queued
+    abort = cloud.abort_migration("vm1")
+    cloud.hypervisor.arm(FakeFault("host-b", "power_on", FaultMode.CRASH, instance=vm2_uuid(cloud)))
+    cloud.step()  # vm2's power_on crashes host-b's service
+    cloud.step()  # the abort, on host-a: migration 1 cancelled
+    assert abort.result is not None and abort.result.outcome is Outcome.SUCCEEDED
+    assert first.result is not None and first.result.outcome is Outcome.ROLLED_BACK
+    second = cloud.migrate("vm1")  # host-b is down: to host-c
+    for _ in range(4):
+        cloud.step()  # the conductor, prep_resize, resize_instance, finish_resize
+    assert second.result is not None and second.result.outcome is Outcome.SUCCEEDED
+    cloud.hypervisor.arm(FakeFault("host-a", "confirm_migration", FaultMode.CRASH))
+    cloud.advance_clock(60)  # the auto-confirm's hop on host-a crashes its service
+    assert [m.status.value for m in cloud.migrations("vm1")] == ["cancelled", "confirming"]
+    assert [(m.kind, m.destination) for m in cloud.pending()] == [("prep_resize", "compute:host-b")]
+    cloud.restart_compute("host-a")  # sends the confirm again, and it runs
+    assert [m.status.value for m in cloud.migrations("vm1")] == ["cancelled", "confirmed"]
+    confirms = [
+        r for r in cloud.store.list_requests(vm1_uuid(cloud)) if r.action == "confirmResize"
+    ]
+    assert [r.outcome for r in confirms] == [Outcome.SUCCEEDED]
+    cloud.restart_compute("host-b")
+    cloud.run()  # the stale prep_resize is refused; vm2's start, cut short, is resumed
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"], snap["host"]) == ("active", None, "host-c")
+    assert snap["usage"] == {"host-a": NONE, "host-b": TINY, "host-c": TINY}
+    assert snap["domains"] == {"host-a": [], "host-b": ["vm2"], "host-c": ["vm1"]}
+    assert start.result is not None and start.result.outcome is Outcome.SUCCEEDED
+    other = snapshot(cloud, "vm2")
+    assert (other["vm_state"], other["task_state"], other["power_state"]) == (
+        "active",
+        None,
+        "running",
+    )
+    assert violations(cloud) == []
+
+
+def vm1_uuid(cloud: Cloud) -> str:
+    return cloud.instance("vm1").uuid
+
+
+def vm2_uuid(cloud: Cloud) -> str:
+    return cloud.instance("vm2").uuid

@@ -436,12 +436,10 @@ class Recovery(HopRunner):
             for migration in store.migrations_on(self.host, confirming.accepts)
             if migration.source_compute == self.host
         ]
-        waiting = {m.instance_uuid for m in confirms if store.pending_messages(m.instance_uuid)}
         for migration in confirms:
-            if migration.instance_uuid not in waiting:
-                confirm = self._resume_confirm(migration)
-                if confirm is not None:
-                    queued.append(confirm)
+            confirm = self._resume_confirm(migration)
+            if confirm is not None:
+                queued.append(confirm)
         return recovered
 
     def _concerned(self) -> list[Instance]:
@@ -530,7 +528,14 @@ class Recovery(HopRunner):
 
     def _resume_confirm(self, migration: Migration) -> messages.Message | None:
         """Send a confirm again whose message was lost (removing a guest is idempotent);
-        returns it, ``None`` when there is none to send."""
+        returns it, ``None`` when there is none to send.
+
+        The confirm is the instance's latest pending ``confirmResize`` request; it is
+        resent unless a queued message carries it (its own message, or a delete that
+        confirms first). Another queued message of the instance does not hold it back:
+        one left over from an earlier move (a ``prep_resize`` its abort overtook,
+        waiting for a host that is down) settles nothing of this one.
+        """
         store = self._rt.store
         instance = store.get_instance(migration.instance_uuid)
         if instance.state not in self._rt.machine.rule("confirmed_running").sources:
@@ -540,7 +545,7 @@ class Recovery(HopRunner):
             for r in store.list_requests(migration.instance_uuid)
             if r.action == "confirmResize" and r.outcome is Outcome.PENDING
         ]
-        if not pending:
+        if not pending or pending[-1] in _carried(store, migration.instance_uuid):
             return None
         confirm = messages.ConfirmResize(
             pending[-1], migration.instance_uuid, migration.source_compute, migration.id
