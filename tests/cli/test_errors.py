@@ -4,6 +4,8 @@ traceback; a file that is not a coldmig database is never overwritten."""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -206,3 +208,36 @@ def test_a_command_still_exits_with_its_own_status(tmp_path: Path) -> None:
     )
     assert ok.returncode == 0
     assert ok.stderr == ""
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_interrupted_verify_says_how_far_it_got_in_one_line(workers: str) -> None:
+    # Ctrl-C reaches the process group: the command and (with --workers 2) its workers.
+    search = subprocess.Popen(
+        [str(COLDMIG), "-v", "verify", "--operations", "3", "--faults", "--workers", workers],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+        start_new_session=True,  # its own process group, which the interrupt goes to
+    )
+    assert search.stderr is not None
+    layers = []
+    while len(layers) < 4:  # a few layers in: the search is under way
+        line = search.stderr.readline()
+        assert line, "the search ended before it was interrupted"
+        if "explored" in line:
+            layers.append(line)
+    os.killpg(search.pid, signal.SIGINT)
+    out, rest = search.communicate(timeout=60)
+    assert search.returncode == 130
+    assert out == ""
+    assert "Traceback" not in rest
+    last = rest.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"error: interrupted after [\d,]+ states \([\d,]+ transitions, depth \d+\); none of "
+        r"them broke an invariant, the rest were not checked",
+        last,
+    ), last
+    with pytest.raises(ProcessLookupError):  # no worker left behind
+        os.killpg(search.pid, 0)

@@ -2,7 +2,8 @@
 
 Exit 0 when no reachable state violates an invariant and every state can settle, 1 with
 the shortest counterexample (of an invariant, or of liveness), 3 when ``--max-states``
-stopped the search first; ``--json`` prints the same as data. ``--emit-scenario FILE``
+stopped the search first, 130 when interrupted (Ctrl-C: one line says how far it got);
+``--json`` prints the same as data. ``--emit-scenario FILE``
 writes the counterexample as a scenario file
 (:func:`coldmig_fsm.verification.counterexample.to_scenario`); with no counterexample it
 says so and writes nothing (the exit status stays 0 or 3). A search that lasts more than
@@ -52,8 +53,10 @@ class _ProgressDisplay:
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.live: Live | None = None
+        self.last: SearchProgress | None = None  # what an interrupted search reports
 
     def __call__(self, progress: SearchProgress) -> None:
+        self.last = progress
         if not err.is_terminal or time.perf_counter() - self.started < _QUIET_SECONDS:
             return
         line = Text.from_markup(
@@ -209,7 +212,8 @@ def verify(
     """Model-check a small cloud exhaustively within the bounds given.
 
     Exit 0 when no reachable state violates an invariant, 1 with the shortest
-    counterexample, 3 when --max-states stopped the search first. With --emit-scenario
+    counterexample, 3 when --max-states stopped the search first, 130 when interrupted
+    (Ctrl-C, on one line: how far it got). With --emit-scenario
     FILE the counterexample is also written to FILE as a scenario; with none, FILE is not
     written and the exit status is 0 or 3 as without it.
     """
@@ -253,6 +257,16 @@ def verify(
             engine=engine.value,
             monitor=display,
         )
+    except KeyboardInterrupt:
+        display.stop()
+        seen = display.last
+        where = (
+            "before the first layer was explored"
+            if seen is None
+            else f"after {seen.states:,} states ({seen.transitions:,} transitions, depth "
+            f"{seen.depth}); none of them broke an invariant, the rest were not checked"
+        )
+        fail(f"interrupted {where}", status=130)
     finally:
         display.stop()
     status = 1 if not result.ok else (0 if result.complete else 3)

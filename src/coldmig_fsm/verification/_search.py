@@ -52,6 +52,7 @@ import hashlib
 import multiprocessing
 import multiprocessing.connection
 import pickle
+import signal
 import sys
 import time
 from array import array
@@ -629,6 +630,9 @@ _WORKER_STATE: dict[str, Any] = {}
 
 
 def _worker(index: int, count: int, conn: multiprocessing.connection.Connection) -> None:
+    # A Ctrl-C reaches the whole process group: the coordinator handles it (it stops
+    # the workers), so a worker does not die with a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cloud: Cloud = _WORKER_STATE["cloud"]
     partition = _Partition(cloud, _WORKER_STATE["setup"], index, count)
     root: _Candidate = _WORKER_STATE["root"]
@@ -844,6 +848,10 @@ def _run(
         _WORKER_STATE.clear()
     try:
         return _layers(pool, count, bounds, progress, monitor, started, finish)
+    except BaseException:  # an interrupt, or a worker that failed: end the others now
+        for process in processes:
+            process.terminate()
+        raise
     finally:
         for worker in pool:
             if isinstance(worker, _Remote):
