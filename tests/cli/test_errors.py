@@ -222,7 +222,7 @@ def test_an_interrupted_verify_says_how_far_it_got_in_one_line(workers: str) -> 
         start_new_session=True,  # its own process group, which the interrupt goes to
     )
     assert search.stderr is not None
-    layers = []
+    layers: list[str] = []
     while len(layers) < 4:  # a few layers in: the search is under way
         line = search.stderr.readline()
         assert line, "the search ended before it was interrupted"
