@@ -191,7 +191,7 @@ class MemoryStore(Store):
             raise RuntimeError("a MemoryStore is restored outside atomic blocks")
         self._share()
         state = snapshot.state
-        for name, container in zip(_CONTAINERS, state, strict=False):
+        for name, container in zip(_CONTAINERS, state[: len(_CONTAINERS)], strict=True):
             setattr(self, name, dict(container))
         for name, value in zip(_SCALARS, state[len(_CONTAINERS) :], strict=True):
             setattr(self, name, value)

@@ -292,9 +292,6 @@ class _Partition:
             self._tally(kind)[1] += 1
         return first
 
-    def _counts(self, action: Action) -> list[int]:
-        return self._tally(_kind(action))
-
     def _tally(self, kind: str) -> list[int]:
         counts = self.by_kind.get(kind)
         if counts is None:
@@ -351,7 +348,8 @@ class _Partition:
             for action, child in self._children(node):
                 made += 1
                 transitions += 1
-                self._counts(action)[0] += 1
+                kind = _kind(action)
+                self._tally(kind)[0] += 1
                 if tick is not None and transitions % _TICK == 0:
                     tick(accepted, transitions, left)
                 violation, candidate = child
@@ -372,7 +370,7 @@ class _Partition:
                     child_node = candidate.node
                     self.sent[child_node.path] = child_node
                     ticket = (candidate.fp, candidate.budgets, candidate.settled)
-                    outgoing.setdefault(owner, []).append((*ticket, child_node.path, _kind(action)))
+                    outgoing.setdefault(owner, []).append((*ticket, child_node.path, kind))
             self.node_counts.append((node.path, made))
         return _LayerOut(transitions, None, self._pickled(outgoing))
 
