@@ -414,6 +414,64 @@ def test_two_workers_share_the_expansions_of_every_layer(monkeypatch: pytest.Mon
     assert abs(counts[0] - counts[1]) <= result.depth + 1
 
 
+# --- a compact frontier ----------------------------------------------------------------
+
+
+def _nodes(count: int) -> list[Any]:
+    cloud = initial_cloud(1, 2)
+    return [
+        search_module._Node(cloud.snapshot(), (i,), (), 2, (2,), 1, False, i) for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("compact_after", [0, 3, 9])
+def test_a_compacted_frontier_gives_its_nodes_back_in_order(
+    compact_after: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search_module, "_CHUNK", 4)
+    frontier = search_module._Frontier(compact_after)
+    for node in _nodes(13):
+        frontier.append(node)
+    # Past the limit, packed 4 at a time from the oldest (with 9: the first ten at once
+    # as two chunks and a tail of two): nodes 0-3, 4-7 and 8-11; the 13th waits.
+    assert (len(frontier), frontier.compressed, len(frontier._chunks)) == (13, 12, 3)
+    drained = frontier.drain()
+    first = next(drained)
+    assert len(frontier) == 0  # emptied at once: the nodes are the drain's now
+    nodes = [first, *drained]
+    assert [n.path for n in nodes] == [(i,) for i in range(13)]
+    assert [n.fp for n in nodes] == list(range(13))
+    # A node unpacked restores the state it was packed with.
+    cloud = initial_cloud(1, 2)
+    cloud.restore(nodes[5].snapshot)
+    assert abstract(cloud) == abstract(initial_cloud(1, 2))
+
+
+def test_a_frontier_that_never_compacts_keeps_every_node_as_it_is() -> None:
+    made = _nodes(5)
+    frontier = search_module._Frontier(None, made[:2])
+    for node in made[2:]:
+        frontier.append(node)
+    assert (len(frontier), frontier.compressed) == (5, 0)
+    assert all(a is b for a, b in zip(frontier.nodes(), made, strict=True))
+
+
+@pytest.mark.parametrize("name", [None, "rollback_forgets_dest_claim"])
+def test_compacting_every_layer_changes_no_result(
+    name: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = (lambda: initial_cloud(2, 3)) if name is None else MUTANTS[name].inject(monkeypatch)
+    kept = model_check(factory, faults=True)
+    monkeypatch.setattr(search_module, "_COMPACT_AFTER", 0)
+    monkeypatch.setattr(search_module, "_CHUNK", 50)
+    compacted = model_check(factory, faults=True)
+    assert _figures(compacted) == _figures(kept)
+    assert compacted.counterexample == kept.counterexample
+    assert compacted.violations == kept.violations
+    assert compacted.by_action == kept.by_action
+    assert (compacted.ok, compacted.counterexample is None) == (name is None, name is None)
+
+
 # --- by action -------------------------------------------------------------------------
 
 

@@ -55,6 +55,7 @@ import pickle
 import signal
 import sys
 import time
+import zlib
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -103,6 +104,10 @@ per kind of action."""
 _Tick = Callable[[int, int, int], None]
 _TICK = 2000  # transitions between two progress reports within a layer (one process)
 _GC_YOUNG = 10_000  # allocations between two collections of the youngest generation
+_COMPACT_AFTER = 50_000
+"""Frontier nodes of one layer (one process) kept as they are; past this many, they
+are kept compressed (:class:`_Frontier`)."""
+_CHUNK = 1_000  # nodes per compressed chunk
 
 
 def _fingerprint(encoding: bytes) -> int:
@@ -182,6 +187,68 @@ class _Node:
     first: bool = False  # the first visit of its state: its liveness edges are kept
 
 
+class _Frontier:
+    """The nodes of the next layer, in the order they were added.
+
+    A node holds its own copy of the store's top-level containers and of what it
+    changed, some kilobytes as Python objects; a large layer would not fit in memory
+    that way. Once more than ``compact_after`` nodes are held (``None``: never), they
+    are pickled :data:`_CHUNK` at a time, in order (siblings share most of their
+    records, and one pickle writes each shared object once) and compressed: a few
+    hundred bytes a node. :meth:`drain` gives the nodes back in order, one chunk unpacked at a time,
+    and lets each go once given.
+    """
+
+    __slots__ = ("_chunks", "_compact_after", "_count", "_tail")
+
+    def __init__(self, compact_after: int | None = None, nodes: Sequence[_Node] = ()) -> None:
+        self._compact_after = compact_after
+        self._chunks: list[bytes] = []
+        self._tail: list[_Node] = list(nodes)
+        self._count = len(self._tail)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def compressed(self) -> int:
+        """How many nodes are held compressed."""
+        return self._count - len(self._tail)
+
+    def append(self, node: _Node) -> None:
+        self._tail.append(node)
+        self._count += 1
+        limit = self._compact_after
+        tail = self._tail
+        if limit is not None and self._count > limit and len(tail) >= _CHUNK:
+            packed = len(tail) - len(tail) % _CHUNK  # in chunks of _CHUNK, oldest first
+            for start in range(0, packed, _CHUNK):
+                data = pickle.dumps(tail[start : start + _CHUNK], pickle.HIGHEST_PROTOCOL)
+                self._chunks.append(zlib.compress(data, 1))
+            self._tail = tail[packed:]
+
+    def nodes(self) -> list[_Node]:
+        """Every node, in order (unpacked: for a frontier that was never compacted)."""
+        return list(self.drain())
+
+    def drain(self) -> Iterator[_Node]:
+        """Each node in order, removed as it is given (the frontier is empty after)."""
+        chunks, tail = self._chunks, self._tail
+        self._chunks, self._tail, self._count = [], [], 0
+        chunks.reverse()
+        while chunks:
+            nodes: list[_Node] = pickle.loads(zlib.decompress(chunks.pop()))
+            yield from _emptied(nodes)
+        yield from _emptied(tail)
+
+
+def _emptied(nodes: list[_Node]) -> Iterator[_Node]:
+    """The items of ``nodes`` in order, each dropped from the list as it is given."""
+    nodes.reverse()
+    while nodes:
+        yield nodes.pop()
+
+
 @attrs.frozen
 class _Candidate:
     fp: int
@@ -248,7 +315,7 @@ class _Partition:
         # holds each with at least those budgets, so sending it again is useless.
         self.forwarded: dict[int, Any] = {}
         self._interned: dict[tuple[int, ...], tuple[int, ...]] = {}
-        self.frontier: list[_Node] = []
+        self.frontier = _Frontier(self.frontier_limit)
         self.held: list[_Candidate] = []  # this layer's own candidates (count > 1)
         self.sent: dict[Path, _Node] = {}  # this layer's tickets' nodes (count > 1)
         self.node_counts: list[tuple[Path, int]] = []
@@ -335,15 +402,18 @@ class _Partition:
         # moved out of the cyclic collector's view, it is not traversed again by every
         # collection the layer's allocations trigger (see search()).
         gc.freeze()
-        frontier, self.frontier = self.frontier, []
+        frontier, self.frontier = self.frontier, _Frontier(self.frontier_limit)
         self.node_counts = []
         self.held = []
         single = self.count == 1
         outgoing: dict[int, list[_Ticket]] = {}
         transitions = 0
         accepted = 0
-        for index, node in enumerate(frontier):
-            left = len(frontier) - index
+        # Drained: a node expanded is let go at once, its snapshot (what its children do
+        # not share) freed while the layer goes on.
+        size = len(frontier)
+        for index, node in enumerate(frontier.drain()):
+            left = size - index
             made = 0
             for action, child in self._children(node):
                 made += 1
@@ -410,30 +480,45 @@ class _Partition:
         found new (``replies``, from :meth:`merge`), drop the rest; return the
         frontier's length."""
         sent, self.sent = self.sent, {}
+        nodes = self.frontier.nodes()
         for batch in replies:
             for path, first in pickle.loads(batch):
-                self.frontier.append(attrs.evolve(sent[path], first=first))
-        self.frontier.sort(key=lambda n: n.path)
-        return len(self.frontier)
+                nodes.append(attrs.evolve(sent[path], first=first))
+        return self._sorted(nodes)
+
+    def _sorted(self, nodes: list[_Node]) -> int:
+        """Make ``nodes``, sorted by path, the frontier; return its length."""
+        nodes.sort(key=lambda n: n.path)
+        self.frontier = _Frontier(self.frontier_limit, nodes)
+        return len(nodes)
+
+    @property
+    def frontier_limit(self) -> int | None:
+        """What the next frontier compacts after (:class:`_Frontier`): never with
+        several workers, which exchange and sort their frontiers (and each hold a
+        share)."""
+        return _COMPACT_AFTER if self.count == 1 else None
 
     def give(self, shares: Sequence[tuple[int, int]]) -> dict[int, bytes]:
         """Hand over frontier nodes, ``count`` to each ``(receiver, count)`` of
         ``shares``, pickled per receiver (spread along the frontier)."""
         out: dict[int, bytes] = {}
+        nodes = self.frontier.nodes()
         for receiver, count in shares:
-            step = max(1, len(self.frontier) // count)
-            picked = set(range(len(self.frontier) - 1, -1, -step)[:count])
-            given = [n for i, n in enumerate(self.frontier) if i in picked]
-            self.frontier = [n for i, n in enumerate(self.frontier) if i not in picked]
+            step = max(1, len(nodes) // count)
+            picked = set(range(len(nodes) - 1, -1, -step)[:count])
+            given = [n for i, n in enumerate(nodes) if i in picked]
+            nodes = [n for i, n in enumerate(nodes) if i not in picked]
             out[receiver] = pickle.dumps(given, pickle.HIGHEST_PROTOCOL)
+        self.frontier = _Frontier(self.frontier_limit, nodes)
         return out
 
     def take(self, gifts: Sequence[bytes]) -> int:
         """Add the nodes other workers gave (:meth:`give`) to the frontier."""
+        nodes = self.frontier.nodes()
         for batch in gifts:
-            self.frontier.extend(pickle.loads(batch))
-        self.frontier.sort(key=lambda n: n.path)
-        return len(self.frontier)
+            nodes.extend(pickle.loads(batch))
+        return self._sorted(nodes)
 
     def transitions_until(self, cutoff: Path) -> int:
         """Transitions of this layer up to and including the one at ``cutoff``."""
