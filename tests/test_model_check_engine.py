@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import os
 import re
+import signal
 from typing import Any
 
 import attrs
@@ -412,6 +414,54 @@ def test_two_workers_share_the_expansions_of_every_layer(monkeypatch: pytest.Mon
     assert sum(counts) == result.states  # each state once, by one worker
     # Every layer starts with frontiers within one node of each other.
     assert abs(counts[0] - counts[1]) <= result.depth + 1
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------
+
+
+def _interrupting_write(monkeypatch: pytest.MonkeyPatch, at: int) -> list[int]:
+    """Make the ``at``-th row the memory store writes send this process a SIGINT from
+    inside the write (before the row is set: its journal entry is already made); the
+    list returned gets ``at`` once that write has ended."""
+    calls = [0]
+    ended: list[int] = []
+    write = MemoryStore._set_row
+
+    def interrupted(self: MemoryStore, *args: Any) -> None:
+        calls[0] += 1
+        if calls[0] != at:
+            write(self, *args)
+            return
+        os.kill(os.getpid(), signal.SIGINT)
+        write(self, *args)
+        ended.append(at)
+
+    monkeypatch.setattr(MemoryStore, "_set_row", interrupted)
+    return ended
+
+
+def test_a_ctrl_c_inside_an_action_stops_the_search_once_the_action_is_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Raised where it arrived, the interrupt broke the write half-way; undoing it failed
+    # (KeyError) and the search reported `stop vm1` raising it as a violation.
+    ended = _interrupting_write(monkeypatch, at=500)
+    with pytest.raises(KeyboardInterrupt):
+        model_check(lambda: initial_cloud(2, 3), faults=True)
+    assert ended == [500]  # the write the signal arrived in was not cut short
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_programs_own_sigint_handler_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    heard: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: heard.append(signum))
+    try:
+        _interrupting_write(monkeypatch, at=500)
+        result = model_check(lambda: initial_cloud(1, 2), faults=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert heard == [signal.SIGINT]
+    assert result.ok and result.complete and result.states == 439
 
 
 # --- a compact frontier ----------------------------------------------------------------

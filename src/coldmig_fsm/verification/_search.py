@@ -54,6 +54,7 @@ import multiprocessing.connection
 import pickle
 import signal
 import sys
+import threading
 import time
 import zlib
 from array import array
@@ -185,6 +186,58 @@ class _Node:
     lost: bool
     fp: int
     first: bool = False  # the first visit of its state: its liveness edges are kept
+
+
+class _Interrupts:
+    """Ctrl-C during a search, held back while the roles run.
+
+    A ``KeyboardInterrupt`` raised in the middle of a store write leaves the memory
+    store's undo journal naming a change that was not made; undoing it then fails
+    (a ``KeyError``), and that error, not the interrupt, came out of the action: the
+    search reported it as a violation. While :attr:`busy` (an action running, the
+    working cloud being restored) a SIGINT is only noted, and :meth:`check` raises it
+    once the action is over; at any other moment, or at a second SIGINT, it is raised at
+    once. Installed by :func:`search` in the main thread only, and only over Python's
+    default handler (a program's own handler is left alone).
+    """
+
+    __slots__ = ("busy", "pending")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.pending = False
+
+    def _signalled(self, signum: int, frame: object) -> None:
+        if self.busy and not self.pending:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise the SIGINT held back while the roles ran, if one was."""
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Hold SIGINTs back while :attr:`busy`, for the duration of the block."""
+        if (
+            threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
+            yield
+            return
+        self.busy = self.pending = False
+        signal.signal(signal.SIGINT, self._signalled)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.busy = self.pending = False
+
+
+_INTERRUPTS = _Interrupts()
 
 
 class _Frontier:
@@ -605,31 +658,17 @@ class _Partition:
         violation it makes or the child (``None``: a state already seen, with no more
         budget)."""
         setup = self.setup
-        cloud = self.cloud
-        if self._clean is not node:
-            cloud.restore(node.snapshot)
-        submit: Callable[[], object] | None = None
-        if action.op in API_OPS or action.op == "race":
-            try:
-                submit = enabled(cloud, action, self._abstraction)
-            except ColdmigError:
-                self._clean = node  # the guards refused it and wrote nothing
-                return None
-        self._clean = None
-        delivered: Message | None = None
-        error: str | None = None
-        read: Any = None  # a race's picture and names after it (see submit_race)
+        interrupts = _INTERRUPTS
+        interrupts.busy = True  # a Ctrl-C waits for the action (see _Interrupts)
         try:
-            if submit is not None:
-                read = submit()
-            else:
-                delivered = apply(cloud, action)
-        except ColdmigError as escaped:
-            if action.op in API_OPS or action.op == "race":
-                return None  # a guard refused it (enabled actions are prepared first)
-            error = f"`{action}` raised {type(escaped).__name__}: {escaped}"
-        except Exception as escaped:  # the cloud must never let one out (RaceLost too)
-            error = f"`{action}` raised {type(escaped).__name__}: {escaped}"
+            done = self._act(node, action)
+        finally:
+            interrupts.busy = False
+        interrupts.check()
+        if done is None:
+            return None
+        delivered, error, read = done
+        cloud = self.cloud
         path = (*node.path, index)
         trace = (*node.trace, action)
         found = [] if error is None else self._unignored([error])
@@ -661,6 +700,38 @@ class _Partition:
             _record(self.forwarded, self._interned, fp, budgets)
         child = _Node(cloud.snapshot(), path, trace, total, ops, faults, lost, fp)
         return None, _Candidate(fp, budgets, setup.liveness and settled(cloud), child)
+
+    def _act(self, node: _Node, action: Action) -> tuple[Message | None, str | None, Any] | None:
+        """``action`` on the node's state, in the working cloud: ``None`` if a guard
+        refused it, else the message it delivered, what it raised (as a violation's
+        text) and, for a race, the picture and names it left (see
+        :func:`~coldmig_fsm.verification.explorer.submit_race`)."""
+        cloud = self.cloud
+        if self._clean is not node:
+            cloud.restore(node.snapshot)
+        submit: Callable[[], object] | None = None
+        if action.op in API_OPS or action.op == "race":
+            try:
+                submit = enabled(cloud, action, self._abstraction)
+            except ColdmigError:
+                self._clean = node  # the guards refused it and wrote nothing
+                return None
+        self._clean = None
+        delivered: Message | None = None
+        error: str | None = None
+        read: Any = None
+        try:
+            if submit is not None:
+                read = submit()
+            else:
+                delivered = apply(cloud, action)
+        except ColdmigError as escaped:
+            if action.op in API_OPS or action.op == "race":
+                return None  # a guard refused it (enabled actions are prepared first)
+            error = f"`{action}` raised {type(escaped).__name__}: {escaped}"
+        except Exception as escaped:  # the cloud must never let one out (RaceLost too)
+            error = f"`{action}` raised {type(escaped).__name__}: {escaped}"
+        return delivered, error, read
 
     def _unignored(self, found: list[str]) -> list[str]:
         """The violations ``found`` that no known issue ignores."""
@@ -786,7 +857,8 @@ def search(
     threshold = gc.get_threshold()
     gc.set_threshold(_GC_YOUNG, *threshold[1:])
     try:
-        return _search(cloud, start, setup, workers, progress, monitor, started)
+        with _INTERRUPTS.installed():
+            return _search(cloud, start, setup, workers, progress, monitor, started)
     finally:
         gc.set_threshold(*threshold)
         gc.unfreeze()  # the frozen objects (see _Partition.expand_layer) are the heap's again
