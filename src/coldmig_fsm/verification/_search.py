@@ -248,8 +248,8 @@ class _Frontier:
     that way. Once more than ``compact_after`` nodes are held (``None``: never), they
     are pickled :data:`_CHUNK` at a time, in order (siblings share most of their
     records, and one pickle writes each shared object once) and compressed: a few
-    hundred bytes a node. :meth:`drain` gives the nodes back in order, one chunk unpacked at a time,
-    and lets each go once given.
+    hundred bytes a node. :meth:`drain` gives the nodes back in order, one chunk
+    unpacked at a time, and lets each go once given.
     """
 
     __slots__ = ("_chunks", "_compact_after", "_count", "_tail")
