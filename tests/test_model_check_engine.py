@@ -515,10 +515,12 @@ def test_compacting_every_layer_changes_no_result(
     monkeypatch.setattr(search_module, "_COMPACT_AFTER", 0)
     monkeypatch.setattr(search_module, "_CHUNK", 50)
     compacted = model_check(factory, faults=True)
-    assert _figures(compacted) == _figures(kept)
-    assert compacted.counterexample == kept.counterexample
-    assert compacted.violations == kept.violations
-    assert compacted.by_action == kept.by_action
+    shared = model_check(factory, faults=True, workers=2)  # the forks compact as well
+    for result in (compacted, shared):
+        assert _figures(result) == _figures(kept)
+        assert result.counterexample == kept.counterexample
+        assert result.violations == kept.violations
+        assert result.by_action == kept.by_action
     assert (compacted.ok, compacted.counterexample is None) == (name is None, name is None)
 
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import heapq
 import multiprocessing
 import multiprocessing.connection
 import pickle
@@ -295,6 +296,10 @@ class _Frontier:
         yield from _emptied(tail)
 
 
+def _path_of(node: _Node) -> Path:
+    return node.path
+
+
 def _emptied(nodes: list[_Node]) -> Iterator[_Node]:
     """The items of ``nodes`` in order, each dropped from the list as it is given."""
     nodes.reverse()
@@ -333,8 +338,9 @@ class _Setup:
 
 
 _Ticket = tuple[int, tuple[int, ...], bool, Path, str]
-"""A candidate another worker owns, as sent there: its fingerprint, budgets, settled
-flag, path and kind of action (:func:`_kind` of the last action of its trace)."""
+"""A candidate of a search of several workers, as its owner accepts it (sent there when
+another worker owns it): its fingerprint, budgets, settled flag, path and kind of action
+(:func:`_kind` of the last action of its trace)."""
 
 
 @attrs.frozen
@@ -369,8 +375,12 @@ class _Partition:
         self.forwarded: dict[int, Any] = {}
         self._interned: dict[tuple[int, ...], tuple[int, ...]] = {}
         self.frontier = _Frontier(self.frontier_limit)
-        self.held: list[_Candidate] = []  # this layer's own candidates (count > 1)
-        self.sent: dict[Path, _Node] = {}  # this layer's tickets' nodes (count > 1)
+        # With several workers, this layer's children that may be new, in path order
+        # (made), the tickets of those this worker owns (held), and which of them its
+        # merge accepted, by path, with their ``first`` flags (kept).
+        self.made = _Frontier(self.frontier_limit)
+        self.held: list[_Ticket] = []
+        self.kept: dict[Path, bool] = {}
         self.node_counts: list[tuple[Path, int]] = []
         self._clean: _Node | None = None  # the node the working cloud is exactly now
         self.edges_from = array("Q")
@@ -457,6 +467,7 @@ class _Partition:
         gc.freeze()
         frontier, self.frontier = self.frontier, _Frontier(self.frontier_limit)
         self.node_counts = []
+        self.made = _Frontier(self.frontier_limit)
         self.held = []
         single = self.count == 1
         outgoing: dict[int, list[_Ticket]] = {}
@@ -487,13 +498,20 @@ class _Partition:
                         accepted += 1
                         if limit is not None and accepted >= limit:
                             return _LayerOut(transitions, None, {}, candidate.node.path)
-                elif owner == self.index:
-                    self.held.append(candidate)
                 else:
                     child_node = candidate.node
-                    self.sent[child_node.path] = child_node
-                    ticket = (candidate.fp, candidate.budgets, candidate.settled)
-                    outgoing.setdefault(owner, []).append((*ticket, child_node.path, kind))
+                    self.made.append(child_node)
+                    ticket = (
+                        candidate.fp,
+                        candidate.budgets,
+                        candidate.settled,
+                        child_node.path,
+                        kind,
+                    )
+                    if owner == self.index:
+                        self.held.append(ticket)
+                    else:
+                        outgoing.setdefault(owner, []).append(ticket)
             self.node_counts.append((node.path, made))
         return _LayerOut(transitions, None, self._pickled(outgoing))
 
@@ -505,73 +523,76 @@ class _Partition:
         """Accept this layer's candidates (own, and the tickets of each sender) in path
         order, those before ``cutoff`` only: the paths of the new states, and for each
         sender which of its tickets were new (with their ``first`` flags)."""
-        tickets: list[tuple[Path, int, _Ticket | _Candidate]] = [
-            (c.node.path, self.index, c) for c in self.held
-        ]
+        tickets: list[tuple[Path, int, _Ticket]] = [(t[3], self.index, t) for t in self.held]
         self.held = []
         for sender, batch in incoming:
             tickets.extend((t[3], sender, t) for t in pickle.loads(batch))
         tickets.sort(key=lambda entry: entry[0])
         accepted: list[Path] = []
         replies: dict[int, list[tuple[Path, bool]]] = {}
-        for path, sender, entry in tickets:
+        for path, sender, (fp, budgets, settled_, _, kind) in tickets:
             if cutoff is not None and path >= cutoff:
                 break
-            if isinstance(entry, _Candidate):
-                if self.accept(entry):
-                    accepted.append(path)
-                continue
-            fp, budgets, settled_, _, kind = entry
             first = self._admit(fp, budgets, settled_, kind)
-            if first is not None:
-                accepted.append(path)
+            if first is None:
+                continue
+            accepted.append(path)
+            if sender == self.index:
+                self.kept[path] = first
+            else:
                 replies.setdefault(sender, []).append((path, first))
         return _Merged(accepted, self._pickled(replies))
 
     def adopt(self, replies: Sequence[bytes]) -> int:
-        """Add to the frontier the nodes of this worker's tickets that their owners
-        found new (``replies``, from :meth:`merge`), drop the rest; return the
-        frontier's length."""
-        sent, self.sent = self.sent, {}
-        nodes = self.frontier.nodes()
+        """Add to the frontier, in path order, the children this worker made that were
+        found new: by its own merge, or by their owners (``replies``, from
+        :meth:`merge`); drop the rest; return the frontier's length."""
+        kept, self.kept = self.kept, {}
         for batch in replies:
-            for path, first in pickle.loads(batch):
-                nodes.append(attrs.evolve(sent[path], first=first))
-        return self._sorted(nodes)
-
-    def _sorted(self, nodes: list[_Node]) -> int:
-        """Make ``nodes``, sorted by path, the frontier; return its length."""
-        nodes.sort(key=lambda n: n.path)
-        self.frontier = _Frontier(self.frontier_limit, nodes)
-        return len(nodes)
+            kept.update(pickle.loads(batch))
+        made, self.made = self.made, _Frontier(self.frontier_limit)
+        frontier = self.frontier
+        for node in made.drain():  # made in path order: parents in order, then children
+            first = kept.get(node.path)
+            if first is not None:
+                frontier.append(attrs.evolve(node, first=first))
+        return len(frontier)
 
     @property
     def frontier_limit(self) -> int | None:
-        """What the next frontier compacts after (:class:`_Frontier`): never with
-        several workers, which exchange and sort their frontiers (and each hold a
-        share)."""
-        return _COMPACT_AFTER if self.count == 1 else None
+        """What a frontier compacts after (:class:`_Frontier`)."""
+        return _COMPACT_AFTER
 
     def give(self, shares: Sequence[tuple[int, int]]) -> dict[int, bytes]:
         """Hand over frontier nodes, ``count`` to each ``(receiver, count)`` of
         ``shares``, pickled per receiver (spread along the frontier)."""
-        out: dict[int, bytes] = {}
-        nodes = self.frontier.nodes()
+        to: dict[int, int] = {}  # position in the frontier -> receiver
+        remaining = list(range(len(self.frontier)))
         for receiver, count in shares:
-            step = max(1, len(nodes) // count)
-            picked = set(range(len(nodes) - 1, -1, -step)[:count])
-            given = [n for i, n in enumerate(nodes) if i in picked]
-            nodes = [n for i, n in enumerate(nodes) if i not in picked]
-            out[receiver] = pickle.dumps(given, pickle.HIGHEST_PROTOCOL)
-        self.frontier = _Frontier(self.frontier_limit, nodes)
-        return out
+            step = max(1, len(remaining) // count)
+            picked = set(range(len(remaining) - 1, -1, -step)[:count])
+            to.update((remaining[i], receiver) for i in picked)
+            remaining = [at for i, at in enumerate(remaining) if i not in picked]
+        given: dict[int, list[_Node]] = {receiver: [] for receiver, _ in shares}
+        kept = _Frontier(self.frontier_limit)
+        for at, node in enumerate(self.frontier.drain()):
+            to_whom = to.get(at)
+            if to_whom is None:
+                kept.append(node)
+            else:
+                given[to_whom].append(node)
+        self.frontier = kept
+        return {k: pickle.dumps(v, pickle.HIGHEST_PROTOCOL) for k, v in given.items()}
 
     def take(self, gifts: Sequence[bytes]) -> int:
-        """Add the nodes other workers gave (:meth:`give`) to the frontier."""
-        nodes = self.frontier.nodes()
-        for batch in gifts:
-            nodes.extend(pickle.loads(batch))
-        return self._sorted(nodes)
+        """Add the nodes other workers gave (:meth:`give`, each batch in path order) to
+        the frontier, in path order."""
+        batches: list[list[_Node]] = [pickle.loads(batch) for batch in gifts]
+        merged = _Frontier(self.frontier_limit)
+        for node in heapq.merge(self.frontier.drain(), *batches, key=_path_of):
+            merged.append(node)
+        self.frontier = merged
+        return len(merged)
 
     def transitions_until(self, cutoff: Path) -> int:
         """Transitions of this layer up to and including the one at ``cutoff``."""
