@@ -16,16 +16,15 @@ from typing import Any
 
 import attrs
 
-from coldmig_fsm.exceptions import ColdmigError
 from coldmig_fsm.machine import Machine
 from coldmig_fsm.messages import Message
 from coldmig_fsm.runners.cloud import Cloud
 from coldmig_fsm.verification.explorer import (
-    API_OPS,
     Action,
     Observation,
     abstract,
     apply,
+    attempt,
     check_step,
     clone,
     deliverable_faults,
@@ -217,15 +216,10 @@ def _run(node: _Node, action: Action, **budgets: Any) -> _Node | None:
     child's ``error`` (reported as a violation).
     """
     child = clone(node.cloud)
-    delivered, error = None, None
-    try:
-        delivered = apply(child, action)
-    except ColdmigError as escaped:
-        if action.op in API_OPS or action.op == "race":
-            return None  # a guard refused it (enabled actions are prepared first)
-        error = f"`{action}` raised {type(escaped).__name__}: {escaped}"
-    except Exception as escaped:  # the cloud must never let one out (RaceLost too)
-        error = f"`{action}` raised {type(escaped).__name__}: {escaped}"
+    done = attempt(action, lambda: apply(child, action))
+    if done is None:
+        return None
+    delivered, error = done
     return attrs.evolve(
         node, cloud=child, depth=node.depth + 1, delivered=delivered, error=error, **budgets
     )

@@ -74,6 +74,7 @@ from coldmig_fsm.verification.explorer import (
     Action,
     Observation,
     apply,
+    attempt,
     check_step,
     deliverable_faults,
     enabled,
@@ -738,21 +739,16 @@ class _Partition:
                 self._clean = node  # the guards refused it and wrote nothing
                 return None
         self._clean = None
-        delivered: Message | None = None
-        error: str | None = None
-        read: Any = None
-        try:
-            if submit is not None:
-                read = submit()
-            else:
-                delivered = apply(cloud, action)
-        except ColdmigError as escaped:
-            if action.op in API_OPS or action.op == "race":
-                return None  # a guard refused it (enabled actions are prepared first)
-            error = f"`{action}` raised {type(escaped).__name__}: {escaped}"
-        except Exception as escaped:  # the cloud must never let one out (RaceLost too)
-            error = f"`{action}` raised {type(escaped).__name__}: {escaped}"
-        return delivered, error, read
+        if submit is not None:
+            submitted = attempt(action, submit)
+            if submitted is None:
+                return None
+            read, error = submitted
+            return None, error, read
+        applied = attempt(action, lambda: apply(cloud, action))
+        if applied is None:
+            return None
+        return applied[0], applied[1], None
 
     def _unignored(self, found: list[str]) -> list[str]:
         """The violations ``found`` that no known issue ignores."""

@@ -24,7 +24,7 @@ import copy
 import enum
 import operator
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 
@@ -58,6 +58,7 @@ __all__ = [
     "RaceLost",
     "abstract",
     "apply",
+    "attempt",
     "clone",
     "fault_free_violations",
     "injected",
@@ -248,6 +249,26 @@ def apply(cloud: Cloud, action: Action) -> Message | None:
     else:
         raise ValueError(f"unknown action {op!r}")
     return None
+
+
+_T = TypeVar("_T")
+
+
+def attempt(action: Action, run: Callable[[], _T]) -> tuple[_T | None, str | None] | None:
+    """Run ``run`` (``action`` done on a cloud) and sort out what it raised.
+
+    Returns ``None`` when a guard refused ``action`` (an API request or a race:
+    ``ColdmigError``); else what ``run`` returned and ``None``, or ``None`` and the
+    violation's text when something escaped the cloud (which must never happen: a role's
+    error, or :class:`RaceLost`)."""
+    try:
+        return run(), None
+    except ColdmigError as escaped:
+        if action.op in API_OPS or action.op == "race":
+            return None  # a guard refused it (enabled actions are prepared first)
+        return None, f"`{action}` raised {type(escaped).__name__}: {escaped}"
+    except Exception as escaped:  # the cloud must never let one out (RaceLost too)
+        return None, f"`{action}` raised {type(escaped).__name__}: {escaped}"
 
 
 def submit_race(
