@@ -499,11 +499,11 @@ def test_a_compacted_frontier_gives_its_nodes_back_in_order(
 
 def test_a_frontier_that_never_compacts_keeps_every_node_as_it_is() -> None:
     made = _nodes(5)
-    frontier = search_module._Frontier(None, made[:2])
-    for node in made[2:]:
+    frontier = search_module._Frontier(None)
+    for node in made:
         frontier.append(node)
     assert (len(frontier), frontier.compressed) == (5, 0)
-    assert all(a is b for a, b in zip(frontier.nodes(), made, strict=True))
+    assert all(a is b for a, b in zip(frontier.drain(), made, strict=True))
 
 
 @pytest.mark.parametrize("name", [None, "rollback_forgets_dest_claim"])

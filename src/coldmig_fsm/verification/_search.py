@@ -108,8 +108,8 @@ _Tick = Callable[[int, int, int], None]
 _TICK = 2000  # transitions between two progress reports within a layer (one process)
 _GC_YOUNG = 10_000  # allocations between two collections of the youngest generation
 _COMPACT_AFTER = 50_000
-"""Frontier nodes of one layer (one process) kept as they are; past this many, they
-are kept compressed (:class:`_Frontier`)."""
+"""Nodes a worker's frontier (or its children of a layer) keeps as they are; past this
+many, they are kept compressed (:class:`_Frontier`)."""
 _CHUNK = 1_000  # nodes per compressed chunk
 
 
@@ -256,11 +256,11 @@ class _Frontier:
 
     __slots__ = ("_chunks", "_compact_after", "_count", "_tail")
 
-    def __init__(self, compact_after: int | None = None, nodes: Sequence[_Node] = ()) -> None:
+    def __init__(self, compact_after: int | None) -> None:
         self._compact_after = compact_after
         self._chunks: list[bytes] = []
-        self._tail: list[_Node] = list(nodes)
-        self._count = len(self._tail)
+        self._tail: list[_Node] = []
+        self._count = 0
 
     def __len__(self) -> int:
         return self._count
@@ -282,10 +282,6 @@ class _Frontier:
                 self._chunks.append(zlib.compress(data, 1))
             self._tail = tail[packed:]
 
-    def nodes(self) -> list[_Node]:
-        """Every node, in order (unpacked: for a frontier that was never compacted)."""
-        return list(self.drain())
-
     def drain(self) -> Iterator[_Node]:
         """Each node in order, removed as it is given (the frontier is empty after)."""
         chunks, tail = self._chunks, self._tail
@@ -295,6 +291,11 @@ class _Frontier:
             nodes: list[_Node] = pickle.loads(zlib.decompress(chunks.pop()))
             yield from _emptied(nodes)
         yield from _emptied(tail)
+
+
+def _new_frontier() -> _Frontier:
+    """An empty frontier that compacts past :data:`_COMPACT_AFTER` nodes."""
+    return _Frontier(_COMPACT_AFTER)
 
 
 def _path_of(node: _Node) -> Path:
@@ -375,11 +376,11 @@ class _Partition:
         # holds each with at least those budgets, so sending it again is useless.
         self.forwarded: dict[int, Any] = {}
         self._interned: dict[tuple[int, ...], tuple[int, ...]] = {}
-        self.frontier = _Frontier(self.frontier_limit)
+        self.frontier = _new_frontier()
         # With several workers, this layer's children that may be new, in path order
         # (made), the tickets of those this worker owns (held), and which of them its
         # merge accepted, by path, with their ``first`` flags (kept).
-        self.made = _Frontier(self.frontier_limit)
+        self.made = _new_frontier()
         self.held: list[_Ticket] = []
         self.kept: dict[Path, bool] = {}
         self.node_counts: list[tuple[Path, int]] = []
@@ -466,9 +467,9 @@ class _Partition:
         # moved out of the cyclic collector's view, it is not traversed again by every
         # collection the layer's allocations trigger (see search()).
         gc.freeze()
-        frontier, self.frontier = self.frontier, _Frontier(self.frontier_limit)
+        frontier, self.frontier = self.frontier, _new_frontier()
         self.node_counts = []
-        self.made = _Frontier(self.frontier_limit)
+        self.made = _new_frontier()
         self.held = []
         single = self.count == 1
         outgoing: dict[int, list[_Ticket]] = {}
@@ -551,18 +552,13 @@ class _Partition:
         kept, self.kept = self.kept, {}
         for batch in replies:
             kept.update(pickle.loads(batch))
-        made, self.made = self.made, _Frontier(self.frontier_limit)
+        made, self.made = self.made, _new_frontier()
         frontier = self.frontier
         for node in made.drain():  # made in path order: parents in order, then children
             first = kept.get(node.path)
             if first is not None:
                 frontier.append(attrs.evolve(node, first=first))
         return len(frontier)
-
-    @property
-    def frontier_limit(self) -> int | None:
-        """What a frontier compacts after (:class:`_Frontier`)."""
-        return _COMPACT_AFTER
 
     def give(self, shares: Sequence[tuple[int, int]]) -> dict[int, bytes]:
         """Hand over frontier nodes, ``count`` to each ``(receiver, count)`` of
@@ -575,7 +571,7 @@ class _Partition:
             to.update((remaining[i], receiver) for i in picked)
             remaining = [at for i, at in enumerate(remaining) if i not in picked]
         given: dict[int, list[_Node]] = {receiver: [] for receiver, _ in shares}
-        kept = _Frontier(self.frontier_limit)
+        kept = _new_frontier()
         for at, node in enumerate(self.frontier.drain()):
             to_whom = to.get(at)
             if to_whom is None:
@@ -589,7 +585,7 @@ class _Partition:
         """Add the nodes other workers gave (:meth:`give`, each batch in path order) to
         the frontier, in path order."""
         batches: list[list[_Node]] = [pickle.loads(batch) for batch in gifts]
-        merged = _Frontier(self.frontier_limit)
+        merged = _new_frontier()
         for node in heapq.merge(self.frontier.drain(), *batches, key=_path_of):
             merged.append(node)
         self.frontier = merged
@@ -740,15 +736,10 @@ class _Partition:
                 return None
         self._clean = None
         if submit is not None:
-            submitted = attempt(action, submit)
-            if submitted is None:
-                return None
-            read, error = submitted
-            return None, error, read
-        applied = attempt(action, lambda: apply(cloud, action))
-        if applied is None:
-            return None
-        return applied[0], applied[1], None
+            done = attempt(action, submit)  # a race's result: the picture it left
+            return None if done is None else (None, done[1], done[0])
+        done = attempt(action, lambda: apply(cloud, action))
+        return None if done is None else (done[0], done[1], None)
 
     def _unignored(self, found: list[str]) -> list[str]:
         """The violations ``found`` that no known issue ignores."""
