@@ -15,7 +15,11 @@ SEED=${MUTANTS_SEED:-14}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/coldmig-mutants.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT INT TERM
 mkdir -p "$WORK/scripts" "$ROOT/build"
-cp -R "$ROOT/src" "$ROOT/tests" "$ROOT/docs" "$ROOT/pyproject.toml" "$WORK/"
+# What the copy holds: the sources, the tests and all they import from the tree
+# (tests/conftest.py imports benchmarks/: Hypothesis draws from the literals of every
+# local module loaded, so the suite must see the same modules as `make test`).
+COPY="src tests docs benchmarks pyproject.toml"
+for path in $COPY; do cp -R "$ROOT/$path" "$WORK/"; done
 cp "$ROOT/scripts/mutants.py" "$WORK/scripts/"
 # The test command runs the scratch copy's python path first: its src/ wins over the
 # editable install's.

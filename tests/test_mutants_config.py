@@ -3,6 +3,7 @@ campaign itself is not part of `make test`)."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import subprocess
@@ -77,3 +78,28 @@ def test_make_mutants_installs_its_tool_apart() -> None:
     script = ROOT / "scripts" / "mutants.sh"
     assert os.access(script, os.X_OK)
     assert subprocess.run(["sh", "-n", str(script)], check=False).returncode == 0
+
+
+def _local_imports(root: Path) -> set[str]:
+    """The top-level names the test files import that are folders or modules of the tree."""
+    names: set[str] = set()
+    for path in (root / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.partition(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.partition(".")[0])
+    return {n for n in names if (root / n).is_dir() or (root / f"{n}.py").is_file()}
+
+
+def test_the_scratch_copy_holds_everything_the_tests_import() -> None:
+    # The campaign runs in a copy of the tree; a folder the tests import but the copy
+    # lacks makes the baseline fail before any mutant runs (benchmarks/ once did).
+    script = (ROOT / "scripts" / "mutants.sh").read_text()
+    line = next(x for x in script.splitlines() if x.startswith("COPY="))
+    copied = set(line.removeprefix("COPY=").strip('"').split())
+    imported = _local_imports(ROOT)
+    assert imported == {"benchmarks", "tests"}
+    assert imported | {"src", "pyproject.toml"} <= copied
+    assert all((ROOT / path).exists() for path in copied)
+    assert 'for path in $COPY; do cp -R "$ROOT/$path" "$WORK/"; done' in script
