@@ -196,6 +196,32 @@ def test_resize_up_over_quota() -> None:
     assert cloud.resize("vm1", "m1.small", caller=OWNER).wait().ok
 
 
+def test_resize_up_over_the_ram_quota() -> None:
+    cloud = make_cloud(projects=(Project("demo", cores=8, ram_mb=2048),))
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.boot("vm2", "m1.tiny", "host-a")
+    # m1.tiny to m1.small: the same vCPU, 1,536 MB more on 1,024 of 2,048 used.
+    message = refused(cloud, lambda: cloud.resize("vm1", "m1.small", caller=OWNER), QuotaError)
+    assert message == (
+        "Quota exceeded for ram: requested 1536, but already used 1024 of 2048 ram "
+        "(project demo)"
+    )
+
+
+def test_a_resize_down_is_not_held_to_a_quota_already_exceeded() -> None:
+    # As Nova's upsize delta: only what grows is checked. The project holds 3 cores
+    # against a limit of 1 (booted past it); giving one core back asks for nothing.
+    cloud = make_cloud(projects=(Project("demo", cores=1, ram_mb=16384),))
+    cloud.store.put_flavor(Flavor("m2.one", vcpus=1, ram_mb=4096, root_gb=40))
+    cloud.boot("vm1", "m1.medium", "host-a")
+    cloud.boot("vm2", "m1.tiny", "host-a")
+    assert cloud.store.project_usage("demo").vcpus == 3
+    assert cloud.resize("vm1", "m2.one", caller=OWNER).wait().ok
+    assert cloud.instance("vm1").vm_state is VmState.RESIZED
+    assert cloud.confirm_resize("vm1", caller=OWNER).wait().ok
+    assert cloud.store.project_usage("demo").vcpus == 2
+
+
 def test_migrate_to_unknown_host(cloud: Cloud) -> None:
     refused(cloud, lambda: cloud.migrate("vm1", host="host-z"), ComputeHostNotFound)
 

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from coldmig_fsm import Cloud, CloudConfig, Outcome, TaskState, messages
-from tests.conftest import calls, events, make_cloud, notifications, snapshot
+from coldmig_fsm import (
+    Cloud,
+    CloudConfig,
+    DriverCapabilities,
+    FakeHypervisor,
+    Flavor,
+    Host,
+    Outcome,
+    TaskState,
+    messages,
+)
+from tests.conftest import FLAVORS, calls, events, make_cloud, notifications, snapshot
 
 TINY_USE = (1, 512, 1)
 NONE_USE = (0, 0, 0)
@@ -330,3 +340,26 @@ def test_same_host_resize_when_allowed() -> None:
     assert cloud.hypervisor is not None
     guest = cloud.hypervisor.guest("host-a", cloud.instance("vm1").uuid)
     assert guest is not None and (guest.ram_mb, guest.backup) == (512, None)
+
+
+def test_a_same_host_resize_needs_no_same_host_migrate_capability() -> None:
+    # Only a move that keeps the flavor (a migrate) needs the driver to support moving
+    # to the same host; a resize to the source with a new flavor does not (Nova's
+    # prep_resize). m1.wide's id sorts after m1.tiny's: the check compares equality.
+    hv = FakeHypervisor(capabilities=DriverCapabilities(supports_migrate_to_same_host=False))
+    cloud = Cloud.build(
+        [Host("host-a", 8, 16384, 200)],
+        [*FLAVORS, Flavor("m1.wide", vcpus=2, ram_mb=512, root_gb=1)],
+        config=CloudConfig(allow_resize_to_same_host=True),
+        hypervisor=hv,
+    )
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.resize("vm1", "m1.wide").wait().ok
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["flavor"], snap["host"], snap["migrations"]) == (
+        "resized",
+        "m1.wide",
+        "host-a",
+        [("finished", "host-a", "host-a")],
+    )
+    assert snap["usage"] == {"host-a": (3, 1024, 2)}

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from coldmig_fsm import Cloud, FakeFault, FaultMode, MoveInterrupted, Outcome, TaskState, VmState
+from coldmig_fsm import (
+    Cloud,
+    FakeFault,
+    FaultMode,
+    Host,
+    MemoryStore,
+    MoveInterrupted,
+    Outcome,
+    SqliteStore,
+    Store,
+    TaskState,
+    VmState,
+)
 from coldmig_fsm.verification.invariants import violations
-from tests.conftest import make_cloud, snapshot
+from tests.conftest import FLAVORS, make_cloud, snapshot
 
 ON_A = {"host-a": (1, 512, 1), "host-b": (0, 0, 0)}
 ON_B = {"host-a": (0, 0, 0), "host-b": (1, 512, 1)}
@@ -63,6 +77,46 @@ def test_a_lost_hop_of_a_move_is_rolled_back_by_reconcile(
         ("compute_recover", "Success")
     ]
     assert violations(cloud) == []
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "sqlite, reopened"])
+@pytest.mark.parametrize("lost", ["resize_instance", "finish_resize"])
+def test_a_rolled_back_move_leaves_no_stash_in_any_store(
+    kind: str, lost: str, tmp_path: Path
+) -> None:
+    # The rollback drops the move's stashed old_vm_state from the record as the store
+    # gives it back. "reopened": the recovery runs on a new orchestrator that opened the
+    # file anew, so every record, its keys included, is decoded from the file (equal to
+    # the roles' literals, not the same objects).
+    path = tmp_path / "c.db"
+    store: Store = MemoryStore() if kind == "memory" else SqliteStore(path)
+    hosts = [Host("host-a", 8, 16384, 200), Host("host-b", 8, 16384, 200)]
+    cloud = Cloud.build(hosts, FLAVORS, store=store)
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.lose_next(lost)
+    move = cloud.migrate("vm1")
+    assert move.wait().outcome is Outcome.PENDING
+    assert cloud.instance("vm1").system_metadata["old_vm_state"] == "active"
+    if kind == "sqlite, reopened":
+        assert isinstance(store, SqliteStore)
+        store.close()
+        store = SqliteStore(path)
+        cloud = Cloud.build(hosts, store=store, hypervisor=cloud.hypervisor)
+    cloud.reconcile()
+    cloud.run()
+    vm = cloud.instance("vm1")
+    assert (vm.vm_state, vm.task_state, vm.host, vm.flavor, vm.migration_id) == (
+        VmState.ACTIVE,
+        None,
+        "host-a",
+        "m1.tiny",
+        None,
+    )
+    assert "old_vm_state" not in vm.system_metadata
+    result = cloud.result(move.request_id)
+    assert result is not None and result.outcome is Outcome.ROLLED_BACK
+    if isinstance(store, SqliteStore):
+        store.close()
 
 
 def test_a_lost_confirm_is_sent_again_on_restart() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -17,14 +18,17 @@ from coldmig_fsm import (
     Outcome,
     Resources,
 )
+from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.scheduler import (
     DEFAULT_WEIGHERS,
     HostState,
     Weigher,
+    host_state,
     placement_candidates,
     rank_hosts,
     weigh_hosts,
 )
+from coldmig_fsm.stores.memory import MemoryStore
 from tests.conftest import FLAVORS, events, make_cloud, notifications, snapshot
 
 
@@ -171,6 +175,19 @@ def test_disk_weigher_reads_the_hypervisors_report_when_it_has_one() -> None:
     assert weigh_hosts(unreported) == [("a", 3.0), ("b", 8000 / 8192 + 1.0 + 10 / 200)]
     # The smaller of the report and the claims counts.
     assert HostState("c", Resources(1, 1, 5), disk_available_least_gb=50).free_disk_gb == 5
+
+
+def test_an_over_committed_resource_has_nothing_free_to_the_scheduler() -> None:
+    # Claims past the capacity (a host whose capacity was lowered after them): what is
+    # over-committed shows 0 free, Nova's floor, never a negative amount.
+    store = MemoryStore()
+    host = Host("host-a", 2, 1024, 10)
+    store.put_host(host)
+    claims.claim(store, "vm1", "host-a", Resources(1, 512, 15))
+    claims.claim(store, "vm2", "host-a", Resources(2, 768, 1))
+    state = host_state(store, host, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), 60.0)
+    assert (state.host, state.free, state.free_disk_gb) == ("host-a", Resources(0, 0, 0), 0)
+    assert placement_candidates([state], Resources(0, 0, 0)) == [state]
 
 
 def test_a_single_host_is_not_weighed_and_equal_values_weigh_nothing() -> None:
