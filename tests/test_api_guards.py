@@ -203,8 +203,7 @@ def test_resize_up_over_the_ram_quota() -> None:
     # m1.tiny to m1.small: the same vCPU, 1,536 MB more on 1,024 of 2,048 used.
     message = refused(cloud, lambda: cloud.resize("vm1", "m1.small", caller=OWNER), QuotaError)
     assert message == (
-        "Quota exceeded for ram: requested 1536, but already used 1024 of 2048 ram "
-        "(project demo)"
+        "Quota exceeded for ram: requested 1536, but already used 1024 of 2048 ram (project demo)"
     )
 
 
