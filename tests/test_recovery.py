@@ -11,6 +11,7 @@ from coldmig_fsm import (
     FakeFault,
     FaultMode,
     Host,
+    InstanceAction,
     MemoryStore,
     MoveInterrupted,
     Outcome,
@@ -19,6 +20,7 @@ from coldmig_fsm import (
     TaskState,
     VmState,
 )
+from coldmig_fsm.records import RequestRecord
 from coldmig_fsm.verification.invariants import violations
 from tests.conftest import FLAVORS, make_cloud, snapshot
 
@@ -117,6 +119,66 @@ def test_a_rolled_back_move_leaves_no_stash_in_any_store(
     assert result is not None and result.outcome is Outcome.ROLLED_BACK
     if isinstance(store, SqliteStore):
         store.close()
+
+
+_LOST = (
+    "the {action} request of instance {vm} can no longer finish: its message was lost and "
+    "it has reached a stable state since"
+)
+_CUT_SHORT = (
+    "a crash interrupted the recovery of instance {vm}; it has reached a stable state since"
+)
+
+
+@pytest.mark.parametrize(
+    ("action", "why"),
+    [("stop", _LOST), ("resize", _LOST), ("migrate", _LOST), ("recover", _CUT_SHORT)],
+)
+def test_an_open_request_of_a_stable_instance_that_nothing_carries_fails_saying_why(
+    action: str, why: str
+) -> None:
+    # What a lost message leaves once something else brought the instance back to a
+    # stable state: an accepted request (its action and request records) that no
+    # queued message carries. A recovery's own request says it was cut short.
+    cloud = make_cloud()
+    vm = cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.store.add_action(
+        InstanceAction("req-lost", vm.uuid, action, vm.project_id, "admin", cloud.clock.now())
+    )
+    cloud.store.put_request(RequestRecord("req-lost", action, vm.uuid))
+    assert cloud.reconcile() == []
+    result = cloud.result("req-lost")
+    assert result is not None
+    assert (result.outcome, result.error_type, result.error_message) == (
+        Outcome.FAILED,
+        "MoveInterrupted",
+        why.format(action=action, vm=vm.describe()),
+    )
+    (recorded,) = cloud.actions("vm1")
+    assert [(e.event, e.result.value) for e in recorded.events] == [("compute_recover", "Error")]
+    assert (snapshot(cloud)["vm_state"], snapshot(cloud)["task_state"]) == ("active", None)
+
+
+def test_a_request_overtaken_by_a_queued_delete_is_left_to_the_delete() -> None:
+    # The stop's message is lost and a delete is accepted meanwhile: a recovery before
+    # the delete's hop runs fails nothing (the delete ends every request of its instance).
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.lose_next("stop_instance")
+    stop = cloud.stop("vm1")
+    cloud.run()
+    delete = cloud.delete("vm1")
+    assert [m.kind for m in cloud.pending()] == ["terminate_instance"]
+    assert cloud.reconcile() == []
+    assert stop.result is None
+    assert delete.wait().ok
+    assert stop.result is not None
+    assert (stop.result.outcome, stop.result.error_type) == (Outcome.FAILED, "InstanceNotFound")
+    assert [(a.action, a.message, [e.event for e in a.events]) for a in cloud.actions("vm1")] == [
+        ("stop", "Error", ["compute_terminate_instance"]),
+        ("delete", None, ["compute_terminate_instance"]),
+    ]
+    assert violations(cloud) == []
 
 
 def test_a_lost_confirm_is_sent_again_on_restart() -> None:
