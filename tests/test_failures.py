@@ -6,6 +6,8 @@ work; these pin the rows the core already implements.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 
 from coldmig_fsm import (
@@ -14,6 +16,7 @@ from coldmig_fsm import (
     DriverCapabilities,
     FakeFault,
     Host,
+    MemoryStore,
     Outcome,
     Resources,
     messages,
@@ -107,6 +110,54 @@ def test_prep_failure_reschedules_to_the_next_alternate() -> None:
         ("conductor_migrate_server", "Success"),
         ("cold_migrate", "Success"),
     ]
+
+
+class _Storm(MemoryStore):
+    """Other writers change ``host``'s allocations under every claim made on it with a
+    compare-and-swap (a claim and its release each time: the usage ends as it was)."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__()
+        self.host = host
+        self.claims = 0
+
+    def set_allocations(
+        self,
+        consumer: str,
+        per_host: Mapping[str, Resources],
+        *,
+        generations: Mapping[str, int] | None = None,
+    ) -> None:
+        if generations and self.host in generations:
+            self.claims += 1
+            super().set_allocations("other", {self.host: Resources(0, 0, 1)})
+            super().set_allocations("other", {})
+        super().set_allocations(consumer, per_host, generations=generations)
+
+
+def test_a_storm_of_writers_on_the_destination_reschedules_to_the_next_alternate() -> None:
+    # Before: the GenerationConflict of try_claim escaped prep_resize as a traceback.
+    hosts = [Host("host-a", 8, 16384, 200), Host("host-b", 8, 16384, 200)]
+    store = _Storm("host-b")
+    cloud = Cloud.build([*hosts, Host("host-c", 8, 16384, 100)], FLAVORS, store=store)
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.migrate("vm1").wait().ok  # host-b first (more free disk), then host-c
+    assert store.claims == 16
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["host"], snap["migrations"], snap["usage"]) == (
+        "resized",
+        "host-c",
+        [("error", "host-a", None), ("finished", "host-a", "host-c")],
+        {"host-a": TINY, "host-b": NONE, "host-c": TINY},
+    )
+    prep = cloud.actions("vm1")[0].events[2]
+    assert (prep.event, prep.result.value, prep.host, prep.details) == (
+        "compute_prep_resize",
+        "Error",
+        "host-b",
+        "ComputeResourcesUnavailable: Could not claim on host-b for flavor m1.tiny: its "
+        "allocations changed under 16 claims in a row",
+    )
 
 
 def test_each_reschedule_counts_one_attempt_of_max_attempts() -> None:

@@ -15,6 +15,7 @@ from coldmig_fsm.records import Instance, replace
 from coldmig_fsm.roles import claims
 from coldmig_fsm.roles.compute.hops import Failure, Hop, HopRunner, Step, release_source
 from coldmig_fsm.states import VmState
+from coldmig_fsm.stores.base import GenerationConflict
 
 __all__ = ["FINISH_RESIZE", "PREP_RESIZE", "RESIZE_INSTANCE", "MoveHops"]
 
@@ -133,7 +134,18 @@ def _claim_here(step: Step) -> None:
     # conductors' moves can never oversubscribe this host.
     flavor = step.runtime.flavor(step.message.flavor_id)
     host = store.get_host(here)
-    if host is None or not claims.try_claim(store, host, step.instance.uuid, flavor.resources):
+    try:
+        claimed = host is not None and claims.try_claim(
+            store, host, step.instance.uuid, flavor.resources
+        )
+    except GenerationConflict as storm:
+        # Other writers kept changing this host's allocations: as a host without room,
+        # the move goes on to the next alternate (nothing was claimed here).
+        raise ComputeResourcesUnavailable(
+            f"Could not claim on {here} for flavor {flavor.id}: its allocations changed "
+            f"under {claims.MAX_CONFLICTS} claims in a row"
+        ) from storm
+    if not claimed:
         raise ComputeResourcesUnavailable(
             f"Insufficient compute resources on {here} for flavor {flavor.id}"
         )
