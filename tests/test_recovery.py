@@ -22,7 +22,7 @@ from coldmig_fsm import (
 )
 from coldmig_fsm.records import RequestRecord
 from coldmig_fsm.verification.invariants import violations
-from tests.conftest import FLAVORS, make_cloud, snapshot
+from tests.conftest import FLAVORS, calls, make_cloud, snapshot
 
 ON_A = {"host-a": (1, 512, 1), "host-b": (0, 0, 0)}
 ON_B = {"host-a": (0, 0, 0), "host-b": (1, 512, 1)}
@@ -190,6 +190,23 @@ def test_a_lost_confirm_is_sent_again_on_restart() -> None:
     assert confirm.wait().outcome is Outcome.PENDING
     cloud.restart_compute("host-a")
     assert confirm.wait().ok
+    assert snapshot(cloud)["usage"] == ON_B
+    assert violations(cloud) == []
+
+
+def test_a_confirm_still_queued_is_not_sent_twice_by_a_restart() -> None:
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a")
+    cloud.migrate("vm1").wait()
+    confirm = cloud.confirm_resize("vm1")
+    assert [m.kind for m in cloud.pending()] == ["confirm_resize"]
+    assert cloud.compute("host-a").init_host() == []
+    assert [m.kind for m in cloud.pending()] == ["confirm_resize"]
+    assert confirm.wait().ok
+    assert cloud.pending() == []
+    assert [c for c in calls(cloud) if c[1] == "confirm_migration"] == [
+        ("host-a", "confirm_migration")
+    ]
     assert snapshot(cloud)["usage"] == ON_B
     assert violations(cloud) == []
 
