@@ -48,7 +48,11 @@ else
 fi
 "$BIN/cosmic-ray" exec mutants.toml session.sqlite
 {
-    echo "<!-- make mutants: sample $SAMPLE, seed $SEED, $(( $(date +%s) - started )) s -->"
+    if [ -n "$PREVIOUS" ]; then
+        echo "<!-- make mutants: the survivors of $MUTANTS_SURVIVORS_OF, $(( $(date +%s) - started )) s -->"
+    else
+        echo "<!-- make mutants: sample $SAMPLE, seed $SEED, $(( $(date +%s) - started )) s -->"
+    fi
     "$BIN/python" scripts/mutants.py report session.sqlite
 } > "$ROOT/build/$NAME.md"
 cp session.sqlite "$ROOT/build/$NAME.sqlite"
