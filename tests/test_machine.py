@@ -215,6 +215,15 @@ def test_both_runners_refuse_an_unknown_trigger() -> None:
             machine.fire("nope", ctx)
 
 
+def test_no_runner_has_a_trigger_the_table_does_not_declare() -> None:
+    # transitions' auto_transitions would add a guardless ``to_<state>`` trigger per
+    # state (to_error from anywhere): both runners know the declared triggers only.
+    ctx = GuardContext("to_error", Caller.admin(), instance(VmState.ACTIVE))
+    for machine in (MACHINE, REFERENCE):
+        with pytest.raises(MachineDefinitionError, match="unknown trigger 'to_error'"):
+            machine.fire("to_error", ctx)
+
+
 def test_an_unexpected_migration_status_names_what_was_expected() -> None:
     # The message of a defensive check no explorer reaches (a mutant of it survived them).
     with pytest.raises(UnexpectedMigrationStatusError) as caught:

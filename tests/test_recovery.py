@@ -159,6 +159,33 @@ def test_an_open_request_of_a_stable_instance_that_nothing_carries_fails_saying_
     assert (snapshot(cloud)["vm_state"], snapshot(cloud)["task_state"]) == ("active", None)
 
 
+def test_a_lost_confirm_is_resent_and_the_requests_after_it_still_fail() -> None:
+    # A resized instance whose confirm was lost, and after it another open request that
+    # nothing carries: the confirm is sent again, the other one fails.
+    cloud = make_cloud()
+    vm = cloud.boot("vm1", "m1.tiny", "host-a")
+    assert cloud.migrate("vm1").wait().ok
+    cloud.lose_next("confirm_resize")
+    confirm = cloud.confirm_resize("vm1")
+    assert confirm.wait().outcome is Outcome.PENDING
+    cloud.store.add_action(
+        InstanceAction("req-lost", vm.uuid, "stop", vm.project_id, "admin", cloud.clock.now())
+    )
+    cloud.store.put_request(RequestRecord("req-lost", "stop", vm.uuid))
+    # The destination's recovery first (the confirm is the source's to send again).
+    assert cloud.compute("host-b").init_host() == []
+    assert confirm.result is None
+    lost = cloud.result("req-lost")
+    assert lost is not None
+    assert (lost.outcome, lost.error_message) == (
+        Outcome.FAILED,
+        _LOST.format(action="stop", vm=vm.describe()),
+    )
+    cloud.reconcile()
+    assert confirm.wait().ok
+    assert snapshot(cloud)["usage"] == ON_B
+
+
 def test_a_request_overtaken_by_a_queued_delete_is_left_to_the_delete() -> None:
     # The stop's message is lost and a delete is accepted meanwhile: a recovery before
     # the delete's hop runs fails nothing (the delete ends every request of its instance).
