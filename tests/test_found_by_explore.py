@@ -637,7 +637,14 @@ def test_a_recovery_that_carries_out_an_abort_settles_the_abort_too() -> None:
     cloud.run()
     assert [m.status.value for m in cloud.migrations("vm1")] == ["cancelled"]
     assert move.result is not None and move.result.outcome is Outcome.ROLLED_BACK
-    assert abort.result is not None and abort.result.outcome is Outcome.SUCCEEDED
+    assert abort.result is not None
+    assert (abort.result.outcome, abort.result.error_type) == (Outcome.SUCCEEDED, None)
+    # The abort's action: the recovery that carried it out, a success (no message).
+    action = cloud.store.get_action(abort.request_id)
+    assert action is not None and action.message is None
+    assert [(e.event, e.result.value, e.host, e.details) for e in action.events] == [
+        ("compute_recover", "Success", "host-a", None)
+    ]
     snap = snapshot(cloud)
     assert (snap["vm_state"], snap["task_state"], snap["host"]) == ("active", None, "host-a")
     assert violations(cloud) == []
