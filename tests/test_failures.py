@@ -19,6 +19,7 @@ from coldmig_fsm import (
     MemoryStore,
     Outcome,
     Resources,
+    VmState,
     messages,
 )
 from coldmig_fsm.drivers import FakeHypervisor
@@ -220,3 +221,33 @@ def test_same_host_migrate_refused_by_the_driver_at_prep() -> None:
     assert snap["migrations"] == [("error", "host-a", None), ("finished", "host-a", "host-b")]
     assert cloud.actions("vm1")[0].events[2].details is not None
     assert "UnableToMigrateToSelf" in (cloud.actions("vm1")[0].events[2].details or "")
+
+
+def test_a_failed_power_off_ending_a_revert_of_a_stopped_instance_ends_it_in_error() -> None:
+    # The revert's guest is back on the source; stopping it again fails: the instance
+    # and the move end in error there, and the revert announces no end.
+    cloud = make_cloud()
+    cloud.boot("vm1", "m1.tiny", "host-a", vm_state=VmState.STOPPED)
+    assert cloud.migrate("vm1").wait().ok
+    before = len(cloud.notifications())
+    arm(cloud, "host-a", "power_off")
+    result = cloud.revert_resize("vm1").wait()
+    assert (result.outcome, result.error_type, result.error_message) == (
+        Outcome.FAILED,
+        "HypervisorError",
+        "injected",
+    )
+    snap = snapshot(cloud)
+    assert (snap["vm_state"], snap["task_state"], snap["host"], snap["migrations"]) == (
+        "error",
+        None,
+        "host-a",
+        [("error", "host-a", "host-b")],
+    )
+    assert snap["usage"] == {"host-a": TINY, "host-b": NONE}
+    assert [n.event_type for n in cloud.notifications()[before:]] == [
+        "instance.exists",
+        "instance.resize_revert.start",
+        "instance.power_off.start",
+        "compute.exception",
+    ]
