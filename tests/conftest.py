@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 import benchmarks
 import coldmig_fsm
-from coldmig_fsm import Cloud, CloudConfig, Flavor, Host, Project, VmState
+from coldmig_fsm import Cloud, CloudConfig, Flavor, Host, MemoryStore, Project, Resources, VmState
 
 
 def _import_every_module() -> None:
@@ -117,3 +118,30 @@ def events(cloud: Cloud, name: str = "vm1") -> list[tuple[str, list[tuple[str, s
 def calls(cloud: Cloud) -> list[tuple[str, str]]:
     assert cloud.hypervisor is not None
     return [(c.host, c.call) for c in cloud.hypervisor.calls]
+
+
+class ContendedStore(MemoryStore):
+    """A memory store where another writer claims one megabyte on ``host`` just before
+    each of the first ``times`` compare-and-swap claims made there (every one when
+    ``None``): each of those claims meets a real generation conflict. ``tries`` counts
+    the compare-and-swap claims on ``host``."""
+
+    def __init__(self, host: str, times: int | None = None) -> None:
+        super().__init__()
+        self.host = host
+        self.left = times
+        self.tries = 0
+
+    def set_allocations(
+        self,
+        consumer: str,
+        per_host: Mapping[str, Resources],
+        *,
+        generations: Mapping[str, int] | None = None,
+    ) -> None:
+        if generations and self.host in generations:
+            self.tries += 1
+            if self.left is None or self.left > 0:
+                self.left = None if self.left is None else self.left - 1
+                super().set_allocations(f"other-{self.tries}", {self.host: Resources(0, 1, 0)})
+        super().set_allocations(consumer, per_host, generations=generations)

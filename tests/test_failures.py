@@ -6,8 +6,6 @@ work; these pin the rows the core already implements.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import attrs
 
 from coldmig_fsm import (
@@ -16,14 +14,13 @@ from coldmig_fsm import (
     DriverCapabilities,
     FakeFault,
     Host,
-    MemoryStore,
     Outcome,
     Resources,
     VmState,
     messages,
 )
 from coldmig_fsm.drivers import FakeHypervisor
-from tests.conftest import FLAVORS, events, make_cloud, notifications, snapshot
+from tests.conftest import FLAVORS, ContendedStore, events, make_cloud, notifications, snapshot
 
 TINY = (1, 512, 1)
 NONE = (0, 0, 0)
@@ -113,42 +110,20 @@ def test_prep_failure_reschedules_to_the_next_alternate() -> None:
     ]
 
 
-class _Storm(MemoryStore):
-    """Other writers change ``host``'s allocations under every claim made on it with a
-    compare-and-swap (a claim and its release each time: the usage ends as it was)."""
-
-    def __init__(self, host: str) -> None:
-        super().__init__()
-        self.host = host
-        self.claims = 0
-
-    def set_allocations(
-        self,
-        consumer: str,
-        per_host: Mapping[str, Resources],
-        *,
-        generations: Mapping[str, int] | None = None,
-    ) -> None:
-        if generations and self.host in generations:
-            self.claims += 1
-            super().set_allocations("other", {self.host: Resources(0, 0, 1)})
-            super().set_allocations("other", {})
-        super().set_allocations(consumer, per_host, generations=generations)
-
-
 def test_a_storm_of_writers_on_the_destination_reschedules_to_the_next_alternate() -> None:
     # Before: the GenerationConflict of try_claim escaped prep_resize as a traceback.
     hosts = [Host("host-a", 8, 16384, 200), Host("host-b", 8, 16384, 200)]
-    store = _Storm("host-b")
+    store = ContendedStore("host-b")
     cloud = Cloud.build([*hosts, Host("host-c", 8, 16384, 100)], FLAVORS, store=store)
     cloud.boot("vm1", "m1.tiny", "host-a")
     assert cloud.migrate("vm1").wait().ok  # host-b first (more free disk), then host-c
-    assert store.claims == 16
+    assert store.tries == 16
     snap = snapshot(cloud)
     assert (snap["vm_state"], snap["host"], snap["migrations"], snap["usage"]) == (
         "resized",
         "host-c",
         [("error", "host-a", None), ("finished", "host-a", "host-c")],
+        # The others' claims were made inside the hop's transaction: undone with it.
         {"host-a": TINY, "host-b": NONE, "host-c": TINY},
     )
     prep = cloud.actions("vm1")[0].events[2]

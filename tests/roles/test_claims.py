@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import pytest
 
 from coldmig_fsm.records import Host, Resources
 from coldmig_fsm.roles import claims
 from coldmig_fsm.stores.base import GenerationConflict
 from coldmig_fsm.stores.memory import MemoryStore
+from tests.conftest import ContendedStore
 
 HOST = Host("host-a", 4, 2048, 20)
 SMALL = Resources(2, 1024, 10)
@@ -43,32 +42,8 @@ def test_an_over_committed_host_has_nothing_left_and_fits_nothing() -> None:
     assert not claims.try_claim(store, HOST, "vm2", Resources())
 
 
-class _Overtaken(MemoryStore):
-    """A store where another writer claims a megabyte on the host between each of the
-    first ``times`` compare-and-swap claims and its read: a real conflict each time."""
-
-    def __init__(self, times: int) -> None:
-        super().__init__()
-        self.left = times
-        self.tries = 0
-
-    def set_allocations(
-        self,
-        consumer: str,
-        per_host: Mapping[str, Resources],
-        *,
-        generations: Mapping[str, int] | None = None,
-    ) -> None:
-        if generations:
-            self.tries += 1
-            if self.left:
-                self.left -= 1
-                super().set_allocations(f"other-{self.left}", {HOST.name: Resources(0, 1, 0)})
-        super().set_allocations(consumer, per_host, generations=generations)
-
-
 def test_a_claim_overtaken_fifteen_times_in_a_row_still_lands() -> None:
-    store = _Overtaken(15)
+    store = ContendedStore(HOST.name, 15)
     assert claims.try_claim(store, HOST, "vm1", SMALL)
     assert store.tries == 16
     assert store.allocations("vm1") == {HOST.name: SMALL}
@@ -78,7 +53,7 @@ def test_a_claim_overtaken_fifteen_times_in_a_row_still_lands() -> None:
 
 def test_the_sixteenth_conflict_in_a_row_is_raised_and_nothing_is_claimed() -> None:
     assert claims.MAX_CONFLICTS == 16
-    store = _Overtaken(16)
+    store = ContendedStore(HOST.name, 16)
     generation = store.host_usage(HOST.name).generation
     with pytest.raises(GenerationConflict) as caught:
         claims.try_claim(store, HOST, "vm1", SMALL)
