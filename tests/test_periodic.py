@@ -7,7 +7,7 @@ import datetime as dt
 import attrs
 import pytest
 
-from coldmig_fsm import Cloud, CloudConfig, SystemClock, TaskState, VmState
+from coldmig_fsm import Cloud, CloudConfig, ManualClock, SystemClock, TaskState, VmState
 from coldmig_fsm.verification.invariants import violations
 from tests.conftest import FLAVORS, make_cloud, snapshot
 
@@ -55,6 +55,27 @@ def test_instance_not_resized_gets_its_migration_in_error() -> None:
     cloud.store.save_instance(attrs.evolve(cloud.instance("vm1"), vm_state=VmState.ERROR))
     cloud.advance_clock(11)
     assert snapshot(cloud)["migrations"] == [("error", "host-a", "host-b")]
+
+
+@pytest.mark.parametrize(
+    ("vm_state", "reason"),
+    [
+        (VmState.ERROR, "instance is error, not resized"),
+        (VmState.ACTIVE, "instance is active, not resized"),
+        (VmState.STOPPED, "instance is stopped, not resized"),
+        (VmState.DELETED, "instance is gone"),
+    ],
+)
+def test_the_poll_says_why_a_finished_move_was_put_in_error(vm_state: VmState, reason: str) -> None:
+    cloud = resized(10)
+    cloud.store.save_instance(attrs.evolve(cloud.instance("vm1"), vm_state=vm_state))
+    clock = cloud.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(11)
+    (migration,) = cloud.migrations("vm1")
+    assert cloud.compute("host-b").unconfirmed_resizes() == [(migration, reason)]
+    assert [m.status.value for m in cloud.migrations("vm1")] == ["error"]
+    assert cloud.compute("host-b").unconfirmed_resizes() == []
 
 
 def test_advance_clock_needs_a_manual_clock() -> None:
