@@ -6,7 +6,8 @@ budget of 2, the last three with three requests and its liveness check); they pi
 
 from __future__ import annotations
 
-from coldmig_fsm import Cloud, CloudConfig, FakeFault, FaultMode, Outcome, VmState
+from coldmig_fsm import Cloud, CloudConfig, FakeFault, FaultMode, InstanceAction, Outcome, VmState
+from coldmig_fsm.records import RequestRecord
 from coldmig_fsm.verification.invariants import violations
 from tests.conftest import calls, make_cloud, snapshot, usage
 from tests.test_failed_move_state import the_next_move_abandons_the_leftover
@@ -648,6 +649,41 @@ def test_a_recovery_that_carries_out_an_abort_settles_the_abort_too() -> None:
     snap = snapshot(cloud)
     assert (snap["vm_state"], snap["task_state"], snap["host"]) == ("active", None, "host-a")
     assert violations(cloud) == []
+
+
+def test_a_recovery_that_carries_out_an_abort_settles_nothing_else() -> None:
+    # As above, with another open request of vm1 that no message carries (a lost stop):
+    # carrying the abort out settles the abort only; the stop is left to the recovery
+    # that finds it (here the reconcile after), which fails it.
+    cloud = _two_on_three()
+    assert cloud.hypervisor is not None
+    cloud.migrate("vm1", host="host-b")
+    cloud.migrate("vm2", host="host-a")
+    for _ in range(4):
+        cloud.step()
+    cloud.hypervisor.arm(FakeFault("host-a", "migrate_disk_and_power_off", FaultMode.CRASH))
+    cloud.step()
+    cloud.hypervisor.arm(FakeFault("host-a", "finish_migration", FaultMode.CRASH))
+    cloud.restart_compute("host-a")
+    abort = cloud.abort_migration("vm1")
+    cloud.hypervisor.arm(FakeFault("host-b", "destroy", FaultMode.CRASH))
+    cloud.step()
+    vm = cloud.instance("vm1")
+    cloud.store.add_action(
+        InstanceAction("req-lost", vm.uuid, "stop", vm.project_id, "admin", cloud.clock.now())
+    )
+    cloud.store.put_request(RequestRecord("req-lost", "stop", vm.uuid))
+    cloud.restart_compute("host-a")
+    cloud.restart_compute("host-b")
+    cloud.run()
+    assert abort.result is not None and abort.result.outcome is Outcome.SUCCEEDED
+    assert cloud.result("req-lost") is None
+    lost = cloud.store.get_action("req-lost")
+    assert lost is not None and lost.events == ()
+    cloud.reconcile()
+    result = cloud.result("req-lost")
+    assert result is not None
+    assert (result.outcome, result.error_type) == (Outcome.FAILED, "MoveInterrupted")
 
 
 # --------------------------------------------------------------------------------------
