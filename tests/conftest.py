@@ -12,7 +12,18 @@ import pytest
 
 import benchmarks
 import coldmig_fsm
-from coldmig_fsm import Cloud, CloudConfig, Flavor, Host, MemoryStore, Project, Resources, VmState
+from coldmig_fsm import (
+    Cloud,
+    CloudConfig,
+    Flavor,
+    Host,
+    InstanceAction,
+    MemoryStore,
+    Project,
+    Resources,
+    VmState,
+)
+from coldmig_fsm.records import RequestRecord
 
 
 def _import_every_module() -> None:
@@ -145,3 +156,14 @@ class ContendedStore(MemoryStore):
                 self.left = None if self.left is None else self.left - 1
                 super().set_allocations(f"other-{self.tries}", {self.host: Resources(0, 1, 0)})
         super().set_allocations(consumer, per_host, generations=generations)
+
+
+def open_lost_request(cloud: Cloud, name: str, action: str, request_id: str = "req-lost") -> str:
+    """Record an accepted ``action`` request of instance ``name`` (its action and its open
+    request) that no queued message carries: what a lost message leaves. Returns its id."""
+    vm = cloud.instance(name)
+    cloud.store.add_action(
+        InstanceAction(request_id, vm.uuid, action, vm.project_id, "admin", cloud.clock.now())
+    )
+    cloud.store.put_request(RequestRecord(request_id, action, vm.uuid))
+    return request_id

@@ -6,10 +6,9 @@ budget of 2, the last three with three requests and its liveness check); they pi
 
 from __future__ import annotations
 
-from coldmig_fsm import Cloud, CloudConfig, FakeFault, FaultMode, InstanceAction, Outcome, VmState
-from coldmig_fsm.records import RequestRecord
+from coldmig_fsm import Cloud, CloudConfig, FakeFault, FaultMode, Outcome, VmState
 from coldmig_fsm.verification.invariants import violations
-from tests.conftest import calls, make_cloud, snapshot, usage
+from tests.conftest import calls, make_cloud, open_lost_request, snapshot, usage
 from tests.test_failed_move_state import the_next_move_abandons_the_leftover
 
 TINY = (1, 512, 1)
@@ -668,11 +667,7 @@ def test_a_recovery_that_carries_out_an_abort_settles_nothing_else() -> None:
     abort = cloud.abort_migration("vm1")
     cloud.hypervisor.arm(FakeFault("host-b", "destroy", FaultMode.CRASH))
     cloud.step()
-    vm = cloud.instance("vm1")
-    cloud.store.add_action(
-        InstanceAction("req-lost", vm.uuid, "stop", vm.project_id, "admin", cloud.clock.now())
-    )
-    cloud.store.put_request(RequestRecord("req-lost", "stop", vm.uuid))
+    open_lost_request(cloud, "vm1", "stop")
     cloud.restart_compute("host-a")
     cloud.restart_compute("host-b")
     cloud.run()

@@ -11,7 +11,6 @@ from coldmig_fsm import (
     FakeFault,
     FaultMode,
     Host,
-    InstanceAction,
     MemoryStore,
     MoveInterrupted,
     Outcome,
@@ -20,9 +19,8 @@ from coldmig_fsm import (
     TaskState,
     VmState,
 )
-from coldmig_fsm.records import RequestRecord
 from coldmig_fsm.verification.invariants import violations
-from tests.conftest import FLAVORS, calls, make_cloud, snapshot
+from tests.conftest import FLAVORS, calls, make_cloud, open_lost_request, snapshot
 
 ON_A = {"host-a": (1, 512, 1), "host-b": (0, 0, 0)}
 ON_B = {"host-a": (0, 0, 0), "host-b": (1, 512, 1)}
@@ -142,10 +140,7 @@ def test_an_open_request_of_a_stable_instance_that_nothing_carries_fails_saying_
     # queued message carries. A recovery's own request says it was cut short.
     cloud = make_cloud()
     vm = cloud.boot("vm1", "m1.tiny", "host-a")
-    cloud.store.add_action(
-        InstanceAction("req-lost", vm.uuid, action, vm.project_id, "admin", cloud.clock.now())
-    )
-    cloud.store.put_request(RequestRecord("req-lost", action, vm.uuid))
+    open_lost_request(cloud, "vm1", action)
     assert cloud.reconcile() == []
     result = cloud.result("req-lost")
     assert result is not None
@@ -168,10 +163,7 @@ def test_a_lost_confirm_is_resent_and_the_requests_after_it_still_fail() -> None
     cloud.lose_next("confirm_resize")
     confirm = cloud.confirm_resize("vm1")
     assert confirm.wait().outcome is Outcome.PENDING
-    cloud.store.add_action(
-        InstanceAction("req-lost", vm.uuid, "stop", vm.project_id, "admin", cloud.clock.now())
-    )
-    cloud.store.put_request(RequestRecord("req-lost", "stop", vm.uuid))
+    open_lost_request(cloud, "vm1", "stop")
     # The destination's recovery first (the confirm is the source's to send again).
     assert cloud.compute("host-b").init_host() == []
     assert confirm.result is None
